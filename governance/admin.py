@@ -1,0 +1,57 @@
+from django.contrib import admin
+
+from . import models
+
+
+class GuidelineVersionInline(admin.TabularInline):
+    model = models.GuidelineVersion
+    extra = 0
+    fields = ["tag", "effective_date", "sha256", "change_notes"]
+    readonly_fields = ["sha256"]
+
+
+@admin.register(models.Guideline)
+class GuidelineAdmin(admin.ModelAdmin):
+    list_display = ["title", "dataset", "created_at"]
+    search_fields = ["title", "dataset__slug"]
+    inlines = [GuidelineVersionInline]
+
+
+@admin.register(models.GuidelineVersion)
+class GuidelineVersionAdmin(admin.ModelAdmin):
+    list_display = ["guideline", "tag", "effective_date", "sha256"]
+    search_fields = ["guideline__title", "tag", "sha256"]
+    readonly_fields = ["sha256"]
+
+
+@admin.register(models.Annotator)
+class AnnotatorAdmin(admin.ModelAdmin):
+    list_display = ["pseudonym", "organization", "role", "active"]
+    list_filter = ["role", "active", "organization"]
+    search_fields = ["pseudonym"]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """The ledger is append-only: the admin shows it and never edits it."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(models.LabelEvent)
+class LabelEventAdmin(ReadOnlyAdmin):
+    list_display = ["dataset", "seq", "action", "label_uid", "actor", "occurred_at", "hash"]
+    list_filter = ["action", "source"]
+    search_fields = ["label_uid", "actor", "hash"]
+
+
+@admin.register(models.TreeHead)
+class TreeHeadAdmin(ReadOnlyAdmin):
+    list_display = ["dataset", "version", "tree_size", "root_hash", "timestamp"]
+    search_fields = ["root_hash", "dataset__slug"]

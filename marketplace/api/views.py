@@ -1,0 +1,83 @@
+"""Catalogue API: every queryset is scoped to the requesting user before the view runs."""
+
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from rest_framework import viewsets
+
+from ..filters import DatasetFilter
+from ..models import Dataset, DatasetVersion, Offer
+from .serializers import DatasetDetailSerializer, DatasetListSerializer, VersionDetailSerializer
+
+
+def catalogue_queryset(user):
+    """Datasets this user may see, with what the list needs prefetched."""
+    return (
+        Dataset.objects.visible_to(user)
+        .select_related("supplier")
+        .prefetch_related(
+            Prefetch(
+                "versions",
+                queryset=DatasetVersion.objects.released().order_by("-number"),
+                to_attr="released_versions",
+            ),
+            Prefetch(
+                "offers",
+                queryset=Offer.objects.filter(active=True).select_related("license"),
+                to_attr="active_offers",
+            ),
+        )
+        .order_by("-created_at", "slug")
+    )
+
+
+def attach_versions(dataset: Dataset, user) -> Dataset:
+    """Set the versions this user may see, and the one to show in full."""
+    dataset.visible_versions = list(
+        DatasetVersion.objects.visible_to(user).filter(dataset=dataset).order_by("-number")
+    )
+    released = [v for v in dataset.visible_versions if v.status != DatasetVersion.Status.DRAFT]
+    current = released[0] if released else (dataset.visible_versions[0] if dataset.visible_versions else None)
+    if current is not None:
+        current = (
+            DatasetVersion.objects.select_related("datasheet", "schema")
+            .prefetch_related("schema__categories", "schema__attributes")
+            .get(pk=current.pk)
+        )
+    dataset.current_version = current
+    return dataset
+
+
+class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
+    """The catalogue: datasets, their versions, datasheets, schemas and offers."""
+
+    lookup_field = "slug"
+    filterset_class = DatasetFilter
+
+    def get_queryset(self):
+        return catalogue_queryset(self.request.user)
+
+    def get_serializer_class(self):
+        return DatasetDetailSerializer if self.action == "retrieve" else DatasetListSerializer
+
+    def get_object(self):
+        return attach_versions(super().get_object(), self.request.user)
+
+
+class VersionViewSet(viewsets.ReadOnlyModelViewSet):
+    """The versions of one dataset that the user may see."""
+
+    serializer_class = VersionDetailSerializer
+    lookup_field = "number"
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self):
+        dataset = get_object_or_404(
+            Dataset.objects.visible_to(self.request.user), slug=self.kwargs["dataset_slug"]
+        )
+        return (
+            DatasetVersion.objects.visible_to(self.request.user)
+            .filter(dataset=dataset)
+            .select_related("dataset", "datasheet", "schema")
+            .prefetch_related("schema__categories", "schema__attributes")
+            .order_by("-number")
+        )

@@ -1,0 +1,291 @@
+"""The neutral annotation model that every codec reads into and writes from.
+
+No Django here: codecs are pure so they can stream a million labels and be tested alone.
+
+Coordinates are pixel floats with the origin at the top-left corner of the image and the
+first pixel covering [0, 1) x [0, 1) -- the COCO convention. Each codec converts its own
+format's convention (VOC's 1-based corners, YOLO's normalised centres, Label Studio's
+percentages) at its edge; nothing else in the system does.
+
+A label's ``geometry`` is a dict of *parts*, so one source annotation stays one label
+whatever it carries (a COCO keypoints annotation keeps its box and its segmentation):
+
+=============  ==============================================================  ==============
+part           value                                                           primary for
+=============  ==============================================================  ==============
+``bbox``       ``[x, y, w, h]``                                                bbox
+``polygons``   ``[[x1, y1, x2, y2, ...], ...]`` one or more rings               polygon
+``points``     ``[x1, y1, x2, y2, ...]`` an open line                           polyline
+``rle``        COCO RLE ``{"size": [h, w], "counts": str}`` (compressed)         mask
+``keypoints``  ``[x1, y1, v1, ...]``, v: 0 unlabelled, 1 occluded, 2 visible     keypoints
+``cuboid``     8 projected corners ``[x1, y1, ... x8, y8]``: front face          cuboid_2d
+               top-left, bottom-left, top-right, bottom-right, then the back
+               face in the same order (CVAT's order)
+``cuboid_3d``  ``{"position": [x, y, z], "dimensions": [l, w, h],                cuboid_3d
+               "rotation": [rx, ry, rz]}`` metres and radians, camera frame
+=============  ==============================================================  ==============
+
+``classification`` labels carry no part: the category is the label.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO, Protocol
+
+BBOX = "bbox"
+POLYGON = "polygon"
+POLYLINE = "polyline"
+MASK = "mask"
+KEYPOINTS = "keypoints"
+CUBOID_2D = "cuboid_2d"
+CUBOID_3D = "cuboid_3d"
+CLASSIFICATION = "classification"
+
+GEOMETRY_TYPES = (BBOX, POLYGON, POLYLINE, MASK, KEYPOINTS, CUBOID_2D, CUBOID_3D, CLASSIFICATION)
+
+# The part that must be present for each geometry type.
+PRIMARY_PART = {
+    BBOX: "bbox",
+    POLYGON: "polygons",
+    POLYLINE: "points",
+    MASK: "rle",
+    KEYPOINTS: "keypoints",
+    CUBOID_2D: "cuboid",
+    CUBOID_3D: "cuboid_3d",
+    CLASSIFICATION: None,
+}
+
+HUMAN = "human"
+MODEL = "model"
+CONSENSUS = "consensus"
+SOURCES = (HUMAN, MODEL, CONSENSUS)
+
+# Pixel tolerance for "inside the image": peer tools round and write x+w == width + 0.5.
+EDGE_TOLERANCE = 1.0
+
+
+@dataclass
+class CategoryDef:
+    """One category of an annotation schema, as a source file declares it."""
+
+    name: str
+    source_id: int | None = None  # the id in the source (COCO category id): kept on round trip
+    supercategory: str = ""
+    keypoints: list[str] = field(default_factory=list)
+    skeleton: list[list[int]] = field(default_factory=list)  # 1-based pairs, as COCO writes them
+    geometry_types: list[str] = field(default_factory=list)
+    color: str = ""
+
+
+@dataclass
+class Provenance:
+    """Who made a label, when, how. Any field may be unknown (None / empty)."""
+
+    annotator: str | None = None  # pseudonymous id within the supplier
+    made_at: datetime | None = None
+    updated_at: datetime | None = None
+    guideline_version: str | None = None  # version tag, e.g. "v1.2"
+    source: str = HUMAN  # human | model | consensus
+    model_name: str = ""
+    model_version: str = ""
+    review: str = ""  # "", accepted, rejected, fixed
+    reviewer: str | None = None
+    reviewed_at: datetime | None = None
+
+
+@dataclass
+class ItemRecord:
+    """One image of a delivery."""
+
+    key: str  # path of the image inside the delivery, e.g. "images/train/0001.jpg"
+    width: int | None = None
+    height: int | None = None
+    split: str = ""
+    attributes: dict = field(default_factory=dict)
+    source_ref: str = ""  # where it was declared, for error messages
+    source_id: str | int | None = None  # COCO image id, CVAT image id, LS task id
+
+
+@dataclass
+class LabelRecord:
+    """One annotation of one item."""
+
+    item_key: str
+    category: str
+    geometry_type: str
+    geometry: dict = field(default_factory=dict)
+    attributes: dict = field(default_factory=dict)
+    uid: str | None = None  # a stable id if the source has one
+    is_final: bool = True  # False: one annotator's candidate, kept next to the final label
+    iscrowd: bool = False
+    provenance: Provenance = field(default_factory=Provenance)
+    source_ref: str = ""  # "annotations.json#/annotations/17" or "labels/train/a.txt:3"
+    source_id: str | int | None = None  # COCO annotation id, CVAT shape index...
+
+
+@dataclass
+class Problem:
+    """One thing wrong with a delivery, located precisely enough to fix it."""
+
+    file: str
+    message: str
+    line: int | None = None
+    pointer: str | None = None  # JSON pointer, e.g. "/annotations/17/bbox"
+    code: str = "invalid"
+
+    def where(self) -> str:
+        if self.line is not None:
+            return f"{self.file}:{self.line}"
+        if self.pointer is not None:
+            return f"{self.file}#{self.pointer}"
+        return self.file
+
+    def __str__(self) -> str:
+        return f"{self.where()}: {self.message}"
+
+
+class FormatError(Exception):
+    """A source cannot be read; carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems[:5]))
+
+
+class Source(Protocol):
+    """Read-only view of a delivery's files (a checked zip or a directory)."""
+
+    def names(self) -> list[str]: ...
+
+    def open(self, name: str) -> BinaryIO: ...
+
+
+@dataclass
+class Parsed:
+    """What a reader returns: the schema it found and streams of items and labels.
+
+    ``items`` and ``labels`` are iterators so a reader never needs to hold the whole
+    delivery; ``problems`` collects what the reader found along the way (it is complete
+    once both iterators are exhausted).
+    """
+
+    format: str
+    categories: list[CategoryDef]
+    items: Iterator[ItemRecord]
+    labels: Iterator[LabelRecord]
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _finite(values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+def bbox_of(geometry: dict) -> list[float] | None:
+    """The tight [x, y, w, h] box of a geometry, from whichever part it has."""
+    if "bbox" in geometry:
+        return list(geometry["bbox"])
+    xs: list[float] = []
+    ys: list[float] = []
+    for ring in geometry.get("polygons", []):
+        xs += ring[0::2]
+        ys += ring[1::2]
+    if "points" in geometry:
+        xs += geometry["points"][0::2]
+        ys += geometry["points"][1::2]
+    if "cuboid" in geometry:
+        xs += geometry["cuboid"][0::2]
+        ys += geometry["cuboid"][1::2]
+    if "keypoints" in geometry:
+        kp = geometry["keypoints"]
+        for i in range(0, len(kp), 3):
+            if kp[i + 2] > 0:
+                xs.append(kp[i])
+                ys.append(kp[i + 1])
+    if not xs:
+        return None
+    return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+
+
+def polygon_area(ring: list[float]) -> float:
+    """Shoelace area of one flat [x1, y1, x2, y2, ...] ring."""
+    xs, ys = ring[0::2], ring[1::2]
+    n = len(xs)
+    s = 0.0
+    for i in range(n):
+        j = (i + 1) % n
+        s += xs[i] * ys[j] - xs[j] * ys[i]
+    return abs(s) / 2.0
+
+
+def validate_geometry(geometry_type: str, geometry: dict, width: int | None, height: int | None) -> list[str]:
+    """Every reason this geometry is not acceptable for an image of this size (empty if fine)."""
+    if geometry_type not in GEOMETRY_TYPES:
+        return [f"unknown geometry type {geometry_type!r}"]
+    errors: list[str] = []
+    part = PRIMARY_PART[geometry_type]
+    if part and part not in geometry:
+        return [f"{geometry_type} label has no {part!r}"]
+    w = (width or 0) + EDGE_TOLERANCE
+    h = (height or 0) + EDGE_TOLERANCE
+
+    def inside(xs, ys, what):
+        if width is None or height is None:
+            return
+        if any(x < -EDGE_TOLERANCE or x > w for x in xs) or any(y < -EDGE_TOLERANCE or y > h for y in ys):
+            errors.append(f"{what} lies outside the {width}x{height} image")
+
+    if "bbox" in geometry:
+        b = geometry["bbox"]
+        if not (isinstance(b, (list, tuple)) and len(b) == 4 and _finite(b)):
+            errors.append("bbox must be four numbers [x, y, w, h]")
+        elif b[2] <= 0 or b[3] <= 0:
+            errors.append(f"bbox has zero or negative size (w={b[2]}, h={b[3]})")
+        else:
+            inside([b[0], b[0] + b[2]], [b[1], b[1] + b[3]], "bbox")
+    for ring in geometry.get("polygons", []) if isinstance(geometry.get("polygons", []), list) else [None]:
+        if not (isinstance(ring, list) and len(ring) >= 6 and len(ring) % 2 == 0 and _finite(ring)):
+            errors.append("each polygon needs at least 3 points as [x1, y1, x2, y2, ...]")
+            break
+        inside(ring[0::2], ring[1::2], "polygon")
+    if "points" in geometry:
+        pts = geometry["points"]
+        if not (isinstance(pts, list) and len(pts) >= 4 and len(pts) % 2 == 0 and _finite(pts)):
+            errors.append("a polyline needs at least 2 points as [x1, y1, x2, y2, ...]")
+        else:
+            inside(pts[0::2], pts[1::2], "polyline")
+    if "cuboid" in geometry:
+        c = geometry["cuboid"]
+        if not (isinstance(c, list) and len(c) == 16 and _finite(c)):
+            errors.append("a 2D cuboid needs 8 corners (16 numbers)")
+        else:
+            inside(c[0::2], c[1::2], "cuboid")
+    if "keypoints" in geometry:
+        kp = geometry["keypoints"]
+        if not (isinstance(kp, list) and len(kp) % 3 == 0 and kp and _finite(kp)):
+            errors.append("keypoints must be [x1, y1, v1, ...] triples")
+        elif any(v not in (0, 1, 2) for v in kp[2::3]):
+            errors.append("keypoint visibility must be 0, 1 or 2")
+        else:
+            labelled = [i for i in range(0, len(kp), 3) if kp[i + 2] > 0]
+            inside([kp[i] for i in labelled], [kp[i + 1] for i in labelled], "keypoint")
+    if "rle" in geometry:
+        rle = geometry["rle"]
+        if not (isinstance(rle, dict) and "size" in rle and "counts" in rle):
+            errors.append("mask RLE needs 'size' [h, w] and 'counts'")
+        elif width is not None and height is not None and list(rle["size"]) != [height, width]:
+            errors.append(f"mask size {rle['size']} does not match the image ({height}x{width}, as [h, w])")
+    if "cuboid_3d" in geometry:
+        c3 = geometry["cuboid_3d"]
+        ok = isinstance(c3, dict) and all(
+            isinstance(c3.get(k), list) and len(c3[k]) == 3 and _finite(c3[k])
+            for k in ("position", "dimensions", "rotation")
+        )
+        if not ok:
+            errors.append("a 3D cuboid needs position, dimensions and rotation, three numbers each")
+        elif any(d <= 0 for d in c3["dimensions"]):
+            errors.append("a 3D cuboid's dimensions must be positive")
+    return errors
