@@ -1,0 +1,527 @@
+"""Offline verifier for the dataset governance ledger.
+
+An auditor can copy this one file and run it with Python 3.9+ and the ``cryptography`` package, without
+the rest of the project. It deliberately imports nothing from the project: the few Merkle functions it
+needs are duplicated from ``governance/merkle.py`` so that the code checking the server is not the code
+the server runs. The server, in turn, imports ``canonical_json``, ``event_hash``, ``event_leaf_hash``,
+``tree_head_message`` and ``key_id`` from this module, so both sides apply the same rules:
+
+Canonical JSON
+    ``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")``.
+    Values must be plain JSON (str, int, bool, None, list, dict); NaN and infinities are refused.
+    Prefer strings to floats: other languages may print a float differently.
+
+Event chain
+    ``event["hash"] = SHA-256(canonical_json(event without "hash" and "prev_hash")
+    + bytes.fromhex(event["prev_hash"]))`` as 64 lowercase hex characters. The first event's
+    ``prev_hash`` is 64 zeros; every later one is the ``hash`` of the event before it.
+
+Merkle tree (RFC 6962 / RFC 9162)
+    The leaf for an event is ``SHA-256(0x00 + bytes.fromhex(event["hash"]))``; interior nodes are
+    ``SHA-256(0x01 + left + right)``; the tree over n leaves splits at the largest power of two
+    smaller than n. Event i of the chain is leaf i.
+
+Signed tree head
+    ``{"dataset": str, "tree_size": int, "root_hash": hex, "timestamp": ISO-8601 str, "key_id": hex,
+    "signature": base64}``; the timestamp carries a time zone (``+00:00`` or ``Z``). The signature
+    is Ed25519 over ``canonical_json(head without "signature")``. ``key_id`` is the SHA-256 of the
+    raw 32-byte Ed25519 public key, in hex.
+
+Command line (exit status 0 when everything verifies, 1 when something does not, 2 when an input
+cannot be read)::
+
+    python verify_offline.py --key key.pem --head head.json --event event.json --proof proof.json
+    python verify_offline.py --key key.pem --bundle bundle.json   # {"tree_head", "event", "proof"}
+    python verify_offline.py --key key.pem --head head.json --events events.json   # whole chain
+    python verify_offline.py --key key.pem --old-head old.json --head new.json --consistency proof.json
+
+``proof.json`` is ``{"leaf_index": int, "audit_path": [hex, ...]}``; the consistency proof file is a
+JSON list of hex hashes. The key is a PEM file or 64 hex characters (raw Ed25519 public key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Union
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+GENESIS_PREV_HASH = "0" * 64
+
+SIGNATURE_MISMATCH = "signature does not match key"
+EVENT_HASH_MISMATCH = "event hash does not match its content: field edited?"
+INCLUSION_MISMATCH = "inclusion proof does not lead to the signed root"
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEAD_FIELDS = ("dataset", "tree_size", "root_hash", "timestamp", "key_id", "signature")
+
+# Union rather than "|": this alias is evaluated at run time and auditors may run Python 3.9.
+PublicKeyLike = Union[Ed25519PublicKey, bytes, str]  # noqa: UP007
+
+
+@dataclass
+class Result:
+    """Outcome of a verification: valid when no check failed; each failure says what failed."""
+
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        """Return True when no check failed."""
+        return not self.failures
+
+
+# --- Rules shared with the server -----------------------------------------------------------------
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Return the canonical UTF-8 JSON encoding of ``obj`` that hashes and signatures are computed over."""
+    # allow_nan=False only refuses NaN/Infinity, which are not JSON; every valid value encodes as specified.
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )
+
+
+def event_hash(event: dict, prev_hash: str) -> str:
+    """Return the chained hash of ``event`` (hex): SHA-256(canonical JSON without hash fields + prev_hash)."""
+    if not isinstance(prev_hash, str) or not _HEX64.fullmatch(prev_hash):
+        raise ValueError("prev_hash must be 64 lowercase hex characters")
+    content = {key: value for key, value in event.items() if key not in ("hash", "prev_hash")}
+    return hashlib.sha256(canonical_json(content) + bytes.fromhex(prev_hash)).hexdigest()
+
+
+def event_leaf_hash(event: dict) -> bytes:
+    """Return the Merkle leaf hash of ``event``: SHA-256(0x00 + bytes.fromhex(event["hash"]))."""
+    return _leaf_hash(bytes.fromhex(event["hash"]))
+
+
+def tree_head_message(tree_head: dict) -> bytes:
+    """Return the bytes an Ed25519 tree head signature covers: the canonical JSON without "signature"."""
+    return canonical_json({key: value for key, value in tree_head.items() if key != "signature"})
+
+
+def load_public_key(key: PublicKeyLike) -> Ed25519PublicKey:
+    """Return an Ed25519 public key from a key object, PEM text or 64 hex characters (or 32 raw bytes)."""
+    if isinstance(key, Ed25519PublicKey):
+        return key
+    if isinstance(key, str):
+        key = key.encode("utf-8")
+    text = key.strip()
+    if text.startswith(b"-----BEGIN"):
+        loaded = serialization.load_pem_public_key(text)
+        if not isinstance(loaded, Ed25519PublicKey):
+            raise ValueError("the PEM key is not an Ed25519 public key")
+        return loaded
+    if len(text) == 64 and _HEX64.fullmatch(text.decode("ascii", "replace").lower()):
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text.decode("ascii")))
+    if len(key) == 32:
+        return Ed25519PublicKey.from_public_bytes(key)
+    raise ValueError("the public key is neither PEM nor 64 hex characters")
+
+
+def key_id(public_key: PublicKeyLike) -> str:
+    """Return the key id of an Ed25519 public key: SHA-256 of its raw 32 bytes, in hex."""
+    raw = load_public_key(public_key).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+# --- Verification ---------------------------------------------------------------------------------
+
+
+def verify(tree_head: dict, public_key: PublicKeyLike, event: dict, proof: dict) -> Result:
+    """Check the head's signature, the event's own hash and its inclusion proof against the signed root."""
+    failures: list[str] = []
+    # The inclusion proof is checked even when the signature fails: the auditor learns both things.
+    head_ok = _check_signed_head(tree_head, public_key, failures)
+
+    event_ok = _check_event_shape(event, failures)
+    if event_ok and event_hash(event, event["prev_hash"]) != event["hash"]:
+        failures.append(EVENT_HASH_MISMATCH)
+
+    path = _parse_inclusion_proof(proof, failures)
+    if head_ok and event_ok and path is not None:
+        try:
+            _verify_inclusion(
+                leaf_hash=event_leaf_hash(event),
+                index=proof["leaf_index"],
+                tree_size=tree_head["tree_size"],
+                proof=path,
+                root=bytes.fromhex(tree_head["root_hash"]),
+            )
+        except _ProofError as error:
+            failures.append(str(error))
+    return Result(failures)
+
+
+def verify_consistency(
+    *, old_head: dict, new_head: dict, public_key: PublicKeyLike, proof_hex_list: Sequence[str]
+) -> Result:
+    """Check both heads' signatures and that the old signed tree is a prefix of the new one."""
+    failures: list[str] = []
+    old_ok = _check_signed_head(old_head, public_key, failures, label="old tree head")
+    new_ok = _check_signed_head(new_head, public_key, failures, label="new tree head")
+    proof = _parse_hashes(proof_hex_list, "consistency proof", failures)
+    if not (old_ok and new_ok and proof is not None):
+        return Result(failures)
+
+    if old_head["dataset"] != new_head["dataset"]:
+        failures.append("the two tree heads are for different datasets")
+    if _parse_timestamp(new_head["timestamp"]) < _parse_timestamp(old_head["timestamp"]):
+        failures.append("the new tree head is dated before the old one")
+    try:
+        _verify_consistency(
+            old_size=old_head["tree_size"],
+            new_size=new_head["tree_size"],
+            old_root=bytes.fromhex(old_head["root_hash"]),
+            new_root=bytes.fromhex(new_head["root_hash"]),
+            proof=proof,
+        )
+    except _ProofError as error:
+        failures.append(str(error))
+    return Result(failures)
+
+
+def verify_chain(
+    events: Sequence[dict], *, tree_head: dict | None = None, public_key: PublicKeyLike | None = None
+) -> Result:
+    """Check each event's hash and link from the first one, and optionally the chain against a signed head."""
+    failures: list[str] = []
+    previous = GENESIS_PREV_HASH
+    leaves = []
+    for i, event in enumerate(events):
+        event_failures: list[str] = []
+        if _check_event_shape(event, event_failures):
+            if event_hash(event, event["prev_hash"]) != event["hash"]:
+                event_failures.append(EVENT_HASH_MISMATCH)
+            if event["prev_hash"] != previous:
+                if i == 0:
+                    event_failures.append(
+                        "prev_hash is not the first event's 64 zeros: earlier events removed?"
+                    )
+                else:
+                    event_failures.append(
+                        f"prev_hash does not match the hash of event {i - 1}: event removed or reordered?"
+                    )
+            leaves.append(event_leaf_hash(event))
+            previous = event["hash"]
+        else:
+            previous = None
+        failures.extend(f"event {i}: {failure}" for failure in event_failures)
+
+    if tree_head is not None:
+        if public_key is None:
+            raise ValueError("a public key is needed to check the tree head")
+        if _check_signed_head(tree_head, public_key, failures) and len(leaves) == len(events):
+            size = tree_head["tree_size"]
+            if len(events) < size:
+                failures.append(
+                    f"the signed tree has {size} events but the chain has {len(events)}: events removed?"
+                )
+            elif _root(leaves[:size]) != bytes.fromhex(tree_head["root_hash"]):
+                failures.append(f"the Merkle root of the first {size} events does not match the signed root")
+    return Result(failures)
+
+
+def _check_signed_head(
+    tree_head: Any, public_key: PublicKeyLike, failures: list[str], label: str = ""
+) -> bool:
+    """Append what is wrong with a signed tree head to ``failures``; return True if its fields are usable."""
+    prefix = f"{label}: " if label else ""
+    problems = _head_shape_problems(tree_head)
+    if problems:
+        failures.extend(prefix + problem for problem in problems)
+        return False
+    try:
+        key = load_public_key(public_key)
+    except (ValueError, UnsupportedAlgorithm) as error:
+        failures.append(f"{prefix}unusable public key: {error}")
+        return True
+    if tree_head["key_id"] != key_id(key):
+        failures.append(f"{prefix}tree head names key {tree_head['key_id']}, not the given key {key_id(key)}")
+    try:
+        signature = base64.b64decode(tree_head["signature"], validate=True)
+        key.verify(signature, tree_head_message(tree_head))
+    except (binascii.Error, ValueError):
+        failures.append(f"{prefix}signature is not valid base64")
+    except InvalidSignature:
+        failures.append(prefix + SIGNATURE_MISMATCH)
+    return True
+
+
+def _head_shape_problems(tree_head: Any) -> list[str]:
+    """Return what is missing or malformed in a tree head, without checking its signature."""
+    if not isinstance(tree_head, dict):
+        return ["tree head is not a JSON object"]
+    missing = [name for name in _HEAD_FIELDS if name not in tree_head]
+    if missing:
+        return [f"tree head is missing {', '.join(missing)}"]
+    problems = []
+    for name in ("dataset", "timestamp", "signature"):
+        if not isinstance(tree_head[name], str):
+            problems.append(f"tree head {name} is not a string")
+    size = tree_head["tree_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        problems.append("tree head tree_size is not a non-negative integer")
+    for name in ("root_hash", "key_id"):
+        if not isinstance(tree_head[name], str) or not _HEX64.fullmatch(tree_head[name]):
+            problems.append(f"tree head {name} is not 64 lowercase hex characters")
+    if isinstance(tree_head["timestamp"], str):
+        try:
+            _parse_timestamp(tree_head["timestamp"])
+        except ValueError:
+            problems.append("tree head timestamp is not ISO-8601")
+    return problems
+
+
+def _parse_timestamp(value: str) -> datetime:
+    """Parse an ISO-8601 timestamp, accepting a trailing Z (older Pythons do not) and comparing as UTC."""
+    parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp has no time zone")
+    return parsed
+
+
+def _check_event_shape(event: Any, failures: list[str]) -> bool:
+    """Append what is malformed in an event to ``failures``; return True if its hashes can be checked."""
+    if not isinstance(event, dict):
+        failures.append("event is not a JSON object")
+        return False
+    sound = True
+    for name in ("hash", "prev_hash"):
+        if not isinstance(event.get(name), str) or not _HEX64.fullmatch(event[name]):
+            failures.append(f"event {name} is missing or not 64 lowercase hex characters")
+            sound = False
+    if sound:
+        try:
+            canonical_json(event)
+        except (TypeError, ValueError):
+            failures.append("event contains values that are not plain JSON")
+            sound = False
+    return sound
+
+
+def _parse_inclusion_proof(proof: Any, failures: list[str]) -> list[bytes] | None:
+    """Return the audit path of an inclusion proof as bytes, or None after appending what is malformed."""
+    if not isinstance(proof, dict) or "leaf_index" not in proof or "audit_path" not in proof:
+        failures.append("inclusion proof must be an object with leaf_index and audit_path")
+        return None
+    index = proof["leaf_index"]
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        failures.append("inclusion proof leaf_index is not a non-negative integer")
+        return None
+    return _parse_hashes(proof["audit_path"], "inclusion proof audit_path", failures)
+
+
+def _parse_hashes(values: Any, name: str, failures: list[str]) -> list[bytes] | None:
+    """Return a list of 64-hex hashes as bytes, or None after appending what is malformed."""
+    if not isinstance(values, list) or not all(isinstance(v, str) and _HEX64.fullmatch(v) for v in values):
+        failures.append(f"{name} must be a list of 64 lowercase hex characters each")
+        return None
+    return [bytes.fromhex(value) for value in values]
+
+
+# --- Merkle verification, duplicated from governance/merkle.py on purpose ------------------------
+
+
+class _ProofError(ValueError):
+    """A Merkle proof did not verify; the message is the failure shown to the auditor."""
+
+
+def _leaf_hash(entry: bytes) -> bytes:
+    """Return SHA-256(0x00 || entry)."""
+    return hashlib.sha256(b"\x00" + entry).digest()
+
+
+def _node_hash(left: bytes, right: bytes) -> bytes:
+    """Return SHA-256(0x01 || left || right)."""
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _root(leaf_hashes: Sequence[bytes]) -> bytes:
+    """Return the Merkle tree hash, pairing level by level and promoting an unpaired last node."""
+    if not leaf_hashes:
+        return hashlib.sha256(b"").digest()
+    level = list(leaf_hashes)
+    while len(level) > 1:
+        # No zip(strict=False) here: the verifier still runs on Python 3.9.
+        paired = [_node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
+
+
+def _popcount(value: int) -> int:
+    """Return the number of set bits (int.bit_count needs Python 3.10)."""
+    return bin(value).count("1")
+
+
+def _verify_inclusion(
+    *, leaf_hash: bytes, index: int, tree_size: int, proof: Sequence[bytes], root: bytes
+) -> None:
+    """Check an inclusion proof with RFC 9162 section 2.1.3.2; raise _ProofError saying what failed."""
+    if index >= tree_size:
+        raise _ProofError(f"leaf index {index} is out of range for the signed tree of size {tree_size}")
+    inner = (index ^ (tree_size - 1)).bit_length()
+    expected = inner + _popcount(index >> inner)
+    if len(proof) != expected:
+        raise _ProofError(
+            f"inclusion proof has {len(proof)} hashes, "
+            f"leaf {index} of a tree of size {tree_size} needs {expected}"
+        )
+    fn, sn, r = index, tree_size - 1, leaf_hash
+    for p in proof:
+        if fn & 1 or fn == sn:
+            r = _node_hash(p, r)
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = _node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0 or r != root:
+        raise _ProofError(INCLUSION_MISMATCH)
+
+
+def _verify_consistency(
+    *, old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """Check a consistency proof with RFC 9162 section 2.1.4.2; raise _ProofError saying what failed."""
+    if old_size > new_size:
+        raise _ProofError(f"the log shrank: old tree size {old_size} is larger than new tree size {new_size}")
+    if old_size == 0 or old_size == new_size:
+        if proof:
+            raise _ProofError(
+                f"consistency proof has {len(proof)} hashes, sizes {old_size} and {new_size} need 0"
+            )
+        if old_size == new_size and old_root != new_root:
+            raise _ProofError(
+                f"two different signed roots for the same tree size {new_size}: the log was rewritten"
+            )
+        return
+    shift = (old_size & -old_size).bit_length() - 1
+    inner = ((old_size - 1) ^ (new_size - 1)).bit_length()
+    seed = 0 if old_size == 1 << shift else 1
+    expected = seed + inner - shift + _popcount((old_size - 1) >> inner)
+    if len(proof) != expected:
+        raise _ProofError(
+            f"consistency proof has {len(proof)} hashes, sizes {old_size} to {new_size} need {expected}"
+        )
+    path = list(proof)
+    if not seed:
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if fn & 1 or fn == sn:
+            fr = _node_hash(c, fr)
+            sr = _node_hash(c, sr)
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = _node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise _ProofError("consistency proof does not lead to the new signed root")
+    if fr != old_root:
+        raise _ProofError("consistency proof does not rebuild the old signed root: the log was rewritten")
+    if sr != new_root:
+        raise _ProofError("consistency proof does not lead to the new signed root")
+
+
+# --- Command line ---------------------------------------------------------------------------------
+
+
+class _InputError(Exception):
+    """An input file could not be read or parsed."""
+
+
+def _read_json(path: str) -> Any:
+    """Return the parsed JSON of a file, or raise _InputError naming the file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _InputError(f"cannot read {path}: {error}") from error
+
+
+def _read_key(argument: str) -> Ed25519PublicKey:
+    """Return the public key from a PEM or hex file, or from 64 hex characters given directly."""
+    path = Path(argument)
+    try:
+        raw = path.read_bytes() if path.is_file() else argument.encode("utf-8")
+        return load_public_key(raw)
+    except (OSError, ValueError, UnsupportedAlgorithm) as error:
+        raise _InputError(f"cannot read the public key {argument}: {error}") from error
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the verifier from the command line; return 0 when valid, 1 when not, 2 on unreadable input."""
+    parser = argparse.ArgumentParser(description="Verify a governance ledger event or tree heads offline.")
+    parser.add_argument("--key", required=True, help="Ed25519 public key: PEM file, hex file or 64 hex chars")
+    parser.add_argument("--bundle", help='JSON file {"tree_head": ..., "event": ..., "proof": ...}')
+    parser.add_argument("--head", help="signed tree head JSON file")
+    parser.add_argument("--event", help="event JSON file")
+    parser.add_argument("--proof", help='inclusion proof JSON file {"leaf_index": ..., "audit_path": [...]}')
+    parser.add_argument("--events", help="JSON list of every event from the first, to check the whole chain")
+    parser.add_argument("--old-head", help="older signed tree head JSON file, with --head and --consistency")
+    parser.add_argument("--consistency", help="consistency proof JSON file: a list of hex hashes")
+    args = parser.parse_args(argv)
+
+    try:
+        key = _read_key(args.key)
+        if args.bundle:
+            bundle = _read_json(args.bundle)
+            if not isinstance(bundle, dict):
+                raise _InputError(f"{args.bundle} is not a JSON object")
+            result = verify(bundle.get("tree_head"), key, bundle.get("event"), bundle.get("proof"))
+        elif args.head and args.event and args.proof:
+            result = verify(_read_json(args.head), key, _read_json(args.event), _read_json(args.proof))
+        elif args.head and args.events:
+            events = _read_json(args.events)
+            if not isinstance(events, list):
+                raise _InputError(f"{args.events} is not a JSON list")
+            result = verify_chain(events, tree_head=_read_json(args.head), public_key=key)
+        elif args.old_head and args.head and args.consistency:
+            result = verify_consistency(
+                old_head=_read_json(args.old_head),
+                new_head=_read_json(args.head),
+                public_key=key,
+                proof_hex_list=_read_json(args.consistency),
+            )
+        else:
+            parser.error(
+                "give --bundle, or --head with --event and --proof, or --head with --events, "
+                "or --old-head with --head and --consistency"
+            )
+    except _InputError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2
+
+    if result.valid:
+        print("VALID")
+        return 0
+    for failure in result.failures:
+        print(f"FAIL: {failure}")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
