@@ -10,8 +10,10 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/auth/token/", obtain_auth_token, name="api-token"),
     path("api/v1/", include("marketplace.api.urls")),
+    path("api/v1/", include("governance.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("governance/", include("governance.urls")),
     path("", include("marketplace.urls")),
 ]
 # No route serves MEDIA_ROOT: original images reach only entitled users, through views that check.

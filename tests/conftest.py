@@ -1,0 +1,120 @@
+"""Personas and a small published dataset that most tests start from.
+
+Personas: `supplier` (of `dataset`), `buyer` (entitled to nothing until a test grants it),
+`auditor`, `outsider` (a buyer of another org: logged in, entitled to nothing), and
+`other_supplier` (supplies another dataset). Clients: `client_for(user)` logs in a session;
+`api_for(user)` authenticates by token, as API users do.
+"""
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from marketplace import catalogue
+from marketplace.formats import model as fmt
+from marketplace.models import Role
+
+from . import factories as f
+
+
+def _persona(username: str, role: Role, org=None):
+    membership = f.MembershipFactory(
+        user=f.UserFactory(username=username), role=role, organization=org or f.OrganizationFactory()
+    )
+    return membership.user
+
+
+@pytest.fixture
+def supplier_org(db):
+    return f.OrganizationFactory(name="Northwind", slug="northwind")
+
+
+@pytest.fixture
+def supplier(supplier_org):
+    return _persona("supplier", Role.SUPPLIER, supplier_org)
+
+
+@pytest.fixture
+def buyer(db):
+    return _persona("buyer", Role.BUYER)
+
+
+@pytest.fixture
+def auditor(db):
+    return _persona("auditor", Role.AUDITOR)
+
+
+@pytest.fixture
+def outsider(db):
+    return _persona("outsider", Role.BUYER)
+
+
+@pytest.fixture
+def other_supplier(db):
+    user = _persona("other-supplier", Role.SUPPLIER)
+    f.DatasetFactory(supplier=user.memberships.get().organization, slug="their-dataset")
+    return user
+
+
+def build_version(dataset, *, number=1, items=3, publish=True, guideline_version=None, annotator=None):
+    """A version with a datasheet, a two-class schema, `items` images and two labels per image."""
+    version = f.VersionFactory(dataset=dataset, number=number)
+    f.DatasheetFactory(version=version)
+    schema = f.SchemaFactory(version=version)
+    car = f.CategoryFactory(schema=schema, name="car", source_id=1, geometry_types=[fmt.BBOX, fmt.POLYGON])
+    person = f.CategoryFactory(
+        schema=schema, name="person", source_id=2, geometry_types=[fmt.KEYPOINTS],
+        keypoint_names=["head", "left_foot", "right_foot"], skeleton=[[1, 2], [1, 3]],
+    )
+    for i in range(items):
+        item = f.ItemFactory(version=version, key=f"images/train/{i:04d}.jpg", split="train" if i else "val")
+        f.LabelFactory(item=item, category=car, geometry={"bbox": [10.0 + i, 20.0, 100.0, 50.0]},
+                       guideline_version=guideline_version, annotator=annotator)
+        f.LabelFactory(
+            item=item, category=person, geometry_type=fmt.KEYPOINTS,
+            geometry={"keypoints": [50.0, 60.0, 2, 40.0, 200.0, 2, 60.0, 200.0, 1], "bbox": [35.0, 55.0, 30.0, 150.0]},
+            attributes={"age_band": "adult"}, guideline_version=guideline_version, annotator=annotator,
+        )
+    if publish:
+        catalogue.publish_version(version=version, release_notes=f"Release {number}")
+        version.refresh_from_db()
+    return version
+
+
+@pytest.fixture
+def dataset(supplier_org):
+    return f.DatasetFactory(supplier=supplier_org, slug="street-scenes", title="Street Scenes", domain="autonomous-driving")
+
+
+@pytest.fixture
+def published_version(dataset):
+    return build_version(dataset, number=1)
+
+
+@pytest.fixture
+def draft_dataset(supplier_org):
+    """A dataset with a draft version only: visible to its supplier alone."""
+    ds = f.DatasetFactory(supplier=supplier_org, slug="secret-draft", title="Secret Draft")
+    build_version(ds, number=1, publish=False)
+    return ds
+
+
+@pytest.fixture
+def client_for(client):
+    def login(user):
+        client.force_login(user)
+        return client
+
+    return login
+
+
+@pytest.fixture
+def api_for():
+    def make(user=None):
+        api = APIClient()
+        if user is not None:
+            token, _ = Token.objects.get_or_create(user=user)
+            api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return api
+
+    return make
