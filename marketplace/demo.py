@@ -255,8 +255,8 @@ def draw_street(rng: random.Random, index: int, split: str) -> DraftItem:
         )
     for _ in range(rng.randint(1, 3)):  # pedestrians on the verge
         px = rng.choice([rng.uniform(10, 200), rng.uniform(440, 620)])
-        py = rng.uniform(250, 330)
-        ph = 50 + (py - 250) * 0.5
+        py = rng.uniform(240, 300)
+        ph = 50 + (py - 240) * 0.5
         d.ellipse([px - ph * 0.08, py, px + ph * 0.08, py + ph * 0.16], fill=(220, 180, 150))
         d.rectangle(
             [px - ph * 0.12, py + ph * 0.16, px + ph * 0.12, py + ph * 0.6],
