@@ -12,12 +12,23 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def listed(supplier_org, supplier):
-    streets = f.DatasetFactory(supplier=supplier_org, slug="street-scenes", title="Street Scenes", task_types=["detection"])
+    streets = f.DatasetFactory(
+        supplier=supplier_org, slug="street-scenes", title="Street Scenes", task_types=["detection"]
+    )
     build_version(streets)
-    f.OfferFactory(dataset=streets, license=f.LicenseFactory(spdx_id="CC-BY-4.0", name="CC BY 4.0"),
-                   access_mode=Offer.AccessMode.OPEN, price=0)
-    bridges = f.DatasetFactory(supplier=supplier_org, slug="bridges", title="Bridge Inspection", domain="infrastructure",
-                               task_types=["classification"])
+    f.OfferFactory(
+        dataset=streets,
+        license=f.LicenseFactory(spdx_id="CC-BY-4.0", name="CC BY 4.0"),
+        access_mode=Offer.AccessMode.OPEN,
+        price=0,
+    )
+    bridges = f.DatasetFactory(
+        supplier=supplier_org,
+        slug="bridges",
+        title="Bridge Inspection",
+        domain="infrastructure",
+        task_types=["classification"],
+    )
     build_version(bridges)
     draft = f.DatasetFactory(supplier=supplier_org, slug="secret-draft", title="Secret Draft")
     build_version(draft, publish=False)
@@ -35,7 +46,7 @@ def test_a_visitor_filters_the_catalogue_and_reads_a_datasheet(live_server, list
         assert page.locator("article.dataset h2").all_inner_texts() == ["Bridge Inspection"]
 
         page.goto(live_server.url + "/")
-        page.click("article.dataset h2 a:text-is(\"Street Scenes\")")
+        page.click('article.dataset h2 a:text-is("Street Scenes")')
         page.wait_for_url("**/datasets/street-scenes/")
         assert page.locator("h1").inner_text() == "Street Scenes"
         assert page.locator("#datasheet ~ .card h3").first.inner_text() == "Motivation"
@@ -55,5 +66,5 @@ def test_a_supplier_logs_in_and_sees_their_draft_that_visitors_do_not(live_serve
         page.click("button:has-text('Log in')")
         page.wait_for_url(live_server.url + "/")
         assert "Secret Draft" in page.locator("#result-count ~ .grid").inner_text()
-        page.click("article.dataset h2 a:text-is(\"Secret Draft\")")
+        page.click('article.dataset h2 a:text-is("Secret Draft")')
         assert "Draft" in page.locator("#version h2").inner_text()

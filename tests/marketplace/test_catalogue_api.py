@@ -13,11 +13,20 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def catalogue_fixture(published_version, dataset, supplier_org):
     """Three listed datasets with different tasks, kinds, domains and licenses."""
-    cc_by = f.LicenseFactory(spdx_id="CC-BY-4.0", name="Creative Commons Attribution 4.0", commercial_use=True)
+    cc_by = f.LicenseFactory(
+        spdx_id="CC-BY-4.0", name="Creative Commons Attribution 4.0", commercial_use=True
+    )
     research = f.LicenseFactory(name="Research only", commercial_use=False, ai_training=True)
     f.OfferFactory(dataset=dataset, license=cc_by, access_mode=Offer.AccessMode.OPEN, price=0)
-    inspection = f.DatasetFactory(supplier=supplier_org, slug="bridges", title="Bridge inspection", domain="infrastructure",
-                                  task_types=["classification"], tags=["drone"], summary="Concrete soffits.")
+    inspection = f.DatasetFactory(
+        supplier=supplier_org,
+        slug="bridges",
+        title="Bridge inspection",
+        domain="infrastructure",
+        task_types=["classification"],
+        tags=["drone"],
+        summary="Concrete soffits.",
+    )
     version = build_version(inspection, publish=False, items=1)
     version.schema.categories.filter(name="person").update(geometry_types=[fmt.CUBOID_2D])
     from marketplace import catalogue
@@ -75,7 +84,15 @@ def test_the_detail_has_versions_datasheet_schema_and_offers(catalogue_fixture, 
     person = next(c for c in current["schema"]["categories"] if c["name"] == "person")
     assert person["skeleton"] == [[1, 2], [1, 3]]
     sections = {s["key"]: s for s in current["datasheet"]["sections"]}
-    assert list(sections) == ["motivation", "composition", "collection", "preprocessing", "uses", "distribution", "maintenance"]
+    assert list(sections) == [
+        "motivation",
+        "composition",
+        "collection",
+        "preprocessing",
+        "uses",
+        "distribution",
+        "maintenance",
+    ]
     assert sections["motivation"]["answers"][0]["answer"] == "Detection research."
     assert body["offers"][0]["license"]["spdx_id"] == "CC-BY-4.0"
     assert body["annotation_kinds"] == ["bbox", "keypoints"]
@@ -96,7 +113,11 @@ def test_reads_are_open_but_writes_need_credentials(catalogue_fixture, api_for):
 def test_a_token_authenticates_api_calls(catalogue_fixture, api_for, supplier):
     from rest_framework.test import APIClient
 
-    token = APIClient().post("/api/v1/auth/token/", {"username": "supplier", "password": "pass-word-123"}).json()["token"]
+    token = (
+        APIClient()
+        .post("/api/v1/auth/token/", {"username": "supplier", "password": "pass-word-123"})
+        .json()["token"]
+    )
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert api.get("/api/v1/datasets/").status_code == 200

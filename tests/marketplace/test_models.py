@@ -84,15 +84,36 @@ def test_labels_of_a_published_version_cannot_be_saved_updated_or_deleted(publis
 def test_the_database_refuses_raw_updates_of_a_published_versions_labels(published_version):
     """The trigger stops writes that bypass the models entirely."""
     label = published_version.labels.first()
-    with pytest.raises(IntegrityError, match="version_frozen"), transaction.atomic(), connection.cursor() as cursor:
+    with (
+        pytest.raises(IntegrityError, match="version_frozen"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute("UPDATE marketplace_label SET attributes = '{}' WHERE id = %s", [label.pk])
-    with pytest.raises(IntegrityError, match="version_frozen"), transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("UPDATE marketplace_datasetversion SET content_hash = 'x' WHERE id = %s", [published_version.pk])
+    with (
+        pytest.raises(IntegrityError, match="version_frozen"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "UPDATE marketplace_datasetversion SET content_hash = 'x' WHERE id = %s", [published_version.pk]
+        )
 
 
 def test_the_database_refuses_new_items_in_a_published_version(published_version):
     with pytest.raises(IntegrityError, match="version_frozen"), transaction.atomic():
-        Item.objects.bulk_create([Item(version=published_version, key="late.jpg", storage_key="k", sha256="0" * 64, width=1, height=1)])
+        Item.objects.bulk_create(
+            [
+                Item(
+                    version=published_version,
+                    key="late.jpg",
+                    storage_key="k",
+                    sha256="0" * 64,
+                    width=1,
+                    height=1,
+                )
+            ]
+        )
 
 
 def test_drafts_stay_editable(dataset):
@@ -124,7 +145,9 @@ def test_a_skeleton_must_point_at_declared_keypoints(dataset):
 def test_has_element_finds_a_string_in_a_json_list():
     f.DatasetFactory(slug="a", task_types=["detection", "segmentation"])
     f.DatasetFactory(slug="b", task_types=["classification"])
-    assert list(Dataset.objects.filter(task_types__has_element="segmentation").values_list("slug", flat=True)) == ["a"]
+    assert list(
+        Dataset.objects.filter(task_types__has_element="segmentation").values_list("slug", flat=True)
+    ) == ["a"]
     assert not Dataset.objects.filter(task_types__has_element="segment").exists()
 
 

@@ -20,9 +20,23 @@ def test_the_catalogue_page_uses_the_api_filters(published_version, client):
 
 
 def test_the_dataset_page_shows_datasheet_schema_versions_and_offers(published_version, dataset, client):
-    f.OfferFactory(dataset=dataset, license=f.LicenseFactory(name="Commercial AI License"), access_mode=Offer.AccessMode.PURCHASE, price=4900)
+    f.OfferFactory(
+        dataset=dataset,
+        license=f.LicenseFactory(name="Commercial AI License"),
+        access_mode=Offer.AccessMode.PURCHASE,
+        price=4900,
+    )
     html = client.get("/datasets/street-scenes/").content.decode()
-    for text in ("Detection research.", "Motivation", "Maintenance", "person", "17 points" if False else "3 points", "Commercial AI License", "4,900", "v1"):
+    for text in (
+        "Detection research.",
+        "Motivation",
+        "Maintenance",
+        "person",
+        "17 points" if False else "3 points",
+        "Commercial AI License",
+        "4,900",
+        "v1",
+    ):
         assert text in html, text
 
 

@@ -13,7 +13,9 @@ def slugs(qs):
     return set(qs.values_list("slug", flat=True))
 
 
-def test_a_draft_dataset_is_visible_to_its_supplier_only(draft_dataset, published_version, supplier, outsider, other_supplier, auditor):
+def test_a_draft_dataset_is_visible_to_its_supplier_only(
+    draft_dataset, published_version, supplier, outsider, other_supplier, auditor
+):
     assert "secret-draft" in slugs(Dataset.objects.visible_to(supplier))
     for user in (outsider, other_supplier, auditor, None):
         assert "secret-draft" not in slugs(Dataset.objects.visible_to(user))
@@ -25,13 +27,21 @@ def test_staff_see_everything(draft_dataset):
     assert "secret-draft" in slugs(Dataset.objects.visible_to(staff))
 
 
-def test_a_draft_version_of_a_listed_dataset_is_hidden_from_others(published_version, dataset, supplier, outsider):
+def test_a_draft_version_of_a_listed_dataset_is_hidden_from_others(
+    published_version, dataset, supplier, outsider
+):
     build_version(dataset, number=2, publish=False)
-    assert set(DatasetVersion.objects.visible_to(outsider).filter(dataset=dataset).values_list("number", flat=True)) == {1}
-    assert set(DatasetVersion.objects.visible_to(supplier).filter(dataset=dataset).values_list("number", flat=True)) == {1, 2}
+    assert set(
+        DatasetVersion.objects.visible_to(outsider).filter(dataset=dataset).values_list("number", flat=True)
+    ) == {1}
+    assert set(
+        DatasetVersion.objects.visible_to(supplier).filter(dataset=dataset).values_list("number", flat=True)
+    ) == {1, 2}
 
 
-def test_a_delisted_dataset_stays_visible_to_entitled_buyers_only(published_version, dataset, buyer, outsider):
+def test_a_delisted_dataset_stays_visible_to_entitled_buyers_only(
+    published_version, dataset, buyer, outsider
+):
     Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.DELISTED)
     f.EntitlementFactory(organization=buyer.memberships.get().organization, dataset=dataset)
     assert "street-scenes" in slugs(Dataset.objects.visible_to(buyer))
@@ -58,7 +68,9 @@ def test_an_outsider_gets_404_on_a_draft_page(draft_dataset, client, client_for,
     assert client_for(supplier).get("/datasets/secret-draft/").status_code == 200
 
 
-def test_an_outsider_cannot_open_a_draft_version_through_the_page(published_version, dataset, client, supplier):
+def test_an_outsider_cannot_open_a_draft_version_through_the_page(
+    published_version, dataset, client, supplier
+):
     build_version(dataset, number=2, publish=False)
     assert client.get("/datasets/street-scenes/?version=2").status_code == 404
     assert client.get("/datasets/street-scenes/?version=1").status_code == 200

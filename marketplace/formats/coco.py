@@ -1,0 +1,558 @@
+"""Read COCO object-detection, segmentation and keypoint annotations into the neutral model.
+
+Which files: ``annotation_files`` if given, else every ``*.json`` in a directory named
+``annotations`` and every top-level ``*.json`` that holds ``images`` and ``annotations``
+lists. The split comes from the file name ``instances_<split>.json`` or
+``person_keypoints_<split>.json`` (``instances_train2017.json`` -> ``train2017``), else "".
+
+Images: ``file_name`` is looked up, relative to the directory above ``annotations/`` (or the
+JSON's own directory), as ``images/<split>/<file_name>``, ``images/<file_name>``,
+``<split>/<file_name>`` and ``<file_name>``, first match wins. An image missing from the
+delivery is a problem; it is not yielded, nor are its annotations (the one problem says why).
+
+Annotations: one COCO annotation becomes one label whose ``geometry`` keeps every part the
+annotation has (``bbox``; ``polygons`` from a list segmentation; ``rle`` from a dict
+segmentation, uncompressed counts converted to compressed with pycocotools and stored as
+str; ``keypoints``). The label's ``geometry_type`` is the first present of keypoints, mask,
+polygon, bbox; an annotation with none of them is an image-level ``classification``.
+``category_id`` is kept as ``CategoryDef.source_id``: never renumbered. ``area`` is not
+kept: it is derived from the geometry.
+
+Extra fields understood (none is required):
+
+- ``annotation["attributes"]``: a dict of label attributes (CVAT's COCO export puts
+  ``occluded``, ``rotation`` and the task's custom attributes there);
+- provenance: ``annotator`` (str), ``created_at`` (ISO 8601), ``guideline_version``,
+  ``source`` ("human", "model" or "consensus"), ``model_name``, ``model_version``, read into
+  :class:`~marketplace.formats.model.Provenance`; ``is_final`` (bool) into
+  ``LabelRecord.is_final``.
+
+What is yielded when something is wrong: an annotation whose image, category or geometry is
+invalid, or whose id repeats an earlier one, is reported and *not* yielded; a bad
+provenance or attribute field, or a ``num_keypoints`` that disagrees with the keypoints, is
+reported and the label is yielded without that field. Every problem carries a JSON pointer
+such as ``/annotations/17/bbox``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pycocotools import mask as mask_utils
+
+from . import model
+from .archive import GiB, ProblemLog, safe_load_json
+from .model import CategoryDef, FormatError, ItemRecord, LabelRecord, Parsed, Provenance
+
+DEFAULT_MAX_JSON_BYTES = 2 * GiB
+# COCO needs 5 levels (root, annotations, annotation, segmentation, ring); attributes a few more.
+MAX_JSON_DEPTH = 64
+
+_SPLIT = re.compile(r"^(?:instances|person_keypoints)_(?P<split>.+)\.json$")
+_PROVENANCE_STR = ("annotator", "guideline_version", "model_name", "model_version")
+
+
+@dataclass
+class _Image:
+    key: str
+    width: int | None
+    height: int | None
+
+
+@dataclass
+class _File:
+    name: str
+    split: str
+    root: str
+    doc: dict
+    images: dict = field(default_factory=dict)  # COCO image id -> _Image (None: missing file)
+    keep: list[int] = field(default_factory=list)  # positions in doc["images"] to yield
+
+
+def _split_of(name: str) -> str:
+    m = _SPLIT.match(posixpath.basename(name))
+    return m.group("split") if m else ""
+
+
+def _root_of(name: str) -> str:
+    folder = posixpath.dirname(name)
+    if posixpath.basename(folder) == "annotations":
+        folder = posixpath.dirname(folder)
+    return folder
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def find_coco_files(names: list[str]) -> list[str]:
+    """Candidate annotation files: JSON in an ``annotations`` folder or at the top level."""
+    return [
+        n
+        for n in names
+        if n.lower().endswith(".json")
+        and ("/" not in n or posixpath.basename(posixpath.dirname(n)) == "annotations")
+    ]
+
+
+def _rle_counts(s: str) -> list[int] | None:
+    """Decode pycocotools' compressed RLE string (LEB128-like, delta-coded) to run lengths."""
+    counts: list[int] = []
+    p, n = 0, len(s)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            if p >= n or k > 12:
+                return None
+            c = ord(s[p]) - 48
+            if not 0 <= c < 64:
+                return None
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+class _Reader:
+    def __init__(self, source: model.Source, files: list[_File], problems: ProblemLog):
+        self.source = source
+        self.files = files
+        self.problems = problems
+        self.names = set(source.names())
+        self.categories: dict[int, CategoryDef] = {}
+        self.item_keys: dict[str, str] = {}  # item key -> where first declared
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def read_categories(self, f: _File) -> None:
+        cats = f.doc.get("categories", [])
+        if not isinstance(cats, list):
+            self.problems.add(f.name, "categories must be a list", pointer="/categories")
+            return
+        by_name = {c.name: cid for cid, c in self.categories.items()}
+        for i, cat in enumerate(cats):
+            ptr = f"/categories/{i}"
+            if not isinstance(cat, dict):
+                self.problems.add(f.name, "a category must be an object", pointer=ptr)
+                continue
+            cid, name = cat.get("id"), cat.get("name")
+            if not _is_int(cid):
+                self.problems.add(f.name, f"category id must be an integer, not {cid!r}", pointer=f"{ptr}/id")
+                continue
+            if not isinstance(name, str) or not name:
+                self.problems.add(f.name, "category needs a non-empty name", pointer=f"{ptr}/name")
+                continue
+            keypoints = cat.get("keypoints") or []
+            if not (isinstance(keypoints, list) and all(isinstance(k, str) for k in keypoints)):
+                self.problems.add(f.name, "keypoints must be a list of names", pointer=f"{ptr}/keypoints")
+                keypoints = []
+            skeleton = cat.get("skeleton") or []
+            if not (
+                isinstance(skeleton, list)
+                and all(
+                    isinstance(e, list)
+                    and len(e) == 2
+                    and all(_is_int(j) and 1 <= j <= len(keypoints) for j in e)
+                    for e in skeleton
+                )
+            ):
+                self.problems.add(
+                    f.name,
+                    f"skeleton must be pairs of 1-based keypoint indices (1..{len(keypoints)})",
+                    pointer=f"{ptr}/skeleton",
+                )
+                skeleton = []
+            known = self.categories.get(cid)
+            if known is not None:
+                if known.name != name:
+                    self.problems.add(
+                        f.name,
+                        f"category id {cid} is {name!r} here but {known.name!r} elsewhere",
+                        pointer=f"{ptr}/id",
+                        code="duplicate_id",
+                    )
+                continue
+            if name in by_name:
+                self.problems.add(
+                    f.name,
+                    f"category name {name!r} is used by ids {by_name[name]} and {cid}",
+                    pointer=f"{ptr}/name",
+                    code="duplicate_name",
+                )
+                continue
+            by_name[name] = cid
+            self.categories[cid] = CategoryDef(
+                name=name,
+                source_id=cid,
+                supercategory=str(cat.get("supercategory") or ""),
+                keypoints=list(keypoints),
+                skeleton=[list(e) for e in skeleton],
+                geometry_types=[model.KEYPOINTS] if keypoints else [],
+            )
+
+    # -- images ----------------------------------------------------------------------------
+
+    def resolve(self, f: _File, file_name: str) -> str | None:
+        fn = file_name[2:] if file_name.startswith("./") else file_name
+        if f.split:
+            rels = [f"images/{f.split}/{fn}", f"images/{fn}", f"{f.split}/{fn}", fn]
+        else:
+            rels = [f"images/{fn}", fn]
+        for rel in rels:
+            key = posixpath.join(f.root, rel) if f.root else rel
+            if key in self.names:
+                return key
+        return None
+
+    def index_images(self, f: _File) -> None:
+        images = f.doc["images"]
+        for j, img in enumerate(images):
+            ptr = f"/images/{j}"
+            if not isinstance(img, dict):
+                self.problems.add(f.name, "an image must be an object", pointer=ptr)
+                continue
+            iid = img.get("id")
+            if not (_is_int(iid) or isinstance(iid, str)):
+                self.problems.add(f.name, f"image id must be an integer, not {iid!r}", pointer=f"{ptr}/id")
+                continue
+            if iid in f.images:
+                self.problems.add(
+                    f.name, f"duplicate image id {iid!r}", pointer=f"{ptr}/id", code="duplicate_id"
+                )
+                continue
+            width, height = img.get("width"), img.get("height")
+            if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
+                self.problems.add(
+                    f.name,
+                    f"image needs positive integer width and height, not {width!r} x {height!r}",
+                    pointer=ptr,
+                )
+                width = height = None
+            file_name = img.get("file_name")
+            if not isinstance(file_name, str) or not file_name:
+                self.problems.add(f.name, "image needs a file_name", pointer=f"{ptr}/file_name")
+                f.images[iid] = None
+                continue
+            key = self.resolve(f, file_name)
+            if key is None:
+                self.problems.add(
+                    f.name,
+                    f"image file {file_name!r} is not in the delivery",
+                    pointer=f"{ptr}/file_name",
+                    code="missing_file",
+                )
+                f.images[iid] = None
+                continue
+            if key in self.item_keys:
+                self.problems.add(
+                    f.name,
+                    f"{key!r} is already declared at {self.item_keys[key]}",
+                    pointer=f"{ptr}/file_name",
+                    code="duplicate_image",
+                )
+                f.images[iid] = _Image(key, width, height)
+                continue
+            self.item_keys[key] = f"{f.name}#{ptr}"
+            f.images[iid] = _Image(key, width, height)
+            f.keep.append(j)
+
+    def items(self) -> Iterator[ItemRecord]:
+        for f in self.files:
+            images = f.doc["images"]
+            for j in f.keep:
+                img = images[j]
+                known = f.images[img["id"]]
+                yield ItemRecord(
+                    key=known.key,
+                    width=known.width,
+                    height=known.height,
+                    split=f.split,
+                    attributes={
+                        k: v for k, v in img.items() if k not in ("id", "file_name", "width", "height")
+                    },
+                    source_ref=f"{f.name}#/images/{j}",
+                    source_id=img["id"],
+                )
+
+    # -- annotations -----------------------------------------------------------------------
+
+    def labels(self) -> Iterator[LabelRecord]:
+        for f in self.files:
+            seen_ids: set = set()
+            for i, ann in enumerate(f.doc["annotations"]):
+                label = self.label(f, i, ann, seen_ids)
+                if label is not None:
+                    yield label
+
+    def label(self, f: _File, i: int, ann, seen_ids: set) -> LabelRecord | None:
+        ptr = f"/annotations/{i}"
+        add = self.problems.add
+        if not isinstance(ann, dict):
+            add(f.name, "an annotation must be an object", pointer=ptr)
+            return None
+        ok = True
+        aid = ann.get("id")
+        if aid is None:
+            add(f.name, "annotation has no id", pointer=ptr)
+        elif not (_is_int(aid) or isinstance(aid, str)):
+            add(f.name, f"annotation id must be an integer, not {aid!r}", pointer=f"{ptr}/id")
+            aid = None
+        elif aid in seen_ids:
+            add(f.name, f"duplicate annotation id {aid!r}", pointer=f"{ptr}/id", code="duplicate_id")
+            ok = False
+        else:
+            seen_ids.add(aid)
+        iid = ann.get("image_id")
+        if not (_is_int(iid) or isinstance(iid, str)) or iid not in f.images:
+            add(f.name, f"image_id {iid!r} is not in images", pointer=f"{ptr}/image_id", code="unknown_image")
+            ok = False
+        image = f.images.get(iid) if ok else None
+        cid = ann.get("category_id")
+        category = self.categories.get(cid) if _is_int(cid) else None
+        if category is None:
+            add(
+                f.name,
+                f"category_id {cid!r} is not in categories",
+                pointer=f"{ptr}/category_id",
+                code="unknown_category",
+            )
+            ok = False
+        geometry, geometry_type, geometry_ok = self.geometry(f, ptr, ann, category, image)
+        if not (ok and geometry_ok) or image is None:
+            return None
+        attributes = ann.get("attributes", {})
+        if not isinstance(attributes, dict):
+            add(f.name, "attributes must be an object", pointer=f"{ptr}/attributes")
+            attributes = {}
+        is_final = ann.get("is_final", True)
+        if not isinstance(is_final, bool):
+            add(f.name, "is_final must be true or false", pointer=f"{ptr}/is_final")
+            is_final = True
+        iscrowd = ann.get("iscrowd", 0)
+        if iscrowd not in (0, 1):
+            add(f.name, "iscrowd must be 0 or 1", pointer=f"{ptr}/iscrowd")
+        return LabelRecord(
+            item_key=image.key,
+            category=category.name,
+            geometry_type=geometry_type,
+            geometry=geometry,
+            attributes=dict(attributes),
+            is_final=is_final,
+            iscrowd=iscrowd == 1,
+            provenance=self.provenance(f, ptr, ann),
+            source_ref=f"{f.name}#{ptr}",
+            source_id=aid,
+        )
+
+    def geometry(self, f: _File, ptr: str, ann: dict, category, image) -> tuple[dict, str, bool]:
+        add = self.problems.add
+        width = image.width if image else None
+        height = image.height if image else None
+        geometry: dict = {}
+        ok = True
+
+        def check(kind: str, part: dict, where: str) -> bool:
+            errors = model.validate_geometry(kind, part, width, height)
+            for e in errors:
+                add(f.name, e, pointer=where, code="invalid_geometry")
+            return not errors
+
+        bbox = ann.get("bbox")
+        if bbox is not None and bbox != []:
+            if check(model.BBOX, {"bbox": bbox}, f"{ptr}/bbox"):
+                geometry["bbox"] = list(bbox)
+            else:
+                ok = False
+        seg = ann.get("segmentation")
+        if isinstance(seg, list) and seg:
+            rings_ok = True
+            for j, ring in enumerate(seg):
+                rings_ok &= check(model.POLYGON, {"polygons": [ring]}, f"{ptr}/segmentation/{j}")
+            if rings_ok:
+                geometry["polygons"] = [list(r) for r in seg]
+            ok &= rings_ok
+        elif isinstance(seg, dict):
+            rle = self.rle(f, f"{ptr}/segmentation", seg)
+            if rle is not None and check(model.MASK, {"rle": rle}, f"{ptr}/segmentation/size"):
+                geometry["rle"] = rle
+            else:
+                ok = False
+        elif seg not in (None, []):
+            add(
+                f.name,
+                "segmentation must be a list of polygons or an RLE object",
+                pointer=f"{ptr}/segmentation",
+            )
+            ok = False
+        kp = ann.get("keypoints")
+        if kp is not None and kp != []:
+            expected = len(category.keypoints) if category else 0
+            if category is not None and not expected:
+                add(f.name, f"category {category.name!r} declares no keypoints", pointer=f"{ptr}/keypoints")
+                ok = False
+            elif category is not None and isinstance(kp, list) and len(kp) != 3 * expected:
+                add(
+                    f.name,
+                    f"{len(kp)} keypoint values, expected {3 * expected} for the {expected} keypoints "
+                    f"of {category.name!r}",
+                    pointer=f"{ptr}/keypoints",
+                )
+                ok = False
+            elif check(model.KEYPOINTS, {"keypoints": kp}, f"{ptr}/keypoints"):
+                geometry["keypoints"] = list(kp)
+                labelled = sum(1 for v in kp[2::3] if v > 0)
+                declared = ann.get("num_keypoints")
+                if declared is not None and declared != labelled:
+                    add(
+                        f.name,
+                        f"num_keypoints is {declared!r} but {labelled} keypoints have v > 0",
+                        pointer=f"{ptr}/num_keypoints",
+                        code="inconsistent",
+                    )
+            else:
+                ok = False
+        for geometry_type, part in (
+            (model.KEYPOINTS, "keypoints"),
+            (model.MASK, "rle"),
+            (model.POLYGON, "polygons"),
+            (model.BBOX, "bbox"),
+        ):
+            if part in geometry:
+                return geometry, geometry_type, ok
+        return geometry, model.CLASSIFICATION, ok
+
+    def rle(self, f: _File, ptr: str, seg: dict) -> dict | None:
+        add = self.problems.add
+        size, counts = seg.get("size"), seg.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)):
+            add(f.name, "RLE size must be [height, width]", pointer=f"{ptr}/size", code="invalid_geometry")
+            return None
+        h, w = size
+        if isinstance(counts, list):
+            if not all(_is_int(c) and c >= 0 for c in counts) or sum(counts) != h * w:
+                add(
+                    f.name,
+                    f"uncompressed RLE counts must be non-negative integers summing to {h}x{w}",
+                    pointer=f"{ptr}/counts",
+                    code="invalid_geometry",
+                )
+                return None
+            encoded = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+            return {"size": [h, w], "counts": encoded["counts"].decode("ascii")}
+        if isinstance(counts, str):
+            runs = _rle_counts(counts)
+            if runs is None or any(c < 0 for c in runs) or sum(runs) != h * w:
+                add(
+                    f.name,
+                    f"compressed RLE counts do not decode to a {h}x{w} mask",
+                    pointer=f"{ptr}/counts",
+                    code="invalid_geometry",
+                )
+                return None
+            return {"size": [h, w], "counts": counts}
+        add(f.name, "RLE counts must be a string or a list", pointer=f"{ptr}/counts", code="invalid_geometry")
+        return None
+
+    def provenance(self, f: _File, ptr: str, ann: dict) -> Provenance:
+        add = self.problems.add
+        prov = Provenance()
+        for key in _PROVENANCE_STR:
+            value = ann.get(key)
+            if value is None:
+                continue
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                value = str(value)
+                setattr(prov, key, value)
+            else:
+                add(f.name, f"{key} must be a string", pointer=f"{ptr}/{key}")
+        created = ann.get("created_at")
+        if created is not None:
+            try:
+                prov.made_at = datetime.fromisoformat(created)
+            except (TypeError, ValueError):
+                add(
+                    f.name,
+                    f"created_at {created!r} is not an ISO 8601 date-time",
+                    pointer=f"{ptr}/created_at",
+                )
+        source = ann.get("source")
+        if source is not None:
+            if source in model.SOURCES:
+                prov.source = source
+            else:
+                add(f.name, f"source must be one of {', '.join(model.SOURCES)}", pointer=f"{ptr}/source")
+        return prov
+
+
+def read_coco(
+    source: model.Source,
+    *,
+    annotation_files: list[str] | None = None,
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
+) -> Parsed:
+    """Read the COCO annotation files of a source; items and labels stream from the parsed JSON."""
+    problems = ProblemLog()
+    explicit = annotation_files is not None
+    candidates = list(annotation_files) if explicit else find_coco_files(source.names())
+    files: list[_File] = []
+    errors: list[model.Problem] = []
+    for name in candidates:
+        try:
+            with source.open(name) as stream:
+                doc = safe_load_json(stream, max_bytes=max_json_bytes, max_depth=MAX_JSON_DEPTH, name=name)
+        except KeyError:
+            errors.append(
+                model.Problem(
+                    file=name, message="annotation file is not in the delivery", code="missing_file"
+                )
+            )
+            continue
+        except FormatError as exc:
+            errors.extend(exc.problems)
+            continue
+        is_coco = (
+            isinstance(doc, dict)
+            and isinstance(doc.get("images"), list)
+            and isinstance(doc.get("annotations"), list)
+        )
+        if not is_coco:
+            if explicit:
+                errors.append(
+                    model.Problem(
+                        file=name, message="not a COCO file: needs 'images' and 'annotations' lists"
+                    )
+                )
+            continue
+        files.append(_File(name=name, split=_split_of(name), root=_root_of(name), doc=doc))
+    if errors:
+        raise FormatError(errors)
+    if not files:
+        raise FormatError(
+            [model.Problem(file="", message="no COCO annotation file found", code="missing_file")]
+        )
+    reader = _Reader(source, files, problems)
+    for f in files:
+        reader.read_categories(f)
+    for f in files:
+        reader.index_images(f)
+    return Parsed(
+        format="coco",
+        categories=list(reader.categories.values()),
+        items=reader.items(),
+        labels=reader.labels(),
+        problems=problems,
+    )
