@@ -171,7 +171,8 @@ def _read_end_record(fp: BinaryIO, label: str, problems: ProblemLog) -> int | No
             fp.seek(loc)
             locator = fp.read(20)
             if locator[:4] == _ZIP64_LOCATOR:
-                (offset,) = struct.unpack("<8xQ4x", locator[4:])
+                # After the signature: disk (4 bytes), the zip64 end record's offset (8), disks (4).
+                (offset,) = struct.unpack("<4xQ4x", locator[4:])
                 fp.seek(offset)
                 record = fp.read(56)
                 if record[:4] == _ZIP64_EOCD and len(record) == 56:

@@ -345,6 +345,12 @@ class _Reader:
         iscrowd = ann.get("iscrowd", 0)
         if iscrowd not in (0, 1):
             add(f.name, "iscrowd must be 0 or 1", pointer=f"{ptr}/iscrowd")
+        # The label's stable uid, as our own COCO export writes it: kept so a round trip keeps
+        # each label's identity (and its ledger history).
+        uid = ann.get("uid")
+        if uid is not None and not (isinstance(uid, str) and uid):
+            add(f.name, "uid must be a non-empty string", pointer=f"{ptr}/uid")
+            uid = None
         return LabelRecord(
             item_key=image.key,
             category=category.name,
@@ -356,6 +362,7 @@ class _Reader:
             provenance=self.provenance(f, ptr, ann),
             source_ref=f"{f.name}#{ptr}",
             source_id=aid,
+            uid=uid,
         )
 
     def geometry(self, f: _File, ptr: str, ann: dict, category, image) -> tuple[dict, str, bool]:

@@ -354,3 +354,20 @@ def test_safe_load_json_reports_a_syntax_error_as_line_and_column():
     problem = caught.value.problems[0]
     assert (problem.file, problem.line, problem.code) == ("instances.json", 3, "invalid_json")
     assert problem.message.startswith("invalid JSON at 3:17:")
+
+
+def test_it_reads_the_entry_count_of_a_zip64_archive(monkeypatch):
+    # More than 65,535 entries (COCO train2017 has 118,287 images) put the count in the zip64
+    # end record; zipfile writes one for fewer entries when its limit is lowered.
+    monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 2)
+    data = bytearray(zip_bytes({f"images/{i}.jpg": b"x" for i in range(5)}))
+    monkeypatch.undo()
+    assert b"PK\x06\x06" in data  # the zip64 end of central directory record
+    # ... and, as writers do past 65,535 entries, the classic end record says 0xFFFF.
+    struct.pack_into("<HH", data, data.rfind(EOCD) + 8, 0xFFFF, 0xFFFF)
+    data = bytes(data)
+
+    assert ZipSource.check(io.BytesIO(data)) == []
+    assert [p.code for p in ZipSource.check(io.BytesIO(data), limits=ZipLimits(max_entries=4))] == [
+        "too_many_entries"
+    ]

@@ -406,3 +406,16 @@ def test_it_collects_every_problem_up_to_a_cap_of_one_thousand():
     assert parsed.problems[998].pointer == "/annotations/998/category_id"
     assert parsed.problems[-1].code == "too_many_problems"
     assert labels == {}
+
+
+def test_it_keeps_the_uid_our_own_export_writes_so_a_round_trip_keeps_label_identity():
+    doc = _document()
+    doc["annotations"][0]["uid"] = "5f0c8f0e-4c1e-4d3a-9a55-5d1f0c3b7a21"
+    doc["annotations"][1]["uid"] = 17
+
+    parsed, _, labels = _read(doc)
+
+    uids = {label.source_id: label.uid for label in labels.values()}
+    assert uids[doc["annotations"][0]["id"]] == "5f0c8f0e-4c1e-4d3a-9a55-5d1f0c3b7a21"
+    assert uids[doc["annotations"][1]["id"]] is None
+    assert [(p.pointer, p.code) for p in parsed.problems] == [("/annotations/1/uid", "invalid")]
