@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
+from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 
@@ -31,6 +32,18 @@ class Guideline(models.Model):
         )
 
 
+class GuidelineVersionQuerySet(models.QuerySet):
+    def superseded(self, at=None):
+        """Versions for which a later version of the same guideline has taken effect (by ``at``, default today)."""
+        today = at or timezone.now().date()
+        later = GuidelineVersion.objects.filter(
+            guideline=OuterRef("guideline"),
+            effective_date__gt=OuterRef("effective_date"),
+            effective_date__lte=today,
+        )
+        return self.filter(Exists(later))
+
+
 class GuidelineVersion(models.Model):
     """One version of a guideline; the hash pins the exact text labels were made under."""
 
@@ -43,6 +56,8 @@ class GuidelineVersion(models.Model):
     change_notes = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = GuidelineVersionQuerySet.as_manager()
+
     class Meta:
         ordering = ["guideline", "effective_date", "tag"]
         constraints = [
@@ -51,6 +66,19 @@ class GuidelineVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.guideline.title} {self.tag}"
+
+    def superseded_by(self, at=None) -> GuidelineVersion | None:
+        """The newest version of the same guideline in effect (by ``at``) if it is later than this one."""
+        today = at or timezone.now().date()
+        return (
+            GuidelineVersion.objects.filter(
+                guideline_id=self.guideline_id,
+                effective_date__gt=self.effective_date,
+                effective_date__lte=today,
+            )
+            .order_by("-effective_date", "-tag")
+            .first()
+        )
 
     def save(self, *args, **kwargs):
         # The hash is of what annotators read: the uploaded document when there is one, else the text.
@@ -104,6 +132,26 @@ class Annotator(models.Model):
         return self.pseudonym
 
 
+class LedgerAppendOnlyError(Exception):
+    """Raised on any attempt to change or remove a ledger event or tree head through the ORM."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    """Bulk writes that would change or remove rows are refused before they reach the database triggers."""
+
+    def update(self, **kwargs):
+        raise LedgerAppendOnlyError(f"{self.model.__name__} rows are append-only and cannot be updated.")
+
+    def delete(self):
+        raise LedgerAppendOnlyError(f"{self.model.__name__} rows are append-only and cannot be deleted.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise LedgerAppendOnlyError(f"{self.model.__name__} rows are append-only and cannot be updated.")
+
+    def update_or_create(self, defaults=None, create_defaults=None, **kwargs):
+        raise LedgerAppendOnlyError(f"{self.model.__name__} rows are append-only and cannot be updated.")
+
+
 class LabelEvent(models.Model):
     """One entry of the append-only, hash-chained ledger of a dataset.
 
@@ -142,12 +190,26 @@ class LabelEvent(models.Model):
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
 
+    objects = AppendOnlyQuerySet.as_manager()
+
     class Meta:
         ordering = ["dataset", "seq"]
         constraints = [models.UniqueConstraint(fields=["dataset", "seq"], name="ledger_unique_seq")]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.label_uid or ''}".strip()
+
+    def save(self, *args, **kwargs):
+        # Events are written only by governance.ledger.append_events, which chains them under a lock;
+        # a save() here would either edit history or append a link nobody computed.
+        if not self._state.adding:
+            raise LedgerAppendOnlyError(f"Ledger event {self} is append-only and cannot be changed.")
+        raise LedgerAppendOnlyError(
+            "Append ledger events with governance.ledger.append_events(), which chains and hashes them."
+        )
+
+    def delete(self, *args, **kwargs):
+        raise LedgerAppendOnlyError(f"Ledger event {self} is append-only and cannot be deleted.")
 
 
 class TreeHead(models.Model):
@@ -167,6 +229,8 @@ class TreeHead(models.Model):
     key_id = models.CharField(max_length=64, help_text="SHA-256 of the raw public key")
     signature = models.TextField(help_text="Base64 Ed25519 signature over the canonical head")
 
+    objects = AppendOnlyQuerySet.as_manager()
+
     class Meta:
         ordering = ["dataset", "-tree_size"]
         get_latest_by = "tree_size"
@@ -176,3 +240,123 @@ class TreeHead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset_id}@{self.tree_size} {self.root_hash[:12]}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise LedgerAppendOnlyError(f"Tree head {self} is signed and cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise LedgerAppendOnlyError(f"Tree head {self} is signed and cannot be deleted.")
+
+
+class LedgerChunk(models.Model):
+    """A cached Merkle root over one full, aligned block of 2**level events of a dataset's ledger.
+
+    Derived data, never trusted: proofs built from it are checked against the signed root before they
+    are served, and signing and verification recompute every chunk from the events. It turns an
+    inclusion proof in a million-event ledger from a million hashes into a few thousand.
+    """
+
+    dataset = models.ForeignKey("marketplace.Dataset", on_delete=models.CASCADE, related_name="+")
+    level = models.PositiveSmallIntegerField(help_text="The block holds 2**level events")
+    index = models.PositiveBigIntegerField(help_text="Block number: events index*2**level onwards")
+    root_hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["dataset", "level", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "level", "index"], name="ledger_chunk_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset_id} chunk {self.level}/{self.index}"
+
+
+# --------------------------------------------------------------------------- quality (agreement, balance, review)
+
+
+class QualityReport(models.Model):
+    """One stored quality result of a version: stats, agreement, balance or the compliance pack.
+
+    Derived data: ``governance.reports`` recomputes it at will, so it is a cache keyed by version and
+    kind, not evidence in itself (the ledger is).
+    """
+
+    class Kind(models.TextChoices):
+        STATS = "stats", "Statistics"
+        AGREEMENT = "agreement", "Inter-annotator agreement"
+        BALANCE = "balance", "Class and demographic balance"
+        COMPLIANCE = "compliance", "AI Act evidence pack"
+
+    version = models.ForeignKey(
+        "marketplace.DatasetVersion", on_delete=models.CASCADE, related_name="quality_reports"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    result = models.JSONField(default=dict)
+    parameters = models.JSONField(
+        default=dict, blank=True, help_text="Thresholds the result was computed with"
+    )
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["version", "kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "kind"], name="quality_report_unique_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of version {self.version_id}"
+
+
+class ReviewTaskQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(status=ReviewTask.Status.OPEN)
+
+
+class ReviewTask(models.Model):
+    """An image whose annotators disagreed, waiting for a reviewer to accept, fix or reject its labels."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACCEPTED = "accepted", "Accepted"
+        FIXED = "fixed", "Fixed"
+        REJECTED = "rejected", "Rejected"
+
+    version = models.ForeignKey(
+        "marketplace.DatasetVersion", on_delete=models.CASCADE, related_name="review_tasks"
+    )
+    item = models.ForeignKey("marketplace.Item", on_delete=models.CASCADE, related_name="review_tasks")
+    score = models.FloatField(help_text="The image's agreement score (0..1) when it was queued")
+    components = models.JSONField(
+        default=dict, blank=True, help_text="Geometry F1, class and attribute agreement"
+    )
+    threshold = models.FloatField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    reviewer = models.ForeignKey(
+        Annotator, null=True, blank=True, on_delete=models.PROTECT, related_name="review_tasks"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ReviewTaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["version", "score", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "item"], name="review_task_unique_item"),
+            models.CheckConstraint(
+                condition=Q(status__in=["open", "accepted", "fixed", "rejected"]),
+                name="review_task_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="open") | Q(decided_at__isnull=False), name="review_task_decided_has_date"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Review of {self.item_id} ({self.status})"
