@@ -55,3 +55,37 @@ class LabelEventAdmin(ReadOnlyAdmin):
 class TreeHeadAdmin(ReadOnlyAdmin):
     list_display = ["dataset", "version", "tree_size", "root_hash", "timestamp"]
     search_fields = ["root_hash", "dataset__slug"]
+
+
+# --------------------------------------------------------------------------- quality (governance.reports, governance.consensus)
+
+
+@admin.register(models.QualityReport)
+class QualityReportAdmin(admin.ModelAdmin):
+    """Derived data: recomputed by governance.reports, never edited by hand."""
+
+    list_display = ["version", "kind", "computed_at"]
+    list_filter = ["kind"]
+    search_fields = ["version__dataset__slug"]
+    readonly_fields = ["version", "kind", "result", "parameters", "computed_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(models.ReviewTask)
+class ReviewTaskAdmin(admin.ModelAdmin):
+    """Decisions are made through governance.consensus (they write ledger events): read-only here."""
+
+    list_display = ["version", "item", "score", "status", "reviewer", "decided_at"]
+    list_filter = ["status"]
+    search_fields = ["version__dataset__slug", "item__key"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

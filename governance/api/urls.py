@@ -1,1 +1,46 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("labels/<uuid:uid>/history/", views.LabelHistoryView.as_view(), name="api-label-history"),
+    path(
+        "datasets/<slug:slug>/versions/<int:number>/provenance/",
+        views.VersionProvenanceView.as_view(),
+        name="api-version-provenance",
+    ),
+    path(
+        "datasets/<slug:slug>/versions/<int:number>/superseded-labels/",
+        views.SupersededLabelsView.as_view(),
+        name="api-superseded-labels",
+    ),
+    path("datasets/<slug:slug>/annotators/", views.AnnotatorsView.as_view(), name="api-dataset-annotators"),
+    path("ledger/public-key/", views.PublicKeyView.as_view(), name="api-ledger-public-key"),
+    path("ledger/verify/", views.VerifyView.as_view(), name="api-ledger-verify"),
+    path(
+        "ledger/events/<int:event_id>/bundle/",
+        views.EventBundleView.as_view(),
+        name="api-ledger-event-bundle",
+    ),
+]
+
+# --------------------------------------------------------------------------- quality (governance.api.quality)
+from . import quality  # noqa: E402
+
+_VERSION = "datasets/<slug:slug>/versions/<int:number>/"
+urlpatterns += [
+    *[
+        path(f"{_VERSION}{kind}/", quality.QualityReportView.as_view(kind=kind), name=f"api-version-{kind}")
+        for kind in ("stats", "agreement", "balance", "compliance")
+    ],
+    path(f"{_VERSION}quality/recompute/", quality.RecomputeView.as_view(), name="api-quality-recompute"),
+    path(f"{_VERSION}review-queue/", quality.ReviewQueueView.as_view(), name="api-review-queue"),
+    *[
+        path(
+            f"{_VERSION}review-queue/<int:task_id>/{decision}/",
+            quality.ReviewDecisionView.as_view(decision=decision),
+            name=f"api-review-{decision}",
+        )
+        for decision in ("accept", "fix", "reject")
+    ],
+]
