@@ -1,0 +1,117 @@
+"""The supplier's delivery pages: upload an archive, follow its progress, read its report.
+
+Scoped like the API: a user who supplies no dataset gets a 404 for the dashboard, and a delivery of
+a dataset the user does not supply is a 404 whoever asks.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+
+from . import ingest, tasks
+from .api.deliveries import deliveries_visible_to
+from .api.errors import DomainError
+from .models import Dataset, Delivery
+
+
+class DeliveryUploadForm(forms.Form):
+    """Upload one archive for one of the user's datasets."""
+
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), to_field_name="slug")
+    archive = forms.FileField(
+        help_text="A zip: images plus COCO, Pascal VOC, YOLO, CVAT or Label Studio labels"
+    )
+    format = forms.ChoiceField(choices=Delivery.Format.choices, initial=Delivery.Format.AUTO)
+    defaults = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='Provenance defaults as JSON, e.g. {"guideline_version": "v1.2", "source": "human"}',
+    )
+
+    def __init__(self, *args, datasets, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].queryset = datasets
+
+    def clean_defaults(self) -> dict:
+        text = self.cleaned_data.get("defaults") or ""
+        if not text.strip():
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise forms.ValidationError("Not valid JSON.") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Give a JSON object.")
+        return value
+
+
+def _supplied(user):
+    datasets = Dataset.objects.supplied_by(user).order_by("title")
+    if not datasets.exists():
+        raise Http404("No datasets supplied by you")
+    return datasets
+
+
+@login_required
+def deliveries(request):
+    """All deliveries of the user's datasets, newest first, and the upload form."""
+    datasets = _supplied(request.user)
+    form = DeliveryUploadForm(
+        request.POST or None,
+        request.FILES or None,
+        datasets=datasets,
+        initial={"dataset": request.GET.get("dataset")},
+    )
+    if request.method == "POST" and form.is_valid():
+        archive = form.cleaned_data["archive"]
+        try:
+            delivery = ingest.create_delivery(
+                dataset=form.cleaned_data["dataset"],
+                archive=archive,
+                format=form.cleaned_data["format"],
+                defaults=form.cleaned_data["defaults"],
+                uploaded_by=request.user,
+                original_name=archive.name,
+            )
+        except DomainError as error:
+            form.add_error(None, error.detail)
+        else:
+            transaction.on_commit(lambda: tasks.ingest_delivery.delay(delivery.pk))
+            return redirect("supplier-delivery", pk=delivery.pk)
+    rows = deliveries_visible_to(request.user)[:100]
+    return render(
+        request,
+        "marketplace/supplier/deliveries.html",
+        {"deliveries": rows, "form": form, "running": any(d.status in _RUNNING for d in rows)},
+    )
+
+
+_RUNNING = (Delivery.Status.PENDING, Delivery.Status.VALIDATING)
+
+
+@login_required
+def delivery_detail(request, pk: int):
+    """One delivery: status, progress, counts, provenance coverage and every problem found."""
+    delivery = get_object_or_404(deliveries_visible_to(request.user), pk=pk)
+    report = delivery.report or {}
+    return render(
+        request,
+        "marketplace/supplier/delivery_detail.html",
+        {
+            "delivery": delivery,
+            "report": report,
+            "problems": report.get("problems", []),
+            "counts": report.get("counts", {}),
+            "provenance": report.get("provenance", {}),
+            "shares": {
+                k: round(v * 100, 1) for k, v in report.get("provenance", {}).get("shares", {}).items()
+            },
+            "running": delivery.status in _RUNNING,
+        },
+    )
