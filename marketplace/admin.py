@@ -179,3 +179,58 @@ class DownloadAdmin(admin.ModelAdmin):
     list_display = ["export", "user", "organization", "at", "ip_address"]
     search_fields = ["user__username", "export__version__dataset__slug"]
     date_hierarchy = "at"
+
+
+# Notifications (marketplace.notifications)
+@admin.register(models.Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ["subject", "recipient", "kind", "created_at", "read_at", "emailed_at"]
+    list_filter = ["kind"]
+    search_fields = ["subject", "recipient__username", "dataset__slug"]
+    raw_id_fields = ["recipient", "dataset"]
+    date_hierarchy = "created_at"
+
+
+# Licensing (marketplace.licensing): staff read orders, requests and acceptances; decisions and
+# payments go through the services (the supplier pages, or the API), so their rules hold here too.
+@admin.register(models.Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = [
+        "invoice_number",
+        "organization",
+        "dataset",
+        "license",
+        "price",
+        "currency",
+        "status",
+        "created_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["invoice_number", "organization__name", "dataset__slug", "idempotency_key"]
+    raw_id_fields = [
+        "organization",
+        "placed_by",
+        "offer",
+        "dataset",
+        "license",
+        "entitlement",
+        "marked_paid_by",
+    ]
+    readonly_fields = ["idempotency_key", "created_at"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(models.AccessRequest)
+class AccessRequestAdmin(admin.ModelAdmin):
+    list_display = ["organization", "dataset", "offer", "status", "created_at", "decided_at"]
+    list_filter = ["status"]
+    search_fields = ["organization__name", "dataset__slug", "message", "reason"]
+    raw_id_fields = ["organization", "requested_by", "offer", "dataset", "decided_by", "entitlement"]
+
+
+@admin.register(models.LicenseAcceptance)
+class LicenseAcceptanceAdmin(admin.ModelAdmin):
+    list_display = ["user", "organization", "license", "entitlement", "accepted_at"]
+    search_fields = ["user__username", "organization__name", "license__name"]
+    raw_id_fields = ["user", "organization", "license", "offer", "entitlement"]
+    readonly_fields = ["text_sha256", "accepted_at"]

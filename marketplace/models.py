@@ -864,3 +864,207 @@ class Download(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} downloaded {self.export} at {self.at:%Y-%m-%d %H:%M}"
+
+
+# --------------------------------------------------------------------------- licensing
+
+
+class OrderQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Orders the user's organisations placed, and orders for datasets they supply; staff see all."""
+        if user is not None and user.is_authenticated and user.is_staff:
+            return self.all()
+        return self.filter(
+            Q(organization_id__in=org_ids(user)) | Q(dataset__supplier_id__in=org_ids(user, Role.SUPPLIER))
+        )
+
+
+class Order(models.Model):
+    """An invoice for one offer, placed by a buyer organisation. No card processing: orders are
+    invoices that the supplier or staff mark paid; the entitlement is granted when the order is placed.
+    """
+
+    class Status(models.TextChoices):
+        INVOICED = "invoiced", "Invoiced"
+        PAID = "paid", "Paid"
+        CANCELLED = "cancelled", "Cancelled"
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="orders")
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="orders")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="orders")
+    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="orders")
+    entitlement = models.OneToOneField(
+        Entitlement, null=True, blank=True, on_delete=models.SET_NULL, related_name="order"
+    )
+    price = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="EUR")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.INVOICED)
+    idempotency_key = models.CharField(
+        max_length=100, help_text="Chosen by the client; the same key twice gives the same order"
+    )
+    invoice_number = models.CharField(max_length=40, blank=True)
+    payment_reference = models.CharField(max_length=200, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    marked_paid_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = OrderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # The database, not only the service, guarantees that a retried or doubled click is one order.
+            models.UniqueConstraint(
+                fields=["organization", "idempotency_key"], name="order_unique_idempotency_key"
+            ),
+            models.CheckConstraint(condition=Q(price__gte=0), name="order_price_non_negative"),
+            models.CheckConstraint(
+                condition=Q(status__in=["invoiced", "paid", "cancelled"]), name="order_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="paid") | Q(paid_at__isnull=False), name="order_paid_has_date"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Order {self.invoice_number or self.pk} · {self.organization} · {self.dataset.slug}"
+
+
+class AccessRequestQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Requests the user's organisations made, and requests for datasets they supply; staff see all."""
+        if user is not None and user.is_authenticated and user.is_staff:
+            return self.all()
+        return self.filter(
+            Q(organization_id__in=org_ids(user)) | Q(dataset__supplier_id__in=org_ids(user, Role.SUPPLIER))
+        )
+
+
+class AccessRequest(models.Model):
+    """A buyer's request for an offer in "request" mode, and the supplier's decision."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="access_requests")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # RESTRICT, not PROTECT: an offer with requests cannot be deleted on its own, but deleting the
+    # dataset takes its offers and their requests together.
+    offer = models.ForeignKey(Offer, on_delete=models.RESTRICT, related_name="access_requests")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="access_requests")
+    message = models.TextField(blank=True, help_text="What the buyer intends to do with the data")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    reason = models.TextField(blank=True, help_text="The supplier's reason, shown to the buyer")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    entitlement = models.ForeignKey(
+        Entitlement, null=True, blank=True, on_delete=models.SET_NULL, related_name="access_requests"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = AccessRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "offer"],
+                condition=Q(status="pending"),
+                name="access_request_one_pending",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "approved", "rejected", "withdrawn"]),
+                name="access_request_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="rejected") | ~Q(reason=""), name="access_request_rejection_has_reason"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization} → {self.dataset.slug} ({self.status})"
+
+
+class LicenseAcceptance(models.Model):
+    """A user's acceptance of a license text, as shown to them. Tied to an entitlement it is also
+    that user's seat under the license (License.seats caps how many there are).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="acceptances")
+    text_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the terms as shown")
+    offer = models.ForeignKey(Offer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    entitlement = models.ForeignKey(
+        Entitlement, null=True, blank=True, on_delete=models.CASCADE, related_name="seats"
+    )
+    accepted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-accepted_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["entitlement", "user"],
+                condition=Q(entitlement__isnull=False),
+                name="license_acceptance_one_seat_per_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} accepted {self.license} at {self.accepted_at:%Y-%m-%d %H:%M}"
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+class NotificationQuerySet(models.QuerySet):
+    def for_user(self, user):
+        if user is None or not user.is_authenticated:
+            return self.none()
+        return self.filter(recipient=user)
+
+    def unread(self):
+        return self.filter(read_at__isnull=True)
+
+
+class Notification(models.Model):
+    """Something a buyer should hear about a dataset: a new version, a deprecation, a decision."""
+
+    class Kind(models.TextChoices):
+        NEW_VERSION = "new_version", "New version"
+        DEPRECATION = "deprecation", "Version deprecated"
+        REQUEST_DECISION = "request_decision", "Decision on an access request"
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="notifications")
+    version_number = models.PositiveIntegerField(null=True, blank=True)
+    subject = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    url = models.CharField(max_length=300, blank=True, help_text="Where to read more, a path on this site")
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["recipient", "read_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.recipient}: {self.subject}"
