@@ -150,6 +150,8 @@ class DatasetListSerializer(serializers.ModelSerializer):
     latest_version = serializers.SerializerMethodField()
     annotation_kinds = serializers.SerializerMethodField()
     offers = OfferSerializer(many=True, source="active_offers")
+    images = serializers.SerializerMethodField()
+    price_from = serializers.SerializerMethodField()
     url = serializers.HyperlinkedIdentityField(view_name="api-dataset-detail", lookup_field="slug")
 
     class Meta:
@@ -166,9 +168,23 @@ class DatasetListSerializer(serializers.ModelSerializer):
             "status",
             "annotation_kinds",
             "latest_version",
+            "images",
             "offers",
+            "price_from",
             "created_at",
         ]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_images(self, obj):
+        """Images in the newest released version (the catalogue's "size")."""
+        latest = self._latest(obj)
+        return (latest.stats or {}).get("items") if latest else None
+
+    @extend_schema_field(serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True))
+    def get_price_from(self, obj):
+        """The cheapest active offer's price (0 for an open or free offer); null without offers."""
+        prices = [o.price for o in getattr(obj, "active_offers", None) or obj.offers.filter(active=True)]
+        return str(min(prices)) if prices else None
 
     def _latest(self, obj):
         versions = getattr(obj, "released_versions", None)

@@ -2,9 +2,12 @@
 
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
-from rest_framework import viewsets
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
 
-from ..filters import DatasetFilter
+from ..filters import DatasetFilter, facet_counts
 from ..models import Dataset, DatasetVersion, Offer
 from .serializers import DatasetDetailSerializer, DatasetListSerializer, VersionDetailSerializer
 
@@ -62,6 +65,28 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
     def get_object(self):
         return attach_versions(super().get_object(), self.request.user)
 
+    @extend_schema(
+        filters=True,
+        responses=inline_serializer(
+            "CatalogueFacets",
+            {
+                "count": serializers.IntegerField(),
+                "facets": serializers.DictField(
+                    child=serializers.ListField(child=serializers.DictField()),
+                    help_text="Per filter: value, label, count (with the other filters applied), selected",
+                ),
+            },
+        ),
+    )
+    @action(detail=False, pagination_class=None)
+    def facets(self, request):
+        """How many datasets each filter value would give, with the other filters as they are."""
+        base = self.get_queryset()
+        filterset = DatasetFilter(request.query_params, queryset=base, request=request)
+        if not filterset.is_valid():
+            raise serializers.ValidationError(filterset.errors)
+        return Response({"count": filterset.qs.count(), "facets": facet_counts(filterset, base)})
+
 
 class VersionViewSet(viewsets.ReadOnlyModelViewSet):
     """The versions of one dataset that the user may see."""
@@ -71,6 +96,8 @@ class VersionViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = r"\d+"
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no URL kwargs to scope by
+            return DatasetVersion.objects.none()
         dataset = get_object_or_404(
             Dataset.objects.visible_to(self.request.user), slug=self.kwargs["dataset_slug"]
         )
