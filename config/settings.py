@@ -190,6 +190,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Scoped rates; views opt in with a throttle class naming the scope (marketplace.api.samples).
+    # Counts live in the default cache: per process unless CACHES points at a shared one (Redis).
+    "DEFAULT_THROTTLE_RATES": {"previews_anon": envstr("PREVIEW_ANON_RATE", "240/minute")},
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")

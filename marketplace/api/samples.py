@@ -1,0 +1,203 @@
+"""Samples of a version with their labels as JSON, preview images, and (for the entitled) originals.
+
+The version is looked up among those the user may see, and the item inside that version, so another
+tenant's draft is a 404 here as everywhere. Anonymous callers are throttled (scope "previews_anon").
+"""
+
+from __future__ import annotations
+
+import mimetypes
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from .. import licensing, previews
+from ..models import Dataset, DatasetVersion, Item
+from .errors import DomainError
+
+
+class PreviewAnonThrottle(AnonRateThrottle):
+    """Anonymous visitors may look, not scrape: rate in settings DEFAULT_THROTTLE_RATES["previews_anon"]."""
+
+    scope = "previews_anon"
+
+
+def visible_version(user, slug: str, number: int) -> DatasetVersion:
+    dataset = get_object_or_404(Dataset.objects.visible_to(user), slug=slug)
+    return get_object_or_404(
+        DatasetVersion.objects.visible_to(user).select_related("dataset__supplier"),
+        dataset=dataset,
+        number=number,
+    )
+
+
+def preview_url(version: DatasetVersion, item: Item) -> str:
+    return reverse(
+        "api-sample-preview",
+        kwargs={"dataset_slug": version.dataset.slug, "number": version.number, "item_id": item.pk},
+    )
+
+
+def original_url(version: DatasetVersion, item: Item) -> str:
+    return reverse(
+        "api-sample-original",
+        kwargs={"dataset_slug": version.dataset.slug, "number": version.number, "item_id": item.pk},
+    )
+
+
+def samples_payload(*, user, version: DatasetVersion, category=None, split=None, limit=None) -> dict:
+    """What the samples endpoint and the sample viewer page show: items, their labels, a legend."""
+    items = previews.sample_items(
+        version=version, category=category, split=split, limit=limit or previews.SAMPLE_LIMIT_DEFAULT
+    )
+    views = previews.label_views(items, version)
+    entitled = licensing.may_use(user=user, version=version)
+    results = []
+    for item in items:
+        results.append(
+            {
+                "id": item.pk,
+                "key": item.key,
+                "split": item.split,
+                "width": item.width,
+                "height": item.height,
+                "attributes": previews.item_attributes(item, version),
+                "preview_url": preview_url(version, item),
+                "original_url": original_url(version, item) if entitled else None,
+                "labels": [v.as_json() for v in views[item.pk]],
+            }
+        )
+    return {
+        "dataset": version.dataset.slug,
+        "version": version.number,
+        "entitled": entitled,
+        "legend": previews.legend([v for vs in views.values() for v in vs]),
+        "results": results,
+    }
+
+
+class LabelSampleSerializer(serializers.Serializer):
+    uid = serializers.UUIDField()
+    category = serializers.CharField()
+    category_id = serializers.IntegerField()
+    color = serializers.CharField()
+    geometry_type = serializers.CharField()
+    geometry = serializers.DictField()
+    attributes = serializers.DictField()
+    source = serializers.CharField()
+    model = serializers.CharField(allow_null=True)
+    annotator = serializers.CharField(allow_null=True)
+    guideline_version = serializers.CharField(allow_null=True)
+    made_at = serializers.DateTimeField(allow_null=True)
+    drawn = serializers.BooleanField()
+
+
+class SampleSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    key = serializers.CharField()
+    split = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    attributes = serializers.DictField()
+    preview_url = serializers.CharField()
+    original_url = serializers.CharField(allow_null=True)
+    labels = LabelSampleSerializer(many=True)
+
+
+class LegendSerializer(serializers.Serializer):
+    category = serializers.CharField()
+    color = serializers.CharField()
+    kinds = serializers.ListField(child=serializers.CharField())
+    count = serializers.IntegerField()
+    drawn = serializers.BooleanField()
+
+
+class SamplesSerializer(serializers.Serializer):
+    dataset = serializers.CharField()
+    version = serializers.IntegerField()
+    entitled = serializers.BooleanField()
+    legend = LegendSerializer(many=True)
+    results = SampleSerializer(many=True)
+
+
+class SamplesView(APIView):
+    """Items of a version to preview, stratified across classes (or the supplier's pinned items)."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = [PreviewAnonThrottle]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("category", str, description="Only items with a label of this class"),
+            OpenApiParameter("split", str, enum=["train", "val", "test"]),
+            OpenApiParameter("limit", int, description=f"1 to {previews.SAMPLE_LIMIT_MAX}"),
+        ],
+        responses=SamplesSerializer,
+    )
+    def get(self, request, dataset_slug: str, number: int):
+        version = visible_version(request.user, dataset_slug, number)
+        limit = request.query_params.get("limit") or previews.SAMPLE_LIMIT_DEFAULT
+        try:
+            limit = int(limit)
+        except ValueError:
+            raise DomainError("limit must be a whole number.", code="invalid_limit") from None
+        return Response(
+            samples_payload(
+                user=request.user,
+                version=version,
+                category=request.query_params.get("category") or None,
+                split=request.query_params.get("split") or None,
+                limit=limit,
+            )
+        )
+
+
+class PreviewView(APIView):
+    """A preview JPEG (at most 512 px) with the labels drawn; watermarked unless you may use the data."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = [PreviewAnonThrottle]
+
+    @extend_schema(responses={(200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY)})
+    def get(self, request, dataset_slug: str, number: int, item_id: int):
+        version = visible_version(request.user, dataset_slug, number)
+        item = get_object_or_404(Item.objects.filter(version=version), pk=item_id)
+        item.version = version
+        entitled = licensing.may_use(user=request.user, version=version)
+        response = HttpResponse(
+            previews.preview_bytes(item=item, entitled=entitled), content_type="image/jpeg"
+        )
+        # A watermarked preview of a released version is the same for everyone; anything else is private.
+        public = not entitled and version.status != DatasetVersion.Status.DRAFT
+        response["Cache-Control"] = "public, max-age=86400" if public else "private, max-age=3600"
+        response["Vary"] = "Cookie, Authorization"
+        return response
+
+
+class OriginalView(APIView):
+    """The original image file, for users who may use the version (entitled, its supplier, staff)."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)})
+    def get(self, request, dataset_slug: str, number: int, item_id: int):
+        version = visible_version(request.user, dataset_slug, number)
+        item = get_object_or_404(Item.objects.filter(version=version), pk=item_id)
+        if not licensing.may_use(user=request.user, version=version):
+            raise DomainError(
+                "Originals are for licensed users: license the dataset and accept its terms.",
+                code="not_entitled",
+                status_code=403,
+            )
+        content_type = mimetypes.guess_type(item.key)[0] or "application/octet-stream"
+        response = FileResponse(default_storage.open(item.storage_key, "rb"), content_type=content_type)
+        response["Cache-Control"] = "private, no-store"
+        response["Content-Disposition"] = f'inline; filename="{item.key.rsplit("/", 1)[-1]}"'
+        return response
