@@ -10,6 +10,8 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from governance import ledger
+
 from .models import Category, Dataset, DatasetVersion, Item, Label
 
 
@@ -79,12 +81,22 @@ def refresh_version_stats(*, version_id: int) -> dict:
 
 
 @transaction.atomic
-def publish_version(*, version: DatasetVersion, release_notes: str = "", at=None) -> DatasetVersion:
+def publish_version(
+    *, version: DatasetVersion, release_notes: str = "", at=None, require_publishable: bool = False
+) -> DatasetVersion:
     """Freeze a draft: hash its content, cache its statistics, list the dataset."""
     # Lock the row: two concurrent publishes of one draft must not both pass the status check.
     version = DatasetVersion.objects.select_for_update().get(pk=version.pk)
     if version.status != DatasetVersion.Status.DRAFT:
         raise ValueError(f"{version} is already {version.status}")
+    # --- workspace: a supplier's release needs its datasheet, an offer and an ingested delivery
+    # (marketplace.workspace.check_publishable). Checked under the row lock, so the answer holds.
+    # Off by default: the demo and test fixtures seed versions without deliveries.
+    if require_publishable:
+        from .workspace import ensure_publishable
+
+        ensure_publishable(version)
+    # --- end workspace
     version.content_hash = compute_content_hash(version=version)
     version.stats = compute_version_stats(version=version)
     version.release_notes = release_notes or version.release_notes
@@ -94,7 +106,30 @@ def publish_version(*, version: DatasetVersion, release_notes: str = "", at=None
     Dataset.objects.filter(pk=version.dataset_id, status=Dataset.Status.DRAFT).update(
         status=Dataset.Status.LISTED
     )
+    # --- governance ledger: the publication is an event, and the tree head signed over it (and every
+    # event before it) is what auditors verify labels against. Same transaction: no release without it.
+    ledger.record_dataset_event(
+        dataset=version.dataset,
+        action="version_published",
+        actor=f"org:{version.dataset.supplier.slug}",
+        payload={"content_hash": version.content_hash, "release_notes": version.release_notes},
+        version_number=version.number,
+        occurred_at=version.published_at,
+    )
+    ledger.sign_tree_head(dataset=version.dataset, version=version)
+    # --- end governance ledger
+    # --- governance quality reports (stats, agreement, balance, compliance): started after the
+    # commit, so the worker sees the published rows; robust, so a failing report never fails a
+    # release that is already committed (the reports can be recomputed at any time).
+    transaction.on_commit(lambda: _start_quality_reports(version.pk), robust=True)
+    # --- end governance quality reports
     return version
+
+
+def _start_quality_reports(version_id: int) -> None:
+    from governance.tasks import compute_quality_reports  # governance.reports imports this module
+
+    compute_quality_reports.delay(version_id)
 
 
 def annotation_kinds(stats: dict) -> list[str]:
