@@ -21,6 +21,7 @@ from django.db import transaction
 from PIL import Image, ImageDraw, ImageFilter
 from pycocotools import mask as mask_utils
 
+from governance import ledger
 from governance.models import Annotator, Guideline, GuidelineVersion
 
 from . import catalogue
@@ -994,6 +995,7 @@ def _build_dataset(spec: Spec, supplier: Organization, licenses: dict, *, seed: 
     items: list[DraftItem] = []
     sheet = DATASHEETS[spec.slug]
     last_count = 0
+    previous_version = None  # governance ledger: events record what changed since this version
     for number, count in enumerate(
         spec.versions + ([spec.versions[-1] + spec.draft_extra] if spec.draft_extra else []), start=1
     ):
@@ -1028,6 +1030,8 @@ def _build_dataset(spec: Spec, supplier: Organization, licenses: dict, *, seed: 
         last_count = count
         version, categories = _new_version(dataset, number, spec, sheet)
         _write_items(version, categories, items, annotators, gvs)
+        _record_ledger_events(dataset, version, previous_version, gvs)  # governance ledger
+        previous_version = version
         if released:
             notes = (
                 "First release."
@@ -1041,6 +1045,63 @@ def _build_dataset(spec: Spec, supplier: Organization, licenses: dict, *, seed: 
             version.stats = catalogue.compute_version_stats(version=version)
             version.save(update_fields=["stats"])
     return dataset
+
+
+# --------------------------------------------------------------------------- governance ledger
+
+# Reviewer R-3 reviews and accepts the first box of every fifth image of the street dataset's first
+# version, three days on: among them the boxes tightened in v2, whose histories then tell it all.
+REVIEW_EVERY, REVIEW_DELAY = 5, timedelta(days=3)
+
+
+def _record_ledger_events(
+    dataset: Dataset, version: DatasetVersion, previous: DatasetVersion | None, gvs: dict
+) -> None:
+    """Ledger events for a demo version: what its labels' sources say, then the reviews.
+
+    New labels are "created" by their annotator or model at the time they were made (the pedestrian
+    candidates too) and a consensus label is a "consensus" event; boxes tightened since the previous
+    version are "modified" with before and after. Publishing then signs a tree head over it all.
+    """
+    ledger.append_events(
+        dataset=dataset, events=ledger.label_version_events(version=version, previous=previous)
+    )
+    reviewer = Annotator.objects.filter(
+        organization_id=dataset.supplier_id, pseudonym="R-3", role=Annotator.Role.REVIEWER
+    ).first()
+    if reviewer is None or previous is not None or not dataset.slug.startswith("urban-street"):
+        return
+    labels = (
+        Label.objects.filter(version=version, is_final=True, source=fmt.HUMAN, geometry_type=fmt.BBOX)
+        .select_related("item", "category", "annotator", "guideline_version", "version")
+        .order_by("item__key", "id")
+    )
+    first_box = {}
+    for label in labels:
+        first_box.setdefault(label.item.key, label)
+    events = []
+    for key, label in first_box.items():
+        if int(key.rsplit("_", 1)[1].split(".")[0]) % REVIEW_EVERY:  # images/train/street_0010.jpg -> 10
+            continue
+        at = (label.made_at or EPOCH) + REVIEW_DELAY
+        in_force = max(
+            (g for g in gvs.values() if g.effective_date <= at.date()), key=lambda g: g.effective_date
+        )
+        for action, minutes in (("reviewed", 0), ("accepted", 4)):
+            events.append(
+                ledger.label_event(
+                    label,
+                    action=action,
+                    actor=reviewer.pseudonym,
+                    occurred_at=at + timedelta(minutes=minutes),
+                    guideline_version=in_force.tag,
+                    extra={"review": "second-pass check against the guideline"},
+                )
+            )
+    ledger.append_events(dataset=dataset, events=events)
+
+
+# --------------------------------------------------------------------------- end governance ledger
 
 
 def _retail_draft(supplier: Organization) -> None:
@@ -1103,11 +1164,21 @@ def load_demo() -> list[tuple[str, str, str]]:
         defaults={"price": Decimal("4900.00"), "description": "Per organisation, 5 seats, 2 years."},
     )
     if not Entitlement.objects.filter(organization=orgs["helio-robotics"], dataset=bridges).exists():
-        Entitlement.objects.create(
+        entitlement = Entitlement.objects.create(
             organization=orgs["helio-robotics"],
             dataset=bridges,
             license=licenses["commercial"],
             offer=Offer.objects.get(dataset=bridges, access_mode=Offer.AccessMode.PURCHASE),
+        )
+        ledger.record_dataset_event(  # governance ledger
+            dataset=bridges,
+            action="entitlement_granted",
+            actor=f"org:{bridges.supplier.slug}",
+            payload={
+                "organization": "helio-robotics",
+                "license": str(entitlement.license),
+                "all_versions": True,
+            },
         )
     if not Dataset.objects.filter(slug="retail-shelf-products").exists():
         _retail_draft(orgs["lattice-labs"])

@@ -191,3 +191,28 @@ def s3_storage(s3_endpoint, settings):
         },
     }
     return {"bucket": bucket, "endpoint": s3_endpoint, "client": boto3.client("s3", endpoint_url=s3_endpoint, **credentials)}
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Personas log in constantly; a deliberately slow hasher would dominate the suite's time."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _celery_in_process(request, settings):
+    """Tasks run in-process in tests, even when CI configures a broker for the whole run.
+
+    Only tests marked `celery_worker` send tasks through the real broker (to a worker they start).
+    Celery reads its configuration once, so the switch is made on the app, not in Django settings.
+    """
+    from config.celery import app
+
+    through_broker = request.node.get_closest_marker("celery_worker") is not None and bool(
+        settings.CELERY_BROKER_URL
+    )
+    saved = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    app.conf.task_always_eager = not through_broker
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
