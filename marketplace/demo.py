@@ -34,7 +34,6 @@ from .models import (
     Dataset,
     DatasetVersion,
     Datasheet,
-    Entitlement,
     Item,
     Label,
     License,
@@ -1163,23 +1162,16 @@ def load_demo() -> list[tuple[str, str, str]]:
         access_mode=Offer.AccessMode.PURCHASE,
         defaults={"price": Decimal("4900.00"), "description": "Per organisation, 5 seats, 2 years."},
     )
-    if not Entitlement.objects.filter(organization=orgs["helio-robotics"], dataset=bridges).exists():
-        entitlement = Entitlement.objects.create(
-            organization=orgs["helio-robotics"],
-            dataset=bridges,
-            license=licenses["commercial"],
-            offer=Offer.objects.get(dataset=bridges, access_mode=Offer.AccessMode.PURCHASE),
-        )
-        ledger.record_dataset_event(  # governance ledger
-            dataset=bridges,
-            action="entitlement_granted",
-            actor=f"org:{bridges.supplier.slug}",
-            payload={
-                "organization": "helio-robotics",
-                "license": str(entitlement.license),
-                "all_versions": True,
-            },
-        )
+    # The demo buyer bought Bridge Inspection the way a user would: an invoiced order, an
+    # entitlement that expires with the license, the buyer's acceptance (their seat), a ledger event.
+    from . import licensing  # imports the API error types; kept out of the module's import time
+
+    licensing.purchase(
+        user=get_user_model().objects.get(username="buyer"),
+        offer=Offer.objects.get(dataset=bridges, access_mode=Offer.AccessMode.PURCHASE),
+        idempotency_key="demo-bridge-inspection",
+        accept_license=True,
+    )
     if not Dataset.objects.filter(slug="retail-shelf-products").exists():
         _retail_draft(orgs["lattice-labs"])
     return [(u, p, (r.label if r else "staff")) for u, p, r, _, _ in DEMO_ACCOUNTS]
