@@ -1,0 +1,311 @@
+"""Write the neutral model as COCO: one ``annotations/instances_<split>.json`` per split.
+
+Streaming: one pass over ``(item, labels)`` records, in any order. Each split's ``images``
+and ``annotations`` arrays go to two temporary files as the records arrive (image files go
+straight into the sink); at the end each split's JSON is assembled by copying them, so
+memory stays flat however many labels there are, and the JSON is never one giant dict.
+
+What is written, and the conventions kept (the checks pycocotools and datumaro make):
+
+- ``bbox`` ``[x, y, w, h]``, 0-based floats, from the label's ``bbox`` part, else from its
+  mask (``pycocotools.mask.toBbox``), else the tight box of its points. A box derived from a
+  line or points is at least 1 pixel wide and high (it covers the pixels the line crosses).
+- ``segmentation``: polygons as they are; masks as compressed RLE with ``counts`` a str.
+  ``iscrowd`` is the label's. ``area``: the mask's (``pycocotools.mask.area``), else the
+  polygons' (shoelace, summed), else the box's.
+- keypoints: ``keypoints`` and ``num_keypoints`` (labelled points, v > 0), and the box.
+- categories: the ORIGINAL ids (``CategoryDef.source_id``); a category without one (or with
+  0, e.g. a YOLO class index) gets the next id after the largest, never 0. Keypoint
+  categories carry ``keypoints`` and the 1-based ``skeleton``.
+- ids: images and annotations numbered from 1 across the whole export (unique, so
+  ``COCO.createIndex`` loses nothing).
+- provenance rides on each annotation in the fields our reader understands:
+  ``attributes``, ``annotator``, ``created_at``, ``guideline_version``, ``source``,
+  ``model_name``, ``model_version``, ``is_final`` (only when false), plus ``uid``.
+
+What COCO cannot hold goes to the notes, never silently: polylines and 2D cuboids become
+their box (the original points ride along in a non-standard ``points`` / ``cuboid`` field);
+3D cuboids without an image box are dropped; image-level classifications go to the image
+entry's ``classifications`` list (an annotation without a box breaks ``COCOeval``).
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from pycocotools import mask as mask_utils
+
+from . import model
+from .model import CategoryDef, ItemRecord, LabelRecord, bbox_of
+from .writing import COPY_CHUNK, NameAllocator, Notes, Sink, opened_image, relative_image_name, split_folder
+
+SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
+_PROVENANCE_FIELDS = ("annotator", "guideline_version", "model_name", "model_version")
+
+
+def coco_category_ids(categories: list[CategoryDef], notes: Notes | None = None) -> dict[str, int]:
+    """Category name -> COCO id: the source id when it is one (>= 1), else the next free id."""
+    ids: dict[str, int] = {}
+    taken = {c.source_id for c in categories if c.source_id is not None and c.source_id >= 1}
+    next_id = max(taken, default=0) + 1
+    for c in categories:
+        if c.source_id is not None and c.source_id >= 1:
+            ids[c.name] = c.source_id
+            continue
+        ids[c.name] = next_id
+        if notes is not None:
+            was = (
+                "had no id"
+                if c.source_id is None
+                else f"had id {c.source_id}, which COCO tools take as background"
+            )
+            notes.add("info", f"category {c.name!r} {was}; written with COCO id {next_id}", category=c.name)
+        next_id += 1
+    return ids
+
+
+def category_entry(c: CategoryDef, cid: int) -> dict:
+    entry: dict = {"id": cid, "name": c.name, "supercategory": c.supercategory or c.name}
+    if c.keypoints:
+        entry["keypoints"] = list(c.keypoints)
+        entry["skeleton"] = [list(pair) for pair in c.skeleton]
+    return entry
+
+
+# One encoder for every annotation: json.dumps() with options builds a new encoder on each call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def ring_area(ring: list[float]) -> float:
+    """Shoelace area of a flat [x1, y1, ...] ring (model.polygon_area, with the loop in C)."""
+    xs, ys = ring[0::2], ring[1::2]
+    return (
+        abs(sum(map(operator.mul, xs, ys[1:] + ys[:1])) - sum(map(operator.mul, xs[1:] + xs[:1], ys))) / 2.0
+    )
+
+
+def _floats(values) -> list[float]:
+    return [float(v) for v in values]
+
+
+def _min_pixel(box: list[float]) -> list[float]:
+    """A box derived from points or a line covers at least the pixels it crosses."""
+    x, y, w, h = box
+    return [x, y, max(w, 1.0), max(h, 1.0)]
+
+
+@dataclass
+class _Split:
+    images: BinaryIO
+    annotations: BinaryIO
+    image_count: int = 0
+    annotation_count: int = 0
+
+
+@dataclass
+class CocoSummary:
+    files: list[str] = field(default_factory=list)
+    images: int = 0
+    annotations: int = 0
+    category_ids: dict[str, int] = field(default_factory=dict)
+
+
+class _Writer:
+    def __init__(
+        self, sink: Sink, categories: list[CategoryDef], notes: Notes, image_source, provenance: bool
+    ):
+        self.sink = sink
+        self.notes = notes
+        self.image_source = image_source
+        self.provenance = provenance
+        self.categories = categories
+        self.ids = coco_category_ids(categories, notes)
+        self.splits: dict[str, _Split] = {}
+        self.names = NameAllocator()
+        self.next_image = 1
+        self.next_annotation = 1
+
+    def split(self, name: str) -> _Split:
+        s = self.splits.get(name)
+        if s is None:
+            s = _Split(tempfile.TemporaryFile(), tempfile.TemporaryFile())  # noqa: SIM115 - closed in close()
+            self.splits[name] = s
+        return s
+
+    def close(self) -> None:
+        for s in self.splits.values():
+            s.images.close()
+            s.annotations.close()
+
+    # -- records ---------------------------------------------------------------------------
+
+    def add(self, item: ItemRecord, labels: list[LabelRecord]) -> None:
+        folder = split_folder(item.split)
+        s = self.split(folder)
+        file_name = self.names.allocate(f"{folder}/{relative_image_name(item.key, item.split)}")[
+            len(folder) + 1 :
+        ]
+        with opened_image(self.image_source, item) as stream:
+            if stream is not None:
+                self.sink.copy_from(f"images/{folder}/{file_name}", stream)
+        image_id = self.next_image
+        self.next_image += 1
+        image: dict = {"id": image_id, "file_name": file_name, "width": item.width, "height": item.height}
+        image["license"] = 1
+        if item.attributes:
+            image["attributes"] = item.attributes
+        classifications = []
+        for label in labels:
+            if label.geometry_type == model.CLASSIFICATION:
+                classifications.append(self.classification(label))
+                continue
+            ann = self.annotation(label, image_id, item)
+            if ann is None:
+                continue
+            s.annotations.write(((",\n" if s.annotation_count else "\n") + _dumps(ann)).encode())
+            s.annotation_count += 1
+        if classifications:
+            image["classifications"] = classifications
+            self.notes.add(
+                "converted",
+                "COCO instances have no image-level annotation (one without a box breaks COCOeval): "
+                "classification labels are in the image entry's 'classifications' list",
+                kind=model.CLASSIFICATION,
+                count=len(classifications),
+            )
+        s.images.write(((",\n" if s.image_count else "\n") + _dumps(image)).encode())
+        s.image_count += 1
+
+    def extras(self, label: LabelRecord, entry: dict) -> None:
+        if label.attributes:
+            entry["attributes"] = label.attributes
+        if not label.is_final:
+            entry["is_final"] = False
+        if not self.provenance:
+            return
+        if label.uid:
+            entry["uid"] = str(label.uid)
+        p = label.provenance
+        for name in _PROVENANCE_FIELDS:
+            value = getattr(p, name)
+            if value:
+                entry[name] = value
+        if p.made_at is not None:
+            entry["created_at"] = p.made_at.isoformat()
+        entry["source"] = p.source
+
+    def classification(self, label: LabelRecord) -> dict:
+        entry = {"category_id": self.ids[label.category]}
+        self.extras(label, entry)
+        return entry
+
+    def annotation(self, label: LabelRecord, image_id: int, item: ItemRecord) -> dict | None:
+        g = label.geometry
+        kind = label.geometry_type
+        cid = self.ids[label.category]
+        segmentation: list | dict = []
+        area = None
+        rle = g.get("rle")
+        if rle is not None:
+            coded = {"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}
+            segmentation = {"size": list(rle["size"]), "counts": rle["counts"]}
+            area = float(mask_utils.area(coded))
+            box = _floats(g["bbox"]) if "bbox" in g else [float(v) for v in mask_utils.toBbox(coded)]
+        elif g.get("polygons"):
+            segmentation = [list(ring) for ring in g["polygons"]]
+            area = sum(ring_area(ring) for ring in g["polygons"])
+            box = _floats(g["bbox"]) if "bbox" in g else _floats(bbox_of(g))
+        elif "bbox" in g:
+            box = _floats(g["bbox"])
+        else:
+            derived = bbox_of(g)
+            box = _min_pixel(_floats(derived)) if derived is not None else None
+        if box is None:
+            self.notes.add(
+                "dropped",
+                f"COCO cannot hold a {kind.replace('_', ' ')} label without an image box",
+                kind=kind,
+                category=label.category,
+            )
+            return None
+        if kind in (model.POLYLINE, model.CUBOID_2D, model.CUBOID_3D):
+            part = {model.POLYLINE: "points", model.CUBOID_2D: "cuboid", model.CUBOID_3D: "cuboid_3d"}[kind]
+            self.notes.add(
+                "converted",
+                f"COCO has no {kind.replace('_', ' ')}: written as its box, with the original in a "
+                f"non-standard '{part}' field",
+                kind=kind,
+                category=label.category,
+            )
+        ann: dict = {
+            "id": self.next_annotation,
+            "image_id": image_id,
+            "category_id": cid,
+            "bbox": box,
+            "area": area if area is not None else box[2] * box[3],
+            "iscrowd": 1 if label.iscrowd else 0,
+            "segmentation": segmentation,
+        }
+        self.next_annotation += 1
+        if "keypoints" in g:
+            kp = list(g["keypoints"])
+            ann["keypoints"] = kp
+            ann["num_keypoints"] = sum(1 for v in kp[2::3] if v > 0)
+        for part in ("points", "cuboid", "cuboid_3d"):
+            if part in g:
+                ann[part] = g[part]
+        self.extras(label, ann)
+        return ann
+
+    # -- files -----------------------------------------------------------------------------
+
+    def finish(self, info: dict, licenses: list[dict]) -> CocoSummary:
+        summary = CocoSummary(category_ids=dict(self.ids))
+        cats = [category_entry(c, self.ids[c.name]) for c in self.categories]
+        for folder in sorted(self.splits, key=lambda n: (SPLIT_ORDER.get(n, 9), n)):
+            s = self.splits[folder]
+            name = f"annotations/instances_{folder}.json"
+            head = (
+                "{"
+                f'"info":{_dumps(info)},\n"licenses":{_dumps(licenses)},\n'
+                f'"categories":{_dumps(cats)},\n"images":['
+            )
+            with self.sink.open(name) as out:
+                out.write(head.encode())
+                s.images.seek(0)
+                shutil.copyfileobj(s.images, out, COPY_CHUNK)
+                out.write(b'\n],\n"annotations":[')
+                s.annotations.seek(0)
+                shutil.copyfileobj(s.annotations, out, COPY_CHUNK)
+                out.write(b"\n]}\n")
+            summary.files.append(name)
+            summary.images += s.image_count
+            summary.annotations += s.annotation_count
+        return summary
+
+
+def write_coco(
+    sink: Sink,
+    records: Iterable[tuple[ItemRecord, list[LabelRecord]]],
+    *,
+    categories: list[CategoryDef],
+    notes: Notes,
+    info: dict | None = None,
+    licenses: list[dict] | None = None,
+    image_source: Callable[[ItemRecord], BinaryIO] | None = None,
+    provenance: bool = True,
+) -> CocoSummary:
+    """Write records as COCO instances files (and the images, when ``image_source`` is given)."""
+    writer = _Writer(sink, categories, notes, image_source, provenance)
+    try:
+        for item, labels in records:
+            writer.add(item, labels)
+        return writer.finish(info or {}, licenses or [{"id": 1, "name": "unspecified", "url": ""}])
+    finally:
+        writer.close()

@@ -1,0 +1,350 @@
+"""What every export writer shares: where files go, what the format could not hold, file names.
+
+No Django here, like the readers. A writer takes a :class:`Sink` (a zip being written, or a
+directory) and streams records into it; the sink hashes every file as it is written, so the
+export's ``MANIFEST.sha256`` costs no second pass over the archive.
+
+Images go into an export at ``images/<split>/<name>`` (COCO and YOLO; VOC has its own
+``JPEGImages/``), where ``<name>`` is the item key without a leading ``images/<split>/`` or
+``images/`` (``images/train/a.jpg`` -> ``images/train/a.jpg``, ``cam1/a.jpg`` in val ->
+``images/val/cam1/a.jpg``). Items without a split go to the folder ``default``, datumaro's
+name for "no subset".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import posixpath
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from .model import ItemRecord, LabelRecord
+
+# Zip entries get this timestamp, so the same export gives byte-identical archives (and sha256).
+FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+DEFAULT_SPLIT_FOLDER = "default"
+COPY_CHUNK = 1024 * 1024
+# Deflate level 1: label text still shrinks 4-5x, at a third of the CPU time of the default 6.
+COMPRESS_LEVEL = 1
+# Already-compressed files are stored as they are: deflating a JPEG costs time and saves nothing.
+STORED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".zip", ".gz", ".tif", ".tiff", ".bmp")
+
+Record = tuple[ItemRecord, list[LabelRecord]]
+
+
+class Sink(Protocol):
+    """Where a writer puts files; names are POSIX paths relative to the export's root."""
+
+    def open(self, name: str) -> BinaryIO: ...
+
+    def write(self, name: str, data: bytes) -> None: ...
+
+    def copy_from(self, name: str, stream: BinaryIO) -> None: ...
+
+
+@dataclass
+class WrittenFile:
+    name: str
+    sha256: str
+    size: int
+
+
+class _HashingWriter:
+    """A write-only stream that hashes and counts what passes through it."""
+
+    def __init__(self, inner: BinaryIO, on_close):
+        self._inner = inner
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._on_close = on_close
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        self._size += len(data)
+        self._inner.write(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._inner.close()
+            self._on_close(self._digest.hexdigest(), self._size)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# Folders with one file per item: listed in the manifest, never held in memory one by one.
+PER_ITEM_FOLDERS = (
+    "images/",
+    "labels/",
+    "Annotations/",
+    "JPEGImages/",
+    "SegmentationClass/",
+    "SegmentationObject/",
+)
+
+
+class _BaseSink:
+    """Bookkeeping shared by the sinks: unique names, and the sha256 of every file written.
+
+    Every file's "<sha256>  <name>" line goes to a temporary manifest on disk; only the files
+    outside the per-item folders (the label files of COCO, data.yaml, the documents) are kept
+    in ``files`` for the Croissant metadata, so memory does not grow with the item count.
+    """
+
+    def __init__(self):
+        self.files: list[WrittenFile] = []
+        self._names: set[int] = set()  # hashes: a name costs ~40 bytes, not ~150
+        self._manifest = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close_manifest()
+        self.count = 0
+
+    def _claim(self, name: str) -> None:
+        key = hash(name)
+        if key in self._names or name.startswith("/") or ".." in name.split("/"):
+            raise ValueError(f"cannot write {name!r} twice or outside the export")
+        self._names.add(key)
+
+    def _done(self, name: str):
+        def record(sha: str, size: int) -> None:
+            self._manifest.write(f"{sha}  {name}\n".encode())
+            self.count += 1
+            if not name.startswith(PER_ITEM_FOLDERS):
+                self.files.append(WrittenFile(name, sha, size))
+
+        return record
+
+    def write_manifest(self, name: str = "MANIFEST.sha256") -> None:
+        """Write the sha256sum-style manifest of every file so far (not itself) under ``name``."""
+        self._manifest.seek(0)
+        with self.open(name) as out:
+            shutil.copyfileobj(self._manifest, out, COPY_CHUNK)
+
+    def close_manifest(self) -> None:
+        self._manifest.close()
+
+    def write(self, name: str, data: bytes) -> None:
+        with self.open(name) as out:
+            out.write(data)
+
+    def copy_from(self, name: str, stream: BinaryIO) -> None:
+        with self.open(name) as out:
+            shutil.copyfileobj(stream, out, COPY_CHUNK)
+
+    def __contains__(self, name: str) -> bool:
+        return hash(name) in self._names
+
+
+class _SpilledEntries:
+    """``ZipFile.filelist`` kept on disk: the central directory of a big export, out of memory.
+
+    zipfile keeps every entry's ZipInfo (about 400 bytes) until it writes the central directory
+    at the end: half a million files would hold 200 MB. Here each ZipInfo is pickled to a
+    temporary file as its entry closes and read back, in order, when the directory is written.
+    """
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self._count = 0
+
+    def append(self, info: zipfile.ZipInfo) -> None:
+        self._file.seek(0, os.SEEK_END)
+        pickle.dump(info, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self):
+        self._file.seek(0)
+        for _ in range(self._count):
+            yield pickle.load(self._file)  # noqa: S301 - our own temporary file, written above
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _NoIndex(dict):
+    """``ZipFile.NameToInfo`` that remembers nothing: the sink itself refuses duplicate names."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+
+class ZipSink(_BaseSink):
+    """Writes entries into a zip, one at a time, streaming (zip64 on, so no size limit).
+
+    Memory stays flat however many files the archive holds: the central directory waits on
+    disk (:class:`_SpilledEntries`), and names are remembered as hashes (_BaseSink).
+    """
+
+    def __init__(self, fileobj: BinaryIO | str | os.PathLike):
+        super().__init__()
+        self.zip = zipfile.ZipFile(fileobj, "w", allowZip64=True)
+        # zipfile has no hook for this; filelist and NameToInfo are the attributes it appends to.
+        self._entries = _SpilledEntries()
+        self.zip.filelist = self._entries  # type: ignore[assignment]
+        self.zip.NameToInfo = _NoIndex()
+
+    def open(self, name: str) -> BinaryIO:
+        self._claim(name)
+        info = zipfile.ZipInfo(name, date_time=FIXED_DATE_TIME)
+        info.external_attr = 0o644 << 16
+        stored = name.lower().endswith(STORED_SUFFIXES)
+        info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+        # ZipInfo takes its level from a private attribute before Python 3.13 (compress_level after).
+        setattr(
+            info, "compress_level" if hasattr(info, "compress_level") else "_compresslevel", COMPRESS_LEVEL
+        )
+        inner = self.zip.open(info, "w", force_zip64=True)
+        return _HashingWriter(inner, self._done(name))  # type: ignore[return-value]
+
+    def close(self) -> None:
+        try:
+            self.zip.close()
+        finally:
+            self._entries.close()
+            self.close_manifest()
+
+
+class DirectorySink(_BaseSink):
+    """Writes files under a directory (the CLI's ``--out DIR`` and the tests)."""
+
+    def __init__(self, root: str | os.PathLike):
+        super().__init__()
+        self.root = Path(root)
+
+    def open(self, name: str) -> BinaryIO:
+        self._claim(name)
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _HashingWriter(open(path, "wb"), self._done(name))  # type: ignore[return-value]  # noqa: SIM115
+
+    def close(self) -> None:
+        self.close_manifest()
+
+
+# --------------------------------------------------------------------------- notes
+
+
+@dataclass
+class Notes:
+    """What the format could not hold, or held differently, counted: the export's notes.
+
+    One note per (code, kind, category), its count growing; the first detail wins. Codes:
+    ``dropped`` (not in the export at all), ``converted`` (in the export as something else,
+    e.g. a polygon as its box), ``clipped`` (moved to fit the image or the format's range),
+    ``info`` (how to read the export, e.g. the YOLO class index mapping).
+    """
+
+    _notes: dict[tuple, dict] = field(default_factory=dict)
+
+    def add(self, code: str, detail: str, *, kind: str = "", category: str = "", count: int = 1) -> None:
+        key = (code, kind, category, detail if code == "info" else "")
+        note = self._notes.get(key)
+        if note is None:
+            note = {"code": code, "detail": detail, "count": 0}
+            if kind:
+                note["kind"] = kind
+            if category:
+                note["category"] = category
+            self._notes[key] = note
+        note["count"] += count
+
+    def as_list(self) -> list[dict]:
+        return [dict(n) for n in self._notes.values()]
+
+    def __bool__(self) -> bool:
+        return bool(self._notes)
+
+
+# --------------------------------------------------------------------------- names
+
+
+def split_folder(split: str) -> str:
+    return split or DEFAULT_SPLIT_FOLDER
+
+
+def relative_image_name(key: str, split: str) -> str:
+    """The item key without the ``images/<split>/`` (or ``images/``) prefix it usually has."""
+    for prefix in (f"images/{split}/" if split else None, "images/"):
+        if prefix and key.startswith(prefix) and len(key) > len(prefix):
+            return key[len(prefix) :]
+    return key
+
+
+class NameAllocator:
+    """Unique names per folder: a second ``a.jpg`` becomes ``a-2.jpg``.
+
+    It remembers the hash of every name it gave (about 40 bytes each). Two different names
+    with one 64-bit hash would only rename the second, harmlessly.
+    """
+
+    def __init__(self):
+        self._used: set[int] = set()
+
+    def allocate(self, wanted: str) -> str:
+        name = wanted
+        stem, ext = posixpath.splitext(wanted)
+        n = 2
+        while hash(name.casefold()) in self._used:
+            name = f"{stem}-{n}{ext}"
+            n += 1
+        self._used.add(hash(name.casefold()))
+        return name
+
+
+@contextmanager
+def opened_image(image_source, item: ItemRecord) -> Iterator[BinaryIO | None]:
+    """The item's image stream from the caller's ``image_source(item)``, closed afterwards."""
+    if image_source is None:
+        yield None
+        return
+    stream = image_source(item)
+    try:
+        yield stream
+    finally:
+        stream.close()
+
+
+def fmt_number(value: float) -> str:
+    """Six decimals, never an exponent (readers like datumaro refuse ``1e-05``); for values >= 0."""
+    return f"{value:.6f}"
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def provenance_line(reference: str, label: LabelRecord) -> str:
+    """One ``provenance.jsonl`` record, the sidecar our ingest reads back, for one label.
+
+    VOC and YOLO cannot say who made a label; the sidecar keyed by the label's place in the
+    export (``Annotations/a.xml#2``, ``labels/train/a.txt:3``) carries it through a round trip.
+    """
+    p = label.provenance
+    record: dict = {"label": reference}
+    if p.annotator:
+        record["annotator"] = p.annotator
+    if p.made_at is not None:
+        record["created_at"] = p.made_at.isoformat()
+    if p.guideline_version:
+        record["guideline_version"] = p.guideline_version
+    record["source"] = p.source
+    if p.model_name:
+        record["model_name"] = p.model_name
+    if p.model_version:
+        record["model_version"] = p.model_version
+    return _ENCODE(record)
