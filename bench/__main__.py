@@ -1,0 +1,25 @@
+"""Run every benchmark: each ``bench/<name>/run.py`` in its own process (``python -m bench [name ...]``)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(names: list[str]) -> int:
+    scripts = sorted(HERE.glob("*/run.py"))
+    if names:
+        scripts = [s for s in scripts if s.parent.name in names]
+    failed = []
+    for script in scripts:
+        print(f"== bench/{script.parent.name}", flush=True)
+        if subprocess.run([sys.executable, str(script)], cwd=HERE.parent, check=False).returncode:
+            failed.append(script.parent.name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
