@@ -355,7 +355,9 @@ def detect_format(source) -> str:
     if len(export) == 1 and _peek(source, export[0], 64).startswith(b"["):
         return "labelstudio"
     for name in find_coco_files(names):
-        if _peek(source, name, 64).startswith(b"{"):
+        head = _peek(source, name, 256)
+        # Our own exports carry croissant.json at the top level: JSON-LD metadata, not labels.
+        if head.startswith(b"{") and b'"@context"' not in head:
             return "coco"
     if any(
         re.fullmatch(r"(?:[^/]+/)?(?:data|dataset)\.ya?ml|[^/]+\.ya?ml|(?:.*/)?obj\.(?:names|data)", n)

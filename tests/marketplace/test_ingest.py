@@ -570,3 +570,25 @@ def test_a_lost_database_leaves_the_delivery_pending_for_the_tasks_retry(dataset
         ingest.ingest_delivery(delivery_id=delivery.pk)
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.PENDING and delivery.version is None
+
+
+def test_a_yolo_export_with_its_croissant_metadata_is_detected_as_yolo():
+    """Our exports put croissant.json (JSON-LD) at the top level; it is metadata, not COCO labels."""
+    from marketplace.formats.archive import DirectorySource
+
+    files = {
+        "data.yaml": b"names:\n  0: car\ntrain: images/train\nval: images/train\n",
+        "images/train/a.jpg": picture(32, 24),
+        "labels/train/a.txt": b"0 0.5 0.5 0.25 0.25\n",
+        "croissant.json": b'{"@context": {"@language": "en"}, "@type": "sc:Dataset", "name": "x"}',
+    }
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        for name, data in files.items():
+            path = Path(root) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        assert ingest.detect_format(DirectorySource(root)) == "yolo"
+        (Path(root) / "croissant.json").write_bytes(b'{"images": [], "annotations": [], "categories": []}')
+        assert ingest.detect_format(DirectorySource(root)) == "coco"
