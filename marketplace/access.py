@@ -6,7 +6,8 @@ a version needs one of:
 - staff;
 - membership with the supplier role in the organisation that supplies the dataset (drafts too);
 - for a released version: membership with the buyer role in an organisation whose active
-  entitlement covers the version;
+  entitlement covers the version, and the user's own acceptance of its license (their seat:
+  the same rule that opens originals and unwatermarked previews, ``licensing.may_use``);
 - for a released version: any logged-in user, when the dataset has an active open offer.
 
 Refusals: a version the user cannot see is a 404 (its existence is not revealed); a version
@@ -26,18 +27,25 @@ def _released(version: DatasetVersion) -> bool:
     return version.status in (DatasetVersion.Status.PUBLISHED, DatasetVersion.Status.DEPRECATED)
 
 
-def entitled_organization(user, version: DatasetVersion) -> Organization | None:
-    """The buyer organisation of the user whose active entitlement covers this version, if any."""
+def _covering_entitlements(user, version: DatasetVersion):
     buyer_orgs = org_ids(user, Role.BUYER)
     if not buyer_orgs or not _released(version):
-        return None
-    for entitlement in (
-        Entitlement.objects.active()
+        return []
+    return [
+        entitlement
+        for entitlement in Entitlement.objects.active()
         .filter(dataset_id=version.dataset_id, organization_id__in=buyer_orgs)
         .select_related("organization")
         .order_by("created_at")
-    ):
-        if entitlement.covers(version):
+        if entitlement.covers(version)
+    ]
+
+
+def entitled_organization(user, version: DatasetVersion) -> Organization | None:
+    """The buyer organisation whose active entitlement covers this version and under which the
+    user has accepted the license (holds a seat), if any."""
+    for entitlement in _covering_entitlements(user, version):
+        if entitlement.seats.filter(user=user).exists():
             return entitlement.organization
     return None
 
@@ -93,6 +101,12 @@ def require_export(user, version: DatasetVersion) -> None:
         return
     if user is None or not user.is_authenticated:
         raise NotAuthenticated("Log in to export or download data.")
+    if _covering_entitlements(user, version):
+        raise DomainError(
+            "Your organisation holds a license for this version: accept its terms in your library first.",
+            code="license_not_accepted",
+            status_code=status.HTTP_403_FORBIDDEN,
+        )
     raise DomainError(
         "Your organisation holds no license that covers this version: buy or request access first.",
         code="not_entitled",

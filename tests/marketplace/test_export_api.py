@@ -19,8 +19,8 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
-from marketplace import exports, tasks
-from marketplace.models import Download, Export, Offer, Role
+from marketplace import exports, licensing, tasks
+from marketplace.models import Download, Entitlement, Export, Offer, Role
 
 from .. import factories as f
 
@@ -54,9 +54,26 @@ def in_process_tasks(request):
         conf.task_always_eager = before
 
 
-def entitle(user, dataset, **kwargs):
+def entitle(user, dataset, *, accept=True, **kwargs):
+    """The user's organisation holds a license; with ``accept``, the user accepted it (their seat)."""
     org = user.memberships.get().organization
-    return f.EntitlementFactory(organization=org, dataset=dataset, license=f.LicenseFactory(), **kwargs)
+    entitlement = f.EntitlementFactory(
+        organization=org, dataset=dataset, license=f.LicenseFactory(), **kwargs
+    )
+    if accept and Entitlement.objects.active().filter(pk=entitlement.pk).exists():
+        licensing.claim_seat(user=user, entitlement=entitlement)
+    return entitlement
+
+
+def test_an_entitled_buyer_who_has_not_accepted_the_license_is_told_to_accept_it(
+    api_for, buyer, published_version
+):
+    entitle(buyer, published_version.dataset, accept=False)
+    response = ask(api_for, buyer, published_version)
+    assert response.status_code == 403 and response.json()["code"] == "license_not_accepted"
+    entitlement = Entitlement.objects.get(organization=buyer.memberships.get().organization)
+    licensing.claim_seat(user=buyer, entitlement=entitlement)
+    assert ask(api_for, buyer, published_version).status_code == 202
 
 
 def ask(api_for, user, version, fmt="coco", options=None, capture=None):
