@@ -63,17 +63,33 @@ def build_version(dataset, *, number=1, items=3, publish=True, guideline_version
     schema = f.SchemaFactory(version=version)
     car = f.CategoryFactory(schema=schema, name="car", source_id=1, geometry_types=[fmt.BBOX, fmt.POLYGON])
     person = f.CategoryFactory(
-        schema=schema, name="person", source_id=2, geometry_types=[fmt.KEYPOINTS],
-        keypoint_names=["head", "left_foot", "right_foot"], skeleton=[[1, 2], [1, 3]],
+        schema=schema,
+        name="person",
+        source_id=2,
+        geometry_types=[fmt.KEYPOINTS],
+        keypoint_names=["head", "left_foot", "right_foot"],
+        skeleton=[[1, 2], [1, 3]],
     )
     for i in range(items):
         item = f.ItemFactory(version=version, key=f"images/train/{i:04d}.jpg", split="train" if i else "val")
-        f.LabelFactory(item=item, category=car, geometry={"bbox": [10.0 + i, 20.0, 100.0, 50.0]},
-                       guideline_version=guideline_version, annotator=annotator)
         f.LabelFactory(
-            item=item, category=person, geometry_type=fmt.KEYPOINTS,
-            geometry={"keypoints": [50.0, 60.0, 2, 40.0, 200.0, 2, 60.0, 200.0, 1], "bbox": [35.0, 55.0, 30.0, 150.0]},
-            attributes={"age_band": "adult"}, guideline_version=guideline_version, annotator=annotator,
+            item=item,
+            category=car,
+            geometry={"bbox": [10.0 + i, 20.0, 100.0, 50.0]},
+            guideline_version=guideline_version,
+            annotator=annotator,
+        )
+        f.LabelFactory(
+            item=item,
+            category=person,
+            geometry_type=fmt.KEYPOINTS,
+            geometry={
+                "keypoints": [50.0, 60.0, 2, 40.0, 200.0, 2, 60.0, 200.0, 1],
+                "bbox": [35.0, 55.0, 30.0, 150.0],
+            },
+            attributes={"age_band": "adult"},
+            guideline_version=guideline_version,
+            annotator=annotator,
         )
     if publish:
         catalogue.publish_version(version=version, release_notes=f"Release {number}")
@@ -83,7 +99,9 @@ def build_version(dataset, *, number=1, items=3, publish=True, guideline_version
 
 @pytest.fixture
 def dataset(supplier_org):
-    return f.DatasetFactory(supplier=supplier_org, slug="street-scenes", title="Street Scenes", domain="autonomous-driving")
+    return f.DatasetFactory(
+        supplier=supplier_org, slug="street-scenes", title="Street Scenes", domain="autonomous-driving"
+    )
 
 
 @pytest.fixture
@@ -154,7 +172,11 @@ def s3_endpoint():
 
     port = _free_port()
     server = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(server), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for_port(port)
         yield f"http://127.0.0.1:{port}"
@@ -171,7 +193,11 @@ def s3_storage(s3_endpoint, settings):
     import boto3
 
     bucket = f"registry-{uuid.uuid4().hex[:12]}"
-    credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+    credentials = {
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "region_name": "us-east-1",
+    }
     boto3.client("s3", endpoint_url=s3_endpoint, **credentials).create_bucket(Bucket=bucket)
     settings.STORAGE_BACKEND = "s3"
     settings.STORAGES = {
@@ -190,7 +216,11 @@ def s3_storage(s3_endpoint, settings):
             },
         },
     }
-    return {"bucket": bucket, "endpoint": s3_endpoint, "client": boto3.client("s3", endpoint_url=s3_endpoint, **credentials)}
+    return {
+        "bucket": bucket,
+        "endpoint": s3_endpoint,
+        "client": boto3.client("s3", endpoint_url=s3_endpoint, **credentials),
+    }
 
 
 @pytest.fixture(autouse=True)
