@@ -1408,21 +1408,31 @@ def write_version(*, delivery_id: int, plan: Plan, report: Report) -> tuple[Data
         if delivery.version_id is not None:
             return delivery.version, False  # another run got here first
         previous = dataset.versions.order_by("-number").first()
-        number = previous.number + 1 if previous else 1
-        version = DatasetVersion.objects.create(
-            dataset=dataset,
-            number=number,
-            release_notes=f"Delivery {delivery.pk}"
-            + (f" ({delivery.original_name})" if delivery.original_name else ""),
+        notes = f"Delivery {delivery.pk}" + (f" ({delivery.original_name})" if delivery.original_name else "")
+        schema_description = (
+            AnnotationSchema.objects.filter(version=previous).values_list("description", flat=True).first()
+            or ""
         )
-        _copy_datasheet(previous, version)
-        schema = AnnotationSchema.objects.create(
-            version=version,
-            description=AnnotationSchema.objects.filter(version=previous)
-            .values_list("description", flat=True)
-            .first()
-            or "",
-        )
+        if (
+            previous is not None
+            and previous.status == DatasetVersion.Status.DRAFT
+            and not Item.objects.filter(version=previous).exists()
+        ):
+            # A supplier prepares a release as an empty draft (its datasheet and schema: see
+            # workspace.start_draft); the delivery fills that draft rather than leaving it behind
+            # and taking the next number. Its schema is rebuilt from the merged plan.
+            version, number = previous, previous.number
+            AnnotationSchema.objects.filter(version=version).delete()
+            if not Datasheet.objects.filter(version=version).exists():
+                Datasheet.objects.create(version=version)
+            if not version.release_notes:
+                version.release_notes = notes
+                version.save(update_fields=["release_notes"])
+        else:
+            number = previous.number + 1 if previous else 1
+            version = DatasetVersion.objects.create(dataset=dataset, number=number, release_notes=notes)
+            _copy_datasheet(previous, version)
+        schema = AnnotationSchema.objects.create(version=version, description=schema_description)
         categories = {
             c.name: c
             for c in Category.objects.bulk_create(

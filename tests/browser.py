@@ -33,7 +33,8 @@ def chromium_page():
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page()
-            page.set_default_timeout(15_000)
+            # Generous: the first preview of an image is rendered on demand, and CI machines are shared.
+            page.set_default_timeout(30_000)
             yield page
         finally:
             browser.close()

@@ -66,10 +66,10 @@ def test_a_supplier_goes_from_nothing_to_a_published_version_in_the_browser(
         page.click("button:has-text('Upload')")
         page.wait_for_url(re.compile(r".*/supplier/deliveries/\d+/$"))
 
-        # The new draft v2 is ready; its review page publishes it.
+        # The draft v1 now holds the delivery; its review page publishes it.
         page.goto(live_server.url + "/workspace/crossings/")
         page.click("text=Review and publish")
-        page.wait_for_url("**/workspace/crossings/versions/2/")
+        page.wait_for_url("**/workspace/crossings/versions/1/")
         assert "3" in page.locator("#counts").inner_text()
         # The sample previews are real images, drawn with their labels by the preview service.
         page.wait_for_function(
@@ -77,10 +77,10 @@ def test_a_supplier_goes_from_nothing_to_a_published_version_in_the_browser(
             "[...document.querySelectorAll('.samples img')].every(i => i.complete && i.naturalWidth > 0)"
         )
         page.fill("#id_release_notes", "First release: three frames.")
-        page.click("button:has-text('Publish version 2')")
+        page.click("button:has-text('Publish version 1')")
         page.wait_for_url("**/datasets/crossings/#changelog")
-        entry = page.locator("#changelog-v2")
+        entry = page.locator("#changelog-v1")
         assert "First release: three frames." in entry.inner_text()
         assert "Published" in entry.inner_text()
 
-    assert DatasetVersion.objects.get(dataset__slug="crossings", number=2).status == "published"
+    assert DatasetVersion.objects.get(dataset__slug="crossings", number=1).status == "published"

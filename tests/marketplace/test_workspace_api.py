@@ -102,19 +102,19 @@ def test_a_supplier_takes_a_dataset_from_nothing_to_a_published_version(
     assert refused.json()["code"] == "not_publishable"
     assert refused.json()["missing"] == ["Deliveries: upload a delivery that ingests into this version."]
 
-    # When a delivery lands, it becomes v2 with the datasheet and schema written on v1.
+    # When a delivery lands, it fills the draft v1 that holds the datasheet and schema.
     upload_delivery(
         api,
         "crossings",
         coco_zip(boxes={1: [1, 1, 20, 10], 2: [5, 5, 30, 20], 3: [2, 2, 8, 8]}),
         django_capture_on_commit_callbacks,
     )
-    v2 = ok(api.get(f"{WS}/crossings/versions/2/"))
-    assert v2["status"] == "draft" and v2["missing"] == [] and v2["counts"]["items"] == 3
-    assert v2["deliveries"][0]["status"] == "ingested"
+    v1 = ok(api.get(f"{WS}/crossings/versions/1/"))
+    assert v1["status"] == "draft" and v1["missing"] == [] and v1["counts"]["items"] == 3
+    assert v1["deliveries"][0]["status"] == "ingested"
 
     # Release notes are required too, and then the version is published.
-    refused = api.post(f"{WS}/crossings/versions/2/publish/", {"release_notes": "  "}, format="json")
+    refused = api.post(f"{WS}/crossings/versions/1/publish/", {"release_notes": "  "}, format="json")
     assert refused.json()["missing"] == ["Release notes: say what changed in this version."]
     f.EntitlementFactory(
         organization=buyer.memberships.get().organization,
@@ -124,26 +124,26 @@ def test_a_supplier_takes_a_dataset_from_nothing_to_a_published_version(
     with django_capture_on_commit_callbacks(execute=True):
         published = ok(
             api.post(
-                f"{WS}/crossings/versions/2/publish/", {"release_notes": "First release."}, format="json"
+                f"{WS}/crossings/versions/1/publish/", {"release_notes": "First release."}, format="json"
             )
         )
     assert published["status"] == "published" and len(published["content_hash"]) == 64
 
-    # Then: the empty v1 is gone, the dataset is listed, the ledger has the event, the buyer was told.
+    # Then: v1 is the first release, the dataset is listed, the ledger has the event, the buyer was told.
     dataset = Dataset.objects.get(slug="crossings")
     assert dataset.status == Dataset.Status.LISTED
-    assert list(dataset.versions.values_list("number", "status")) == [(2, "published")]
-    assert LabelEvent.objects.filter(dataset=dataset, action="version_published", version_number=2).exists()
+    assert list(dataset.versions.values_list("number", "status")) == [(1, "published")]
+    assert LabelEvent.objects.filter(dataset=dataset, action="version_published", version_number=1).exists()
     note = Notification.objects.get(recipient=buyer)
     assert note.kind == "new_version" and "First release." in note.body and note.emailed_at is not None
-    assert [m.to for m in mail.outbox] == [[buyer.email]] and "version 2" in mail.outbox[0].subject
+    assert [m.to for m in mail.outbox] == [[buyer.email]] and "version 1" in mail.outbox[0].subject
     catalogue = ok(api_for(buyer).get("/api/v1/datasets/crossings/"))
-    assert catalogue["latest_version"]["number"] == 2
+    assert catalogue["latest_version"]["number"] == 1
 
     # A published version cannot change.
-    frozen = api.patch(f"{WS}/crossings/versions/2/datasheet/", {"purpose": "Changed."}, format="json")
+    frozen = api.patch(f"{WS}/crossings/versions/1/datasheet/", {"purpose": "Changed."}, format="json")
     assert frozen.status_code == 409 and frozen.json()["code"] == "version_frozen"
-    assert api.put(f"{WS}/crossings/versions/2/schema/", SCHEMA, format="json").status_code == 409
+    assert api.put(f"{WS}/crossings/versions/1/schema/", SCHEMA, format="json").status_code == 409
 
 
 def test_a_fix_is_a_new_version_and_the_old_one_is_deprecated_with_a_reason(
@@ -161,18 +161,18 @@ def test_a_fix_is_a_new_version_and_the_old_one_is_deprecated_with_a_reason(
     )
     boxes = {1: [1, 1, 20, 10], 2: [5, 5, 30, 20], 3: [2, 2, 8, 8], 4: [10, 10, 5, 5]}
     upload_delivery(api, "crossings", coco_zip(boxes=boxes), django_capture_on_commit_callbacks)
-    ok(api.post(f"{WS}/crossings/versions/2/publish/", {"release_notes": "First."}, format="json"))
+    ok(api.post(f"{WS}/crossings/versions/1/publish/", {"release_notes": "First."}, format="json"))
 
     # Starting a draft is idempotent: the second call returns the same draft.
     assert api.post(f"{WS}/crossings/versions/").status_code == 201
     assert api.post(f"{WS}/crossings/versions/").status_code == 200
-    sheet = ok(api.get(f"{WS}/crossings/versions/3/datasheet/"))
+    sheet = ok(api.get(f"{WS}/crossings/versions/2/datasheet/"))
     assert sheet["answers"]["purpose"] == REQUIRED_ANSWERS["purpose"] and sheet["editable"]
 
-    # A corrected delivery: box 1 moved, box 4 gone, box 5 new, on the same three images.
+    # A corrected delivery fills that draft v2: box 1 moved, box 4 gone, box 5 new, on the same three images.
     fixed = {1: [3, 1, 20, 10], 2: [5, 5, 30, 20], 3: [2, 2, 8, 8], 5: [40, 30, 6, 6]}
     upload_delivery(api, "crossings", coco_zip(boxes=fixed), django_capture_on_commit_callbacks)
-    diff = ok(api.get(f"{WS}/crossings/diff/?from=2&to=4"))
+    diff = ok(api.get(f"{WS}/crossings/diff/?from=1&to=2"))
     assert diff["items"] == {"before": 3, "after": 3, "added": 0, "removed": 0, "changed": 0, "unchanged": 3}
     assert {c["name"]: (c["before"], c["after"]) for c in diff["classes"]} == {
         "car": (2, 3),
@@ -184,38 +184,38 @@ def test_a_fix_is_a_new_version_and_the_old_one_is_deprecated_with_a_reason(
     assert labels["after"] == labels["added"] + labels["changed"] + labels["unchanged"]
     assert labels["before"] == labels["removed"] + labels["changed"] + labels["unchanged"]
     # Without ?from= the diff compares with the latest release before ?to=.
-    assert ok(api.get(f"{WS}/crossings/diff/?to=4"))["from"] == 2
+    assert ok(api.get(f"{WS}/crossings/diff/?to=2"))["from"] == 1
 
     with django_capture_on_commit_callbacks(execute=True):
-        ok(api.post(f"{WS}/crossings/versions/4/publish/", {"release_notes": "Fixed box 1."}, format="json"))
+        ok(api.post(f"{WS}/crossings/versions/2/publish/", {"release_notes": "Fixed box 1."}, format="json"))
     f.EntitlementFactory(
         organization=buyer.memberships.get().organization,
         dataset=Dataset.objects.get(slug="crossings"),
         license=cc_by,
     )
     assert (
-        api.post(f"{WS}/crossings/versions/2/deprecate/", {"reason": ""}, format="json").json()["code"]
+        api.post(f"{WS}/crossings/versions/1/deprecate/", {"reason": ""}, format="json").json()["code"]
         == "reason_required"
     )
     with django_capture_on_commit_callbacks(execute=True):
         body = ok(
             api.post(
-                f"{WS}/crossings/versions/2/deprecate/", {"reason": "Box 1 was misplaced."}, format="json"
+                f"{WS}/crossings/versions/1/deprecate/", {"reason": "Box 1 was misplaced."}, format="json"
             )
         )
     assert body["status"] == "deprecated" and body["deprecation_reason"] == "Box 1 was misplaced."
-    again = api.post(f"{WS}/crossings/versions/2/deprecate/", {"reason": "again"}, format="json")
+    again = api.post(f"{WS}/crossings/versions/1/deprecate/", {"reason": "again"}, format="json")
     assert again.status_code == 409 and again.json()["code"] == "not_published"
 
     dataset = Dataset.objects.get(slug="crossings")
-    assert LabelEvent.objects.filter(dataset=dataset, action="version_deprecated", version_number=2).exists()
+    assert LabelEvent.objects.filter(dataset=dataset, action="version_deprecated", version_number=1).exists()
     seen = ok(api_for(buyer).get("/api/v1/notifications/"))["results"]
     assert [n["kind"] for n in seen] == ["deprecation"] and "Box 1 was misplaced." in seen[0]["body"]
     assert ok(api_for(buyer).post("/api/v1/notifications/read/", {}, format="json"))["marked"] == 1
     assert ok(api_for(buyer).get("/api/v1/notifications/?unread=1"))["count"] == 0
 
     # Buyers read the same diff on the public endpoint, released versions only.
-    public = ok(api_for(buyer).get("/api/v1/datasets/crossings/diff/?from=2&to=4"))
+    public = ok(api_for(buyer).get("/api/v1/datasets/crossings/diff/?from=1&to=2"))
     assert public["labels"] == diff["labels"]
 
 

@@ -169,7 +169,7 @@ def test_a_supplier_publishes_a_dataset_through_the_pages(
     assert "Deliveries: upload a delivery that ingests into this version." in html
     assert 'href="/supplier/deliveries/?dataset=crossings"' in html and "disabled" in html
 
-    # Upload on the ingest pages; the delivery becomes v2.
+    # Upload on the ingest pages; the delivery fills the draft v1.
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             "/supplier/deliveries/",
@@ -183,33 +183,33 @@ def test_a_supplier_publishes_a_dataset_through_the_pages(
             },
         )
     assert response.status_code == 302
-    html = page(client.get("/workspace/crossings/versions/2/"))
+    html = page(client.get("/workspace/crossings/versions/1/"))
     assert "Datasheet answered, an offer is active, a delivery is ingested." in html
     assert "Validation report" in html and "images/train/0000.jpg" in html
 
     # Publishing without notes is refused with the reason; with notes, buyers see the changelog.
-    response = client.post("/workspace/crossings/versions/2/publish/", {"release_notes": ""}, follow=True)
+    response = client.post("/workspace/crossings/versions/1/publish/", {"release_notes": ""}, follow=True)
     assert "Release notes: say what changed in this version." in page(response)
     f.EntitlementFactory(organization=buyer.memberships.get().organization, dataset=dataset, license=cc_by)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
-            "/workspace/crossings/versions/2/publish/", {"release_notes": "First release."}
+            "/workspace/crossings/versions/1/publish/", {"release_notes": "First release."}
         )
     assert response.status_code == 302 and response["Location"] == "/datasets/crossings/#changelog"
-    assert DatasetVersion.objects.get(dataset=dataset, number=2).status == "published"
+    assert DatasetVersion.objects.get(dataset=dataset, number=1).status == "published"
 
     html = page(client_for(buyer).get("/datasets/crossings/"))
     assert 'id="changelog"' in html and "First release." in html
     assert "Edit this dataset in your workspace" not in html
     html = page(client_for(buyer).get("/notifications/"))
-    assert "Crossings: version 2 is published" in html
+    assert "Crossings: version 1 is published" in html
 
     # Retire it with a reason, which the buyers then read.
     client = client_for(supplier)
     assert "Edit this dataset in your workspace" in page(client.get("/datasets/crossings/"))
-    response = client.post("/workspace/crossings/versions/2/deprecate/", {"reason": ""}, follow=True)
+    response = client.post("/workspace/crossings/versions/1/deprecate/", {"reason": ""}, follow=True)
     assert "Tell buyers why this version is retired." in page(response)
-    client.post("/workspace/crossings/versions/2/deprecate/", {"reason": "Wrong boxes on 0001.jpg."})
+    client.post("/workspace/crossings/versions/1/deprecate/", {"reason": "Wrong boxes on 0001.jpg."})
     assert "Wrong boxes on 0001.jpg." in page(client_for(buyer).get("/datasets/crossings/"))
 
 
