@@ -5,8 +5,8 @@ Every write a supplier makes outside a delivery goes through a function here; th
 check access with :func:`access_dataset` and call them.
 
 How versions move: a dataset starts with an empty draft v1 that holds its datasheet and
-schema; an ingested delivery makes the next version (copying the datasheet and schema of the
-version before it); :func:`publish_draft` freezes the newest draft once
+schema; an ingested delivery fills the newest version when it is such an empty draft, and
+otherwise makes the next version (copying the datasheet and schema of the version before it); :func:`publish_draft` freezes the newest draft once
 :func:`check_publishable` has nothing to say, and :func:`deprecate_version` retires a release
 with a reason buyers see. A published version never changes: a fix is a new version
 (:func:`start_draft`).
