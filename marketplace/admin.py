@@ -62,6 +62,15 @@ class DatasetAdmin(admin.ModelAdmin):
     inlines = [VersionInline, OfferInline]
     actions = ["delist", "relist"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # The slug is inside every ledger event's hash: renaming would break verification.
+        if obj is not None and obj.ledger.exists():
+            return ["slug"]
+        return []
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return {} if obj is not None and obj.ledger.exists() else self.prepopulated_fields
+
     @admin.action(description="Delist from the catalogue (moderation)")
     def delist(self, request, queryset):
         queryset.update(status=models.Dataset.Status.DELISTED)

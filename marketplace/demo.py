@@ -583,7 +583,7 @@ DATASHEETS = {
         "annotation_platform": "Label Studio 1.x.",
         "intended_uses": "Pose estimation; fairness evaluation across age and skin tone.",
         "unsuitable_uses": "Inferring identity, ethnicity or age of real individuals.",
-        "biases": "Seniors and darker skin tones are under-represented relative to the target distribution.",
+        "biases": "Seniors and the medium skin-tone group are under-represented relative to the declared target distribution, and no senior with a dark skin tone appears; see the balance report.",
         "distribution": "By request: research license, reviewed by the supplier.",
         "maintainer": "people-data@northwind.example",
     },

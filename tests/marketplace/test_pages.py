@@ -44,3 +44,12 @@ def test_the_pages_load_nothing_from_other_hosts(published_version, client):
     for url in ("/", "/datasets/street-scenes/", "/accounts/login/"):
         html = client.get(url).content.decode()
         assert "https://" not in html.split("<body>")[0], url
+
+
+def test_staff_cannot_rename_a_dataset_whose_slug_the_ledger_has_hashed(published_version, dataset, client):
+    staff = f.UserFactory(username="moderator", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    html = client.get(f"/admin/marketplace/dataset/{dataset.pk}/change/").content.decode()
+    assert 'name="slug"' not in html and "street-scenes" in html
+    fresh = f.DatasetFactory(slug="no-events-yet")
+    assert 'name="slug"' in client.get(f"/admin/marketplace/dataset/{fresh.pk}/change/").content.decode()
