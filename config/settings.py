@@ -159,7 +159,13 @@ DOWNLOAD_URL_TTL = envint("DOWNLOAD_URL_TTL", "900")
 # Uploads: deliveries are big, so they stream to disk; the web server caps the request size.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 10
-DELIVERY_MAX_BYTES = envint("DELIVERY_MAX_BYTES", str(20 * 1024**3))
+DELIVERY_MAX_BYTES = envint("DELIVERY_MAX_BYTES", str(20 * 1024**3))  # the uploaded archive
+# What an archive may unpack to; checked while reading, since zip headers can lie.
+DELIVERY_MAX_ENTRIES = envint("DELIVERY_MAX_ENTRIES", "250000")  # COCO train2017 has 118,287 images
+DELIVERY_MAX_UNCOMPRESSED_BYTES = envint("DELIVERY_MAX_UNCOMPRESSED_BYTES", str(20 * 1024**3))
+DELIVERY_MAX_ENTRY_BYTES = envint("DELIVERY_MAX_ENTRY_BYTES", str(4 * 1024**3))
+DELIVERY_MAX_RATIO = envint("DELIVERY_MAX_RATIO", "200")  # compression ratio of one entry
+DELIVERY_MAX_JSON_BYTES = envint("DELIVERY_MAX_JSON_BYTES", str(2 * 1024**3))
 
 # Celery: with no broker, tasks run eagerly in-process (the embedded default).
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "")

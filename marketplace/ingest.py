@@ -65,7 +65,7 @@ from . import catalogue
 from .blobs import blob_key
 from .formats import model as fmt
 from .formats.archive import ZipLimits, ZipSource
-from .formats.coco import DEFAULT_MAX_JSON_BYTES, find_coco_files, read_coco
+from .formats.coco import find_coco_files, read_coco
 from .formats.cvat import read_cvat
 from .formats.labelstudio import read_labelstudio
 from .formats.provenance import ProvenanceCoverage, apply_provenance, looks_like_email, read_provenance
@@ -294,20 +294,17 @@ class Progress:
 # --------------------------------------------------------------------------- opening archives
 
 
-# COCO train2017 alone is 118,287 images: the codec's default of 100,000 entries would refuse it.
-# Each entry costs zipfile ~0.5 KB of memory while the archive is open.
-DEFAULT_MAX_ENTRIES = 250_000
-
-
 def zip_limits() -> ZipLimits:
-    """How much a delivery archive may hold; settings may lower (or raise) these defaults."""
-    base = ZipLimits()
+    """How much a delivery archive may hold (settings.DELIVERY_MAX_*, from the environment).
+
+    The entry default (250,000) is above the codec's 100,000 because COCO train2017 alone is
+    118,287 images; each entry costs zipfile about 0.5 KB of memory while the archive is open.
+    """
     return ZipLimits(
-        max_entries=getattr(settings, "DELIVERY_MAX_ENTRIES", DEFAULT_MAX_ENTRIES),
-        max_total_size=getattr(settings, "DELIVERY_MAX_UNCOMPRESSED_BYTES", base.max_total_size),
-        max_entry_size=getattr(settings, "DELIVERY_MAX_ENTRY_BYTES", base.max_entry_size),
-        max_ratio=getattr(settings, "DELIVERY_MAX_RATIO", base.max_ratio),
-        ratio_min_size=base.ratio_min_size,
+        max_entries=settings.DELIVERY_MAX_ENTRIES,
+        max_total_size=settings.DELIVERY_MAX_UNCOMPRESSED_BYTES,
+        max_entry_size=settings.DELIVERY_MAX_ENTRY_BYTES,
+        max_ratio=settings.DELIVERY_MAX_RATIO,
     )
 
 
@@ -387,9 +384,7 @@ def read_delivery(
 ) -> fmt.Parsed:
     """Run the codec for a format over a source."""
     if format == "coco":
-        return read_coco(
-            source, max_json_bytes=getattr(settings, "DELIVERY_MAX_JSON_BYTES", DEFAULT_MAX_JSON_BYTES)
-        )
+        return read_coco(source, max_json_bytes=settings.DELIVERY_MAX_JSON_BYTES)
     if format == "voc":
         return read_voc(source)
     if format == "yolo":
