@@ -64,6 +64,7 @@ from governance.models import Annotator, GuidelineVersion
 from . import catalogue
 from .blobs import blob_key
 from .formats import model as fmt
+from .formats import policy
 from .formats.archive import ZipLimits, ZipSource
 from .formats.coco import find_coco_files, read_coco
 from .formats.cvat import read_cvat
@@ -174,12 +175,8 @@ class IngestResult:
 
 
 def severity_of(code: str) -> str:
-    """error (fails the delivery), warning or info, by problem code."""
-    if code in INFO_CODES:
-        return "info"
-    if code in WARNING_CODES:
-        return "warning"
-    return "error"
+    """error (fails the delivery), warning or info, by problem code (the readers' own in formats.policy)."""
+    return policy.severity_of(code, warnings=WARNING_CODES, infos=INFO_CODES)
 
 
 def problem_dict(problem: fmt.Problem) -> dict:

@@ -590,6 +590,18 @@ def _task_labels(reader: _TaskReader, task: _Task, raw: dict) -> Iterator[model.
         provenance = model.Provenance(
             source=model.MODEL, model_version=str(prediction.get("model_version") or "")
         )
+        if provenance.model_version and not prediction.get("model_name"):
+            # Label Studio predictions name their model by model_version only.
+            provenance.model_name = provenance.model_version
+            reader.problem(
+                f"the prediction names its model by model_version only: model_name taken from it "
+                f"({provenance.model_version[:60]!r})",
+                task.index,
+                "predictions",
+                p,
+                "model_version",
+                code="model_name_from_version",
+            )
         provenance.made_at = _timestamp(reader, prediction, "created_at", task.index, "predictions", p)
         provenance.updated_at = _timestamp(reader, prediction, "updated_at", task.index, "predictions", p)
         context = _Context(
@@ -660,9 +672,18 @@ def _results(context: _Context, results) -> Iterator[model.LabelRecord]:
             reader.problem("a result must be a JSON object", *where)
             continue
         kind = result.get("type")
+        if kind == "relation":
+            # A link between two regions, not a label of its own: noted, never a refusal.
+            reader.problem(
+                "relation results (links between regions) are not stored",
+                *where,
+                "type",
+                code="skipped_relation",
+            )
+            continue
         if not isinstance(kind, str) or kind not in RESULT_TYPES:
             reader.problem(
-                f"result type {kind!r} is not read; skipped", *where, "type", code="unsupported_result"
+                f"result type {str(kind)[:40]!r} cannot be read", *where, "type", code="unsupported_result"
             )
             continue
         value = result.get("value")

@@ -74,11 +74,9 @@ def count_coco(files: dict[str, bytes]) -> dict:
         coco.createIndex()
         images |= {img["file_name"] for img in coco.imgs.values()}
         for ann in coco.anns.values():
-            if "caption" in ann and "category_id" not in ann:
+            if "caption" in ann:
                 kinds["caption"] += 1
-            elif ann.get("keypoints") is not None and coco.cats.get(ann.get("category_id"), {}).get(
-                "keypoints"
-            ):
+            elif ann.get("keypoints"):
                 kinds["keypoints"] += 1
                 visibility.update(int(v) for v in ann["keypoints"][2::3])
             elif isinstance(ann.get("segmentation"), dict):

@@ -353,8 +353,13 @@ def test_predictions_are_model_candidates_and_accepted_predictions_keep_their_mo
     root = _deliver(tmp_path, [_task(1, "/a.jpg", [accepted], [prediction])])
     parsed, _, labels = _read(root)
 
-    assert parsed.problems == []
+    # Label Studio names a prediction's model by model_version only: model_name is taken from it,
+    # with a warning that says so.
+    assert [(p.code, p.pointer) for p in parsed.problems] == [
+        ("model_name_from_version", "/0/predictions/0/model_version")
+    ]
     annotation_label, prediction_label = labels
+    assert prediction_label.provenance.model_name == "yolo-2024-02"
     assert prediction_label.is_final is False
     assert prediction_label.uid == "prediction-77:r1"
     assert prediction_label.provenance.source == model.MODEL
