@@ -339,7 +339,7 @@ def read_delivery(
     if format == "coco":
         return read_coco(source, max_json_bytes=settings.DELIVERY_MAX_JSON_BYTES)
     if format == "voc":
-        return read_voc(source)
+        return read_voc(source, image_size=image_size)
     if format == "yolo":
         return read_yolo(source, image_size=image_size)
     if format == "cvat":

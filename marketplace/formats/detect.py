@@ -31,7 +31,7 @@ def peek(source: model.Source, name: str, size: int = 4096) -> bytes:
     return head.removeprefix(b"\xef\xbb\xbf").lstrip()
 
 
-def _xml_root(head: bytes) -> str | None:
+def xml_root(head: bytes) -> str | None:
     """'cvat' for an ``<annotations>`` root, 'voc' for an ``<annotation>`` root, else None."""
     cvat, voc = _CVAT_ROOT.search(head), _VOC_ROOT.search(head)
     if cvat and (not voc or cvat.start() <= voc.start()):
@@ -70,7 +70,7 @@ def detect_format(source: model.Source) -> str:
         return "cvat"
     found = None
     for name in xmls[:MAX_PEEKS]:
-        kind = _xml_root(peek(source, name))
+        kind = xml_root(peek(source, name))
         if kind == "cvat":
             return "cvat"
         found = found or kind

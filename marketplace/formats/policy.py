@@ -19,6 +19,9 @@ WARNING_CODES = frozenset(
         "merged_image",  # COCO: an image declared by several task files: one item
         "extra_fields",  # COCO: unknown per-annotation fields kept as label attributes
         "model_name_from_version",  # Label Studio: a prediction with model_version only
+        "voc_zero_based_decimal",  # VOC: decimal corners (CVAT, datumaro) read as 0-based
+        "voc_zero_based_integer",  # VOC: Roboflow's (or a 0 corner's) integers read as 0-based
+        "size_from_image",  # VOC: no <size>: the image's own size taken
     }
 )
 

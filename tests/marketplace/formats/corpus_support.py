@@ -107,8 +107,23 @@ def count_voc(files: dict[str, bytes]) -> dict:
             parts += sum(1 for p in obj.findall("part") if p.find("bndbox") is not None)
     for name, data in files.items():
         if "/ImageSets/Main/" in f"/{name}" and "_" not in posixpath.basename(name):
-            stems |= {line.split()[0].lower() for line in data.decode().splitlines() if line.strip()}
-    return {"items": len(stems), "labels_by_kind": {"bbox": boxes}, "parts": parts}
+            # One id per line; datumaro writes '#' comment lines.
+            stems |= {
+                line.split()[0].lower()
+                for line in data.decode().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")
+            }
+    kinds = {"bbox": boxes}
+    masks = 0
+    for name, data in files.items():
+        if "/SegmentationObject/" in f"/{name}" and name.endswith(".png"):
+            # One instance per colour (palette index) other than background and the void border.
+            with Image.open(io.BytesIO(data)) as img:
+                colours = {c for _, c in img.getcolors()}
+                masks += len(colours - ({0, 255} if img.mode in ("P", "L") else {(0, 0, 0), (224, 224, 192)}))
+    if masks:
+        kinds["mask"] = masks
+    return {"items": len(stems), "labels_by_kind": kinds, "parts": parts}
 
 
 def count_yolo(files: dict[str, bytes]) -> dict:
@@ -216,3 +231,28 @@ COUNTERS = {
 
 def independent_counts(case: dict) -> dict:
     return COUNTERS[case["format"]](case_files(case))
+
+
+def update_manifest(names: list[str] | None = None) -> list[str]:
+    """Recompute the independent counts of the named cases (all when None); the changed names.
+
+    Run ``python -m tests.marketplace.formats.corpus_support [name ...]`` after adding a case or
+    changing a counter, and read the diff: the counts come from the rules above, never our readers.
+    """
+    manifest = json.loads(MANIFEST.read_text())
+    changed = []
+    for case in manifest["cases"]:
+        if names and case["name"] not in names:
+            continue
+        counts = json.loads(json.dumps(independent_counts(case)))
+        if counts != case.get("independent_counts"):
+            case["independent_counts"] = counts
+            changed.append(case["name"])
+    MANIFEST.write_text(json.dumps(manifest, indent=1))
+    return changed
+
+
+if __name__ == "__main__":
+    import sys
+
+    print("\n".join(update_manifest(sys.argv[1:] or None)))
