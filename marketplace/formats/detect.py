@@ -58,7 +58,10 @@ def detect_format(source: model.Source) -> str:
     export = [n for n in jsons if "/" not in n] or jsons
     if len(export) == 1 and peek(source, export[0], 64).startswith(b"["):
         return "labelstudio"
+    classes_txt = any(posixpath.basename(n) == "classes.txt" for n in names)
     for name in find_coco_files(names):
+        if classes_txt and posixpath.basename(name) == "notes.json":
+            continue  # Label Studio's YOLO export: notes.json lists the classes, it holds no labels
         head = peek(source, name, 256)
         # Our own exports carry croissant.json at the top level: JSON-LD metadata, not labels.
         if head.startswith(b"{") and b'"@context"' not in head:

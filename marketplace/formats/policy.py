@@ -22,6 +22,8 @@ WARNING_CODES = frozenset(
         "voc_zero_based_decimal",  # VOC: decimal corners (CVAT, datumaro) read as 0-based
         "voc_zero_based_integer",  # VOC: Roboflow's (or a 0 corner's) integers read as 0-based
         "size_from_image",  # VOC: no <size>: the image's own size taken
+        "mixed_rows",  # YOLO: box rows in a file of segment rows, read as boxes
+        "split_reused",  # YOLO: val names the same folder as train: the images stay in train
     }
 )
 

@@ -24,7 +24,10 @@ CVAT_XML = '<?xml version="1.0"?>\n<annotations><version>1.1</version></annotati
         ({"data.yaml": "names: [a]", "labels/train/a.txt": ""}, "yolo"),
         ({"obj.names": "a", "obj_train_data/a.txt": ""}, "yolo"),
         ({"classes.txt": "a\n", "a.txt": "0 0.5 0.5 0.1 0.1"}, "yolo"),  # LabelImg
-        ({"export/classes.txt": "a\n", "export/labels/a.txt": ""}, "yolo"),  # Label Studio YOLO
+        (
+            {"classes.txt": "a\n", "notes.json": '{"categories": []}', "labels/a.txt": ""},
+            "yolo",
+        ),  # Label Studio YOLO
         ({"train/labelTxt/a.txt": "1 1 2 1 2 2 1 2 plane 0"}, "yolo"),  # DOTA (Roboflow OBB)
         ({"annotations.xml": CVAT_XML}, "cvat"),
         ({"job_7.xml": CVAT_XML}, "cvat"),
