@@ -63,6 +63,9 @@ _KNOWN_FIELDS = frozenset(
      "model_version", "is_final", "uid", "updated_at"}
 )  # fmt: skip
 _PROVENANCE_STR = ("annotator", "guideline_version", "model_name", "model_version")
+# The label attribute that lists the attributes read from annotation fields COCO does not define
+# (COCO-WholeBody's face_kpts ...): our COCO export writes those back as fields.
+COCO_FIELDS = "coco_fields"
 
 
 @dataclass
@@ -437,15 +440,21 @@ class _Reader:
         if not isinstance(attributes, dict):
             add(f.name, "attributes must be an object", pointer=f"{ptr}/attributes")
             attributes = {}
-        extra = {k: v for k, v in ann.items() if k not in _KNOWN_FIELDS and k not in attributes}
+        extra = {
+            k: v
+            for k, v in ann.items()
+            if k not in _KNOWN_FIELDS and k not in attributes and k not in geometry
+        }
         if extra:
             self.adjusted.note(
                 "extra_fields",
                 f.name,
-                f"annotation fields {', '.join(sorted(extra)[:8])} are not COCO's: kept as label attributes",
+                f"annotation fields {', '.join(sorted(extra)[:8])} are not COCO's: kept as label attributes "
+                f"(and written back as fields by our COCO export)",
                 pointer=ptr,
             )
-            attributes = {**attributes, **extra}
+            # COCO_FIELDS names them, so our COCO export writes them back as fields.
+            attributes = {**attributes, **extra, COCO_FIELDS: sorted(extra)}
         is_final = ann.get("is_final", True)
         if not isinstance(is_final, bool):
             add(f.name, "is_final must be true or false", pointer=f"{ptr}/is_final")
@@ -558,6 +567,19 @@ class _Reader:
                     )
             else:
                 ok = False
+        if ok and not geometry.keys() - {"bbox"}:
+            # Our COCO export keeps a polyline's points and a 2D cuboid's corners beside its box.
+            for kind, part, size in ((model.POLYLINE, "points", None), (model.CUBOID_2D, "cuboid", 16)):
+                values = ann.get(part)
+                if (
+                    isinstance(values, list)
+                    and len(values) >= 4
+                    and len(values) % 2 == 0
+                    and (size is None or len(values) == size)
+                    and all(_is_number(v) for v in values)
+                    and check(kind, {part: values}, f"{ptr}/{part}")
+                ):
+                    return {part: list(values)}, kind, ok
         for geometry_type, part in (
             (model.KEYPOINTS, "keypoints"),
             (model.MASK, "rle"),

@@ -24,6 +24,8 @@ WARNING_CODES = frozenset(
         "size_from_image",  # VOC: no <size>: the image's own size taken
         "mixed_rows",  # YOLO: box rows in a file of segment rows, read as boxes
         "split_reused",  # YOLO: val names the same folder as train: the images stay in train
+        "no_schema",  # CVAT: no <meta><labels>: categories taken from the shapes
+        "attribute_renamed",  # CVAT: an attribute named like a shape flag, kept as attribute:<name>
     }
 )
 
@@ -32,6 +34,7 @@ INFO_CODES = frozenset(
     {
         "skipped_relation",  # Label Studio: relation results link two regions; not a label
         "captions_kept",  # COCO: captions kept as the item attribute "captions"
+        "video_frames",  # CVAT for video: one item per frame with shapes
     }
 )
 

@@ -32,9 +32,7 @@ media, run = support.media, support.run  # fixtures
 NOT_YET = {
     "datumaro/roboflow_yolo": "datumaro's 10x5 images are under the 10 px minimum; data.yaml names ../valid",
     "datumaro/roboflow_yolo_obb": "datumaro's 10x5 images are under the 10 px minimum; data.yaml names ../valid",
-    "datumaro/cvat_project": "datumaro's attribute <values> separated by spaces, not newlines",
-    "datumaro/cvat_task": "shapes with an empty label; attribute <values> separated by spaces",
-    "datumaro/cvat_video": "CVAT for video <track>: refused with its message, not read per frame",
+    "datumaro/cvat_task": "shapes with an empty label are refused (a shape without a class)",
     "label-studio-converter/rectangles_obb": "rotated rectangles outside the frame are refused",
 }
 # Round trips that lose something today (beyond the cases above).

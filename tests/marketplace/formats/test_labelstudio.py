@@ -579,3 +579,40 @@ def test_json_values_of_the_wrong_type_are_problems_not_crashes(tmp_path):
     assert labels[0].provenance.source == model.HUMAN
     assert labels[0].provenance.annotator is None
     assert {p.code for p in parsed.problems} == {"unsupported_result", "unknown_origin", "invalid"}
+
+
+def test_predictions_naming_their_model_by_version_only_are_one_counted_warning(tmp_path):
+    import json as _json
+
+    from marketplace.formats.archive import DirectorySource
+    from marketplace.formats.labelstudio import read_labelstudio as _read
+
+    from .builders import image_bytes
+
+    result = {
+        "type": "rectanglelabels",
+        "from_name": "label",
+        "to_name": "image",
+        "original_width": 40,
+        "original_height": 30,
+        "value": {"x": 10, "y": 10, "width": 20, "height": 20, "rectanglelabels": ["car"]},
+    }
+    tasks = [
+        {
+            "id": i,
+            "data": {"image": f"/data/upload/1/{i}.jpg"},
+            "predictions": [{"model_version": f"yolo-v{i}", "result": [dict(result, id=f"r{i}")]}],
+        }
+        for i in range(3)
+    ]
+    (tmp_path / "export.json").write_text(_json.dumps(tasks))
+    for i in range(3):
+        (tmp_path / f"{i}.jpg").write_bytes(image_bytes(40, 30))
+    parsed = _read(DirectorySource(tmp_path))
+    labels = list(parsed.labels)
+
+    assert [lab.provenance.model_name for lab in labels] == ["yolo-v0", "yolo-v1", "yolo-v2"]
+    warnings = [p for p in parsed.problems if p.code == "model_name_from_version"]
+    assert len(warnings) == 1
+    assert warnings[0].pointer == "/0/predictions/0/model_version"
+    assert "3 times; the first is located here" in warnings[0].message
