@@ -579,7 +579,7 @@ class _Reader:
                     and all(_is_number(v) for v in values)
                     and check(kind, {part: values}, f"{ptr}/{part}")
                 ):
-                    return {part: list(values)}, kind, ok
+                    return {part: list(values), **geometry}, kind, ok  # with its box part, if any
         for geometry_type, part in (
             (model.KEYPOINTS, "keypoints"),
             (model.MASK, "rle"),

@@ -396,7 +396,9 @@ def _expected(format: str, task: str, lab: Label) -> list[tuple[str, list[float]
         return []
     box = box_of(lab.geometry)
     if format == "coco":
-        return [(kind if kind in (fmt.BBOX, fmt.POLYGON, fmt.MASK, fmt.KEYPOINTS) else fmt.BBOX, box)]
+        # Polylines and 2D cuboids ride beside their box in our non-standard points/cuboid fields.
+        kept = (fmt.BBOX, fmt.POLYGON, fmt.MASK, fmt.KEYPOINTS, fmt.POLYLINE, fmt.CUBOID_2D)
+        return [(kind if kind in kept else fmt.BBOX, box)]
     if format == "voc":
         (xmin, ymin, xmax, ymax), _ = voc_box(box, lab.item.width, lab.item.height)
         out = [(fmt.BBOX, [xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1])]
