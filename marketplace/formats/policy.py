@@ -23,6 +23,7 @@ WARNING_CODES = frozenset(
         "voc_zero_based_integer",  # VOC: Roboflow's (or a 0 corner's) integers read as 0-based
         "size_from_image",  # VOC: no <size>: the image's own size taken
         "mixed_rows",  # YOLO: box rows in a file of segment rows, read as boxes
+        "missing_split",  # YOLO: data.yaml names a split folder the delivery does not have
         "split_reused",  # YOLO: val names the same folder as train: the images stay in train
         "no_schema",  # CVAT: no <meta><labels>: categories taken from the shapes
         "attribute_renamed",  # CVAT: an attribute named like a shape flag, kept as attribute:<name>

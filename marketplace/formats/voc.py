@@ -326,7 +326,18 @@ class _Reader:
 
     def read_splits(self, root: str, folder: str, ids: set[str], *, conflicts: bool) -> None:
         where: dict[str, str] = {}
-        for split in (*_SPLITS, "trainval"):
+        # Any other list without "_" (class lists are <class>_<split>.txt) is a subset of its own
+        # name, as CVAT writes ImageSets/Main/default.txt and datumaro reads it.
+        prefix = f"{root}{folder}/"
+        others = sorted(
+            posixpath.basename(n)[:-4]
+            for n in self.names
+            if n.startswith(prefix)
+            and n.endswith(".txt")
+            and "/" not in n[len(prefix) :]
+            and "_" not in n[len(prefix) :]
+        )
+        for split in dict.fromkeys((*_SPLITS, "trainval", *others)):
             name = f"{root}{folder}/{split}.txt"
             if name not in self.name_set:
                 continue

@@ -205,8 +205,12 @@ class _Layout:
     def add_split(self, base: str, split: str, entry: str, where: str, line: int | None, label_of) -> None:
         found = self.locate(base, entry)
         if found is None:
+            # Roboflow and others always write train/val/test: a split not delivered has no images.
             self.problems.add(
-                where, f"{split} path {entry!r} is not in the delivery", line=line, code="missing_file"
+                where,
+                f"{split} path {entry[:200]!r} is not in the delivery: no images from it",
+                line=line,
+                code="missing_split",
             )
             return
         first = self.entries.setdefault(found, split)

@@ -22,6 +22,7 @@ from xml.etree import ElementTree  # noqa: S405 - only our own committed corpus 
 from PIL import Image
 
 CORPUS = Path(__file__).parent / "corpus"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MANIFEST = CORPUS / "manifest.json"
 
 
@@ -130,13 +131,13 @@ def count_yolo(files: dict[str, bytes]) -> dict:
     """One label per distinct non-empty row of each label file (Ultralytics drops repeated rows)."""
     kinds: Counter = Counter()
     label_files = 0
+    image_stems = {posixpath.splitext(n)[0] for n in files if n.lower().endswith(IMAGE_SUFFIXES)}
     for name, data in files.items():
         base = posixpath.basename(name)
         if not name.endswith(".txt") or base in ("classes.txt", "train.txt", "val.txt", "test.txt"):
             continue
-        if "/" not in name and base != name:
-            continue
-        if not any(
+        beside = posixpath.splitext(name)[0] in image_stems  # LabelImg: x.txt beside x.jpg
+        if not beside and not any(
             d in f"/{name}" for d in ("/labels/", "/labelTxt/", "obj_train_data/", "/train/", "/val/")
         ):
             continue
