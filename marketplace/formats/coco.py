@@ -380,7 +380,11 @@ class _Reader:
                     height=known.height,
                     split=f.split,
                     attributes={
-                        **{k: v for k, v in img.items() if k not in ("id", "file_name", "width", "height")},
+                        **{
+                            k: v
+                            for k, v in img.items()
+                            if k not in ("id", "file_name", "width", "height", "classifications")
+                        },
                         **({"captions": self.captions[known.key]} if known.key in self.captions else {}),
                     },
                     source_ref=f"{f.name}#/images/{j}",
@@ -398,10 +402,25 @@ class _Reader:
                 label = self.label(f, i, ann, seen_ids)
                 if label is not None:
                     yield label
+            # Our COCO export puts image-level classifications in the image entry (COCOeval
+            # breaks on annotations without a box): read them back as classification labels.
+            images = f.doc["images"]
+            for j in f.keep:
+                entries = images[j].get("classifications")
+                for k, entry in enumerate(entries if isinstance(entries, list) else []):
+                    ptr = f"/images/{j}/classifications/{k}"
+                    if not isinstance(entry, dict):
+                        self.problems.add(f.name, "a classification must be an object", pointer=ptr)
+                        continue
+                    ann = {**entry, "image_id": images[j]["id"]}
+                    ann.setdefault("id", f"images/{j}/classifications/{k}")
+                    label = self.label(f, k, ann, seen_ids, ptr=ptr)
+                    if label is not None:
+                        yield label
         self.adjusted.flush_into(self.problems)
 
-    def label(self, f: _File, i: int, ann, seen_ids: set) -> LabelRecord | None:
-        ptr = f"/annotations/{i}"
+    def label(self, f: _File, i: int, ann, seen_ids: set, *, ptr: str | None = None) -> LabelRecord | None:
+        ptr = ptr or f"/annotations/{i}"
         add = self.problems.add
         if not isinstance(ann, dict):
             add(f.name, "an annotation must be an object", pointer=ptr)

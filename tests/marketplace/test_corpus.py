@@ -37,14 +37,6 @@ NOT_YET = {
 }
 # Round trips that lose something today (beyond the cases above).
 ROUND_TRIP_NOT_YET = {
-    (
-        "coco",
-        "datumaro/coco_multi_task",
-    ): "captions (item attribute) and keypoint names 1..K do not come back",
-    (
-        "same",
-        "datumaro/coco_multi_task",
-    ): "captions (item attribute) and keypoint names 1..K do not come back",
     ("coco", "label-studio-converter/rectangles"): "candidates are not exported to COCO",
     (
         "same",
