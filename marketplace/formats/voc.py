@@ -301,6 +301,7 @@ class _Reader:
         self.docs: list[_Doc] = []
         self.splits: dict[tuple[str, str], str] = {}  # (root, id) -> split
         self.seen_names: list[str] = []
+        self.seen_set: set[str] = set()  # the same names, for membership in constant time
         self.class_names: dict[str, list[str]] = {}  # root -> palette index -> class name
 
     # -- discovery -------------------------------------------------------------------------
@@ -436,7 +437,8 @@ class _Reader:
             doc.item = self.item(doc, root)
             for obj in root.findall("object"):
                 name_node = obj.find("name")
-                if name_node is not None and name_node.text and name_node.text not in self.seen_names:
+                if name_node is not None and name_node.text and name_node.text not in self.seen_set:
+                    self.seen_set.add(name_node.text)
                     self.seen_names.append(name_node.text)
 
     def convention(self, doc: _Doc, root: _Node) -> str:
@@ -566,7 +568,7 @@ class _Reader:
             self.declared = set(self.seen_names)
             return [CategoryDef(name=n) for n in self.seen_names]
         declared = [
-            CategoryDef(name=n, source_id=i) for i, n in enumerate(order) if i > 0 and n in self.seen_names
+            CategoryDef(name=n, source_id=i) for i, n in enumerate(order) if i > 0 and n in self.seen_set
         ]
         if labelmap is not None:
             # labelmap.txt declares the schema even for classes no object uses yet.
