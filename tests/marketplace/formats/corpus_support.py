@@ -216,8 +216,11 @@ def count_labelstudio(files: dict[str, bytes]) -> dict:
                 if entry.get("was_cancelled"):
                     continue
                 for result in entry.get("result", []):
-                    if result.get("type") in LS_KINDS:
-                        kinds[LS_KINDS[result["type"]]] += 1
+                    kind = LS_KINDS.get(result.get("type"))
+                    if kind == "bbox" and (result.get("value") or {}).get("rotation"):
+                        kind = "polygon"  # a rotated rectangle is its four corners
+                    if kind:
+                        kinds[kind] += 1
     return {"items": tasks, "labels_by_kind": dict(kinds)}
 
 
