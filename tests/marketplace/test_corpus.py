@@ -81,6 +81,15 @@ def _visibility(version) -> Counter:
     return seen
 
 
+def _parts_and_actions(version) -> tuple[int, int]:
+    attributes = list(
+        Label.objects.filter(version=version, geometry_type="bbox").values_list("attributes", flat=True)
+    )
+    return sum(len(a.get("parts", [])) for a in attributes), sum(
+        len(a.get("actions", {})) for a in attributes
+    )
+
+
 def _ingest(dataset, run, data: bytes, format: str = "auto"):
     delivery = make_delivery(dataset, data, format=format)
     result = run(delivery)
@@ -148,3 +157,5 @@ def test_a_real_export_survives_a_round_trip_through_our_exports(case, target, d
     assert again.version.items.count() == v1.items.count()
     if "keypoints" in EXPORTABLE[format]:
         assert _visibility(again.version) == _visibility(v1)
+    if format == "voc":  # <part> boxes and <actions> go back as VOC elements
+        assert _parts_and_actions(again.version) == _parts_and_actions(v1)

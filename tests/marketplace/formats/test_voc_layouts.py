@@ -158,3 +158,29 @@ def test_a_colour_outside_the_colour_map_is_a_mask_problem():
     assert [(p.file, p.code) for p in parsed.problems] == [("SegmentationObject/a.png", "invalid_mask")]
     assert "(1, 2, 3) at (0, 0)" in parsed.problems[0].message
     assert [label.geometry_type for label in labels] == [model.BBOX]
+
+
+def test_parts_and_actions_go_back_as_voc_elements_in_our_export(tmp_path):
+    from marketplace.formats.archive import DirectorySource
+    from marketplace.formats.voc_writer import write_voc
+    from marketplace.formats.writing import DirectorySink, Notes
+
+    xml = voc_xml("a.jpg", [{"name": "person", "box": (1, 1, 20, 20)}]).replace(
+        "  </object>",
+        "    <part><name>head</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>5</xmax><ymax>6</ymax></bndbox></part>\n"
+        "    <actions><jumping>1</jumping><reading>0</reading></actions>\n  </object>",
+    )
+    parsed, items, labels = _read({"Annotations/a.xml": xml, "JPEGImages/a.jpg": image_bytes(W, H)})
+    picture = image_bytes(W, H)
+    write_voc(
+        DirectorySink(tmp_path), [(items[0], labels)], categories=parsed.categories, notes=Notes(),
+        image_source=lambda _: io.BytesIO(picture),
+    )  # fmt: skip
+
+    written = next((tmp_path / "Annotations").glob("*.xml")).read_text()
+    assert "<part><name>head</name>" in written and "<jumping>1</jumping>" in written
+    again = read_voc(DirectorySource(tmp_path))
+    list(again.items)
+    back = list(again.labels)
+    assert back[0].attributes["parts"] == labels[0].attributes["parts"]
+    assert back[0].attributes["actions"] == labels[0].attributes["actions"]
