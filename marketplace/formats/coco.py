@@ -468,7 +468,7 @@ class _Reader:
             self.adjusted.note(
                 "extra_fields",
                 f.name,
-                f"annotation fields {', '.join(sorted(extra)[:8])} are not COCO's: kept as label attributes "
+                f"annotation fields {', '.join(k[:50] for k in sorted(extra)[:8])} are not COCO's: kept as label attributes "
                 f"(and written back as fields by our COCO export)",
                 pointer=ptr,
             )

@@ -365,7 +365,7 @@ class _ImageIndex:
         for n in names:
             self.by_basename.setdefault(posixpath.basename(n), []).append(n)
             m = _FRAME_FILE.search(n)
-            if m:
+            if m and len(m.group(1)) <= 9:
                 self.frames.setdefault(int(m.group(1)), n)
 
     def find(self, name: str, subset: str) -> str | None:
@@ -512,17 +512,23 @@ def _iter_items(
         )
 
 
+def _frame_number(text: str | None) -> int | None:
+    """A frame (or track) number: 0 to 10^9, never a huge digit string turned into an int."""
+    text = (text or "").strip()
+    return int(text) if len(text) <= 9 and text.isdigit() and text.isascii() else None
+
+
 def _track_frames(track: _LineElement, name: str, log: _ProblemLog) -> dict[int, int]:
     """Frame -> line of the first shape in it, for the track's shapes that are not outside."""
     frames: dict[int, int] = {}
     for shape in track:
         if shape.tag not in SHAPE_TAGS or shape.get("outside") == "1":
             continue
-        frame = (shape.get("frame") or "").strip()
-        if not _INT.fullmatch(frame):
-            log.add(name, f"<{shape.tag}> in a <track> needs an integer frame", line=shape.line)
+        frame = _frame_number(shape.get("frame"))
+        if frame is None:
+            log.add(name, f"<{shape.tag}> in a <track> needs a frame number (0 to 10^9)", line=shape.line)
             continue
-        frames.setdefault(int(frame), shape.line)
+        frames.setdefault(frame, shape.line)
     return frames
 
 
@@ -586,19 +592,20 @@ def _track_labels(
     width, height = index.frame_size
     track_id = track.get("id", "")
     for i, shape in enumerate(s for s in track if s.tag in SHAPE_TAGS):
-        frame = (shape.get("frame") or "").strip()
-        if shape.get("outside") == "1" or not _INT.fullmatch(frame):
+        frame = _frame_number(shape.get("frame"))
+        if shape.get("outside") == "1" or frame is None:
             continue
-        key = index.frames.get(int(frame))
+        key = index.frames.get(frame)
         if key is None:
             continue  # reported by the items pass
         for inherited in ("label", "source", "group_id"):
             if inherited in track.attrib and inherited not in shape.attrib:
                 shape.set(inherited, track.get(inherited))
-        image = _Image(int(frame), posixpath.basename(key), width, height, "", shape.line, key, {})
+        image = _Image(frame, posixpath.basename(key), width, height, "", shape.line, key, {})
         label = reader.read(shape, image, ordinal + i)
         if label is not None:
-            label.attributes["track_id"] = int(track_id) if _INT.fullmatch(track_id) else track_id
+            short = _frame_number(track_id)
+            label.attributes["track_id"] = short if short is not None else track_id[:100]
             label.attributes["keyframe"] = shape.get("keyframe", "1") == "1"
             yield label
 

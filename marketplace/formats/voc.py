@@ -641,7 +641,11 @@ class _Reader:
             for action in actions_node.children:
                 value = _flag(action.text)
                 if value is None:
-                    add(doc.xml, f"<{action.tag}> must be 0 or 1, not {action.text!r}", line=action.line)
+                    add(
+                        doc.xml,
+                        f"<{action.tag[:50]}> must be 0 or 1, not {action.text[:50]!r}",
+                        line=action.line,
+                    )
                 else:
                     actions[action.tag] = value
             obj.attributes["actions"] = actions
@@ -667,7 +671,9 @@ class _Reader:
                 continue
             value = _number(corner) if doc.convention == ZERO_DECIMAL else _int_text(corner)
             if value is None:
-                add(doc.xml, f"<{tag}> must be an integer pixel index, not {corner.text!r}", line=corner.line)
+                add(
+                    doc.xml, f"<{tag}> must be a pixel coordinate, not {corner.text[:50]!r}", line=corner.line
+                )
                 ok = False
             elif value < first or (limit is not None and value > limit):
                 bound = f"{first}..{limit}" if limit is not None else f">= {first}"

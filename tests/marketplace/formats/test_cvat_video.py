@@ -88,3 +88,16 @@ def test_attribute_values_separated_by_spaces_as_datumaro_writes_them():
     assert next(a for a in car.attributes if a.name == "colour").values == ["red", "blue"]
     assert labels[0].attributes["colour"] == "blue"
     assert not [p for p in parsed.problems if p.code == "invalid_attribute"]
+
+
+def test_a_huge_frame_or_track_number_is_a_problem_not_a_crash():
+    xml = VIDEO.replace(
+        'frame="1" outside="0" occluded="0" keyframe="0"',
+        f'frame="{"9" * 5000}" outside="0" occluded="0" keyframe="0"',
+    )
+    xml = xml.replace('<track id="4"', f'<track id="{"7" * 5000}"')
+    parsed, items, labels = _parse(xml)
+
+    assert [i.source_id for i in items] == [0, 1]
+    assert any("needs a frame number" in p.message and len(p.message) < 200 for p in parsed.problems)
+    assert all(len(str(lab.attributes["track_id"])) <= 100 for lab in labels)
