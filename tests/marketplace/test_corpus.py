@@ -159,3 +159,28 @@ def test_a_real_export_survives_a_round_trip_through_our_exports(case, target, d
         assert _visibility(again.version) == _visibility(v1)
     if format == "voc":  # <part> boxes and <actions> go back as VOC elements
         assert _parts_and_actions(again.version) == _parts_and_actions(v1)
+
+
+# What the registry adjusted, said in the report with its severity (issue #17: "a report that says
+# what was adjusted").
+STATED = {
+    "review_object_detection_metrics/voc_cvat": ("warning", "voc_zero_based_decimal"),
+    "roboflow-python/chess_voc": ("warning", "voc_zero_based_integer"),
+    "datumaro/voc_dataset2_no_size": ("warning", "size_from_image"),
+    "roboflow-python/sharks_yolov9": ("warning", "mixed_rows"),
+    "pylabel/bccd_yolo": ("warning", "missing_split"),
+    "datumaro/cvat_video": ("info", "video_frames"),
+    "mmpose/coco_wholebody": ("warning", "extra_fields"),
+    "datumaro/coco_multi_task": ("warning", "merged_image"),
+}
+
+
+@pytest.mark.parametrize(("name", "stated"), sorted(STATED.items()))
+def test_the_report_states_what_was_adjusted(name, stated, dataset, media, run):
+    case = next(c for c in CASES if c["name"] == name)
+    _, result = _ingest(dataset, run, corpus.case_zip(case))
+
+    found = [(p["severity"], p["code"]) for p in result.problems]
+    assert stated in found
+    entry = next(p for p in result.problems if p["code"] == stated[1])
+    assert entry["file"] and entry["message"] and len(entry["message"]) < 400
