@@ -184,3 +184,32 @@ def test_the_report_states_what_was_adjusted(name, stated, dataset, media, run):
     assert stated in found
     entry = next(p for p in result.problems if p["code"] == stated[1])
     assert entry["file"] and entry["message"] and len(entry["message"]) < 400
+
+
+# Where datumaro reads the layout, it is a second independent reader of the same files.
+DATUMARO_READS = {
+    "review_object_detection_metrics/cvat_images": "cvat",
+    "review_object_detection_metrics/voc_cvat": "voc",
+    "review_object_detection_metrics/yolo_cvat": "yolo",
+    "roboflow-python/chess_voc": "roboflow_voc",
+    "datumaro/cvat_project": "cvat",
+}
+
+
+@pytest.mark.parametrize(("name", "dm_format"), sorted(DATUMARO_READS.items()))
+def test_datumaro_counts_the_same_items_and_boxes_as_the_manifest(name, dm_format, tmp_path):
+    import datumaro as dm
+    from datumaro.components.annotation import AnnotationType
+
+    case = next(c for c in CASES if c["name"] == name)
+    for key, data in corpus.case_files(case).items():
+        path = tmp_path / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    imported = dm.Dataset.import_from(str(tmp_path), dm_format)
+    boxes = sum(1 for item in imported for a in item.annotations if a.type == AnnotationType.bbox)
+
+    expected = case["independent_counts"]
+    assert boxes == expected["labels_by_kind"]["bbox"]
+    if "items" in expected:
+        assert len(imported) == expected["items"]
