@@ -33,7 +33,7 @@ from rest_framework import status
 
 from governance import agreement, ledger
 from governance.models import Annotator, ReviewTask
-from marketplace.api.errors import DomainError
+from marketplace.errors import DomainError
 from marketplace.formats import model as fmt
 from marketplace.models import Category, DatasetVersion, Label
 

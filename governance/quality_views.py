@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods
 from governance import consensus, reports
 from governance.api.quality import is_supplier
 from governance.models import Annotator, ReviewTask
-from marketplace.api.errors import DomainError
+from marketplace.errors import DomainError
 from marketplace.models import DatasetVersion, Label
 
 

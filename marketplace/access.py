@@ -16,10 +16,7 @@ they can see but not export is a 403 (``not_authenticated`` for the anonymous, w
 
 from __future__ import annotations
 
-from rest_framework import status
-from rest_framework.exceptions import NotAuthenticated
-
-from .api.errors import DomainError
+from .errors import DomainError, ErrorCode, LoginRequired, not_found
 from .models import Dataset, DatasetVersion, Entitlement, Offer, Organization, Role, org_ids
 
 
@@ -91,7 +88,7 @@ def visible_version(user, slug: str, number: int) -> DatasetVersion:
         .first()
     )
     if version is None:
-        raise DomainError("No such dataset version.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
+        raise not_found("No such dataset version.")
     return version
 
 
@@ -100,17 +97,17 @@ def require_export(user, version: DatasetVersion) -> None:
     if can_export(user, version):
         return
     if user is None or not user.is_authenticated:
-        raise NotAuthenticated("Log in to export or download data.")
+        raise LoginRequired("Log in to export or download data.")
     if _covering_entitlements(user, version):
         raise DomainError(
             "Your organisation holds a license for this version: accept its terms in your library first.",
-            code="license_not_accepted",
-            status_code=status.HTTP_403_FORBIDDEN,
+            code=ErrorCode.LICENSE_NOT_ACCEPTED,
+            status_code=403,
         )
     raise DomainError(
         "Your organisation holds no license that covers this version: buy or request access first.",
-        code="not_entitled",
-        status_code=status.HTTP_403_FORBIDDEN,
+        code=ErrorCode.NOT_ENTITLED,
+        status_code=403,
     )
 
 

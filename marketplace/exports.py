@@ -52,13 +52,12 @@ from django.db.models import Count
 from django.db.utils import InterfaceError, OperationalError
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework import status
 
 from governance.models import Annotator, GuidelineVersion
 
 from . import access
-from .api.errors import DomainError
 from .catalogue import canonical_json
+from .errors import DomainError
 from .formats import croissant as cr
 from .formats import model as fmt
 from .formats.coco_writer import coco_category_ids, write_coco
@@ -103,7 +102,7 @@ PROVENANCE_COLUMNS = (
 
 
 def _invalid(detail: str) -> DomainError:
-    return DomainError(detail, code="invalid_options", status_code=status.HTTP_400_BAD_REQUEST)
+    return DomainError(detail, code="invalid_options", status_code=400)
 
 
 def normalise_options(*, version: DatasetVersion, format: str, options: dict | None) -> dict:

@@ -63,6 +63,7 @@ from governance.models import Annotator, GuidelineVersion
 
 from . import catalogue
 from .blobs import blob_key
+from .errors import DomainError
 from .formats import model as fmt
 from .formats.archive import ZipLimits, ZipSource
 from .formats.coco import find_coco_files, read_coco
@@ -1639,8 +1640,6 @@ def create_delivery(
     original_name: str = "",
 ) -> Delivery:
     """Store an uploaded archive as a pending delivery of a dataset (the task ingests it)."""
-    from .api.errors import DomainError
-
     if format not in Delivery.Format.values:
         raise DomainError(f"format must be one of {', '.join(Delivery.Format.values)}", code="invalid_format")
     size = getattr(archive, "size", None)

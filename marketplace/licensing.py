@@ -27,7 +27,7 @@ from django.utils.module_loading import import_string
 from governance import ledger
 
 from . import notifications
-from .api.errors import DomainError
+from .errors import DomainError
 from .models import (
     AccessRequest,
     Dataset,

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from . import ingest, tasks
 from .api.deliveries import deliveries_visible_to
-from .api.errors import DomainError
+from .errors import DomainError
 from .models import Dataset, Delivery
 
 

@@ -16,9 +16,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from . import licensing
-from .api.errors import DomainError
 from .api.samples import samples_payload, visible_version
 from .api.views import attach_versions, catalogue_queryset
+from .errors import DomainError
 from .filters import SORTS, DatasetFilter, facet_counts
 from .models import (
     AccessRequest,

@@ -22,7 +22,6 @@ from decimal import Decimal, InvalidOperation
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, Q
-from django.http import Http404
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -30,7 +29,7 @@ from governance import ledger
 from governance.models import Guideline, GuidelineVersion
 
 from . import catalogue, notifications
-from .api.errors import DomainError
+from .errors import DomainError, not_found
 from .formats import model as fmt
 from .models import (
     DATASHEET_SECTIONS,
@@ -122,7 +121,7 @@ def access_dataset(user, slug: str) -> Dataset:
     try:
         return Dataset.objects.supplied_by(user).select_related("supplier").get(slug=slug)
     except Dataset.DoesNotExist:
-        raise Http404("No such dataset in your workspace") from None
+        raise not_found() from None  # the API's plain "Not found.": nothing about whose it is
 
 
 def access_version(user, slug: str, number: int) -> DatasetVersion:
@@ -130,7 +129,7 @@ def access_version(user, slug: str, number: int) -> DatasetVersion:
     try:
         return dataset.versions.select_related("dataset__supplier").get(number=number)
     except DatasetVersion.DoesNotExist:
-        raise Http404("No such version") from None
+        raise not_found() from None
 
 
 def latest_version(dataset: Dataset) -> DatasetVersion | None:

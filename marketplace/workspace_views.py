@@ -20,7 +20,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
 from . import notifications, workspace
-from .api.errors import DomainError
+from .errors import DomainError
 from .formats import model as fmt
 from .models import (
     DATASHEET_SECTIONS,

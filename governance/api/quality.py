@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from governance import consensus, reports
 from governance.models import Annotator, ReviewTask
-from marketplace.api.errors import DomainError
+from marketplace.errors import DomainError
 from marketplace.models import DatasetVersion, Role, org_ids
 
 

@@ -12,8 +12,8 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.api.errors import DomainError
 from marketplace.api.pagination import Pagination
+from marketplace.errors import DomainError
 from marketplace.models import Dataset
 
 from .. import ledger, provenance, signing

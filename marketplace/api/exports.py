@@ -17,9 +17,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from marketplace.errors import DomainError
+
 from .. import access, exports
 from ..models import Dataset, DatasetVersion, Download, Export
-from .errors import DomainError
 from .pagination import Pagination
 
 

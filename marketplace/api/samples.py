@@ -20,9 +20,10 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from marketplace.errors import DomainError
+
 from .. import licensing, previews
 from ..models import Dataset, DatasetVersion, Item
-from .errors import DomainError
 
 
 class PreviewAnonThrottle(AnonRateThrottle):

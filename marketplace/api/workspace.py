@@ -19,6 +19,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from marketplace.errors import DomainError
+
 from .. import notifications, workspace
 from ..models import (
     DATASHEET_SECTIONS,
@@ -31,7 +33,6 @@ from ..models import (
     Offer,
     Organization,
 )
-from .errors import DomainError
 from .pagination import Pagination
 from .serializers import LicenseSerializer
 

@@ -6,7 +6,7 @@ import pytest
 from governance import agreement as ag
 from governance import consensus
 from governance.models import Annotator, LabelEvent, ReviewTask
-from marketplace.api.errors import DomainError
+from marketplace.errors import DomainError
 from marketplace.formats import model as fmt
 from marketplace.models import Label
 

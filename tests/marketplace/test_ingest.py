@@ -372,7 +372,7 @@ def test_sidecar_problems_are_located_by_line(dataset, media, run):
 
 
 def test_invalid_upload_defaults_are_refused_before_anything_is_stored(dataset, media):
-    from marketplace.api.errors import DomainError
+    from marketplace.errors import DomainError
 
     with pytest.raises(DomainError) as caught:
         make_delivery(dataset, coco_files(), defaults={"source": "robot"})

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from governance.models import LabelEvent
 from marketplace import licensing
-from marketplace.api.errors import DomainError
+from marketplace.errors import DomainError
 from marketplace.models import (
     AccessRequest,
     Entitlement,

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from marketplace import licensing
-from marketplace.api.errors import DomainError
+from marketplace.errors import DomainError
 from marketplace.models import AccessRequest, Entitlement, LicenseAcceptance, Order, Role
 from tests import factories as f
 

@@ -7,7 +7,7 @@ from django.core import mail
 from django.utils import timezone
 
 from marketplace import notifications, workspace
-from marketplace.api.errors import DomainError
+from marketplace.errors import DomainError
 from marketplace.models import AccessRequest, Notification, Role
 from tests import factories as f
 from tests.conftest import build_version

@@ -12,7 +12,7 @@ import tempfile
 from django.core.management.base import BaseCommand, CommandError
 
 from marketplace import exports
-from marketplace.api.errors import DomainError
+from marketplace.errors import DomainError
 from marketplace.models import DatasetVersion
 
 

@@ -12,7 +12,7 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 
 from marketplace import ingest
-from marketplace.api.errors import DomainError
+from marketplace.errors import DomainError
 from marketplace.models import Dataset, Delivery, Organization
 
 
