@@ -1,24 +1,41 @@
-"""The catalogue and commerce: organisations, datasets, versions, items, labels, licenses,
-deliveries and exports.
+"""The catalogue: datasets, versions, datasheets, schemas, items and labels.
 
-This module imports nothing from governance; it names governance models by string only
+Imports nothing from governance; governance models are named by string only
 (``"governance.Annotator"``), so the dependency runs one way at the Python level.
 """
 
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from .formats import model as fmt
-from .lookups import HasElement  # noqa: F401  (registers the `has_element` JSON lookup)
+from ..formats import model as fmt
+from ..lookups import HasElement  # noqa: F401  (registers the `has_element` JSON lookup)
+from .organisations import Organization, Role, org_ids
+
+__all__ = [
+    "AnnotationSchema",
+    "AttributeSpec",
+    "Category",
+    "DATASHEET_SECTIONS",
+    "Dataset",
+    "DatasetQuerySet",
+    "DatasetVersion",
+    "DatasetVersionQuerySet",
+    "Datasheet",
+    "FrozenVersionError",
+    "Item",
+    "Label",
+    "LabelQuerySet",
+    "SchemaContentQuerySet",
+    "VersionContent",
+    "VersionContentQuerySet",
+]
 
 
 class FrozenVersionError(ValidationError):
@@ -29,110 +46,6 @@ class FrozenVersionError(ValidationError):
             f"{version_label} is published and cannot be changed; make a new version instead.",
             code="version_frozen",
         )
-
-
-# --------------------------------------------------------------------------- organisations
-
-
-class Organization(models.Model):
-    """A company or team: supplies datasets, buys licenses, or audits."""
-
-    name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=80, unique=True)
-    description = models.TextField(blank=True)
-    website = models.URLField(blank=True)
-    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2")
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Role(models.TextChoices):
-    SUPPLIER = "supplier", "Supplier"
-    BUYER = "buyer", "Buyer"
-    AUDITOR = "auditor", "Auditor"
-
-
-class Membership(models.Model):
-    """A user's role in an organisation. A user may hold several roles in several orgs."""
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
-    role = models.CharField(max_length=16, choices=Role.choices)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["user", "organization", "role"], name="membership_unique_role"),
-            models.CheckConstraint(condition=Q(role__in=Role.values), name="membership_role_valid"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.user} · {self.role} · {self.organization}"
-
-
-def org_ids(user, role: str | None = None) -> list[int]:
-    """Ids of the organisations the user belongs to (with that role, if given)."""
-    if user is None or not user.is_authenticated:
-        return []
-    qs = Membership.objects.filter(user=user)
-    if role:
-        qs = qs.filter(role=role)
-    return list(qs.values_list("organization_id", flat=True).distinct())
-
-
-# --------------------------------------------------------------------------- licenses
-
-
-class License(models.Model):
-    """License terms a dataset can be offered under; SPDX id where one exists."""
-
-    spdx_id = models.CharField(max_length=64, blank=True, help_text="e.g. CC-BY-4.0; blank for custom terms")
-    name = models.CharField(max_length=200)
-    url = models.URLField(blank=True)
-    text = models.TextField(blank=True)
-    commercial_use = models.BooleanField(default=False)
-    ai_training = models.BooleanField(default=False, help_text="May be used to train AI models")
-    derivatives = models.BooleanField(default=False)
-    redistribution = models.BooleanField(default=False)
-    attribution_required = models.BooleanField(default=True)
-    duration_days = models.PositiveIntegerField(null=True, blank=True, help_text="Blank: perpetual")
-    seats = models.PositiveIntegerField(null=True, blank=True, help_text="Blank: unlimited users")
-    owner = models.ForeignKey(
-        Organization,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="licenses",
-        help_text="The supplier who wrote custom terms; blank for standard licenses",
-    )
-
-    class Meta:
-        ordering = ["name"]
-        constraints = [
-            models.UniqueConstraint(fields=["spdx_id"], condition=~Q(spdx_id=""), name="license_unique_spdx"),
-        ]
-
-    def __str__(self) -> str:
-        return self.spdx_id or self.name
-
-    @property
-    def is_open(self) -> bool:
-        return bool(self.spdx_id)
-
-    def terms(self) -> list[tuple[str, bool]]:
-        """The yes/no terms, in the order buyers read them."""
-        return [
-            ("Commercial use", self.commercial_use),
-            ("AI training", self.ai_training),
-            ("Derivatives", self.derivatives),
-            ("Redistribution", self.redistribution),
-            ("Attribution required", self.attribution_required),
-        ]
 
 
 # --------------------------------------------------------------------------- datasets
@@ -159,8 +72,10 @@ class DatasetQuerySet(models.QuerySet):
         )
         if not orgs:
             return self.filter(public)
+        # Entitlement lives in .commerce, which imports this module: reach it through the relation.
+        entitlement = self.model._meta.get_field("entitlements").related_model
         entitled = Exists(
-            Entitlement.objects.active().filter(dataset=OuterRef("pk"), organization_id__in=orgs)
+            entitlement.objects.active().filter(dataset=OuterRef("pk"), organization_id__in=orgs)
         )
         return self.filter(public | Q(supplier_id__in=orgs) | entitled)
 
@@ -675,396 +590,3 @@ class Label(VersionContent):
 
     def __str__(self) -> str:
         return f"{self.category} ({self.geometry_type}) on {self.item}"
-
-
-# --------------------------------------------------------------------------- commerce
-
-
-class Offer(models.Model):
-    """A way to get a dataset: free and open, bought, or requested from the supplier."""
-
-    class AccessMode(models.TextChoices):
-        OPEN = "open", "Open"
-        PURCHASE = "purchase", "Purchase"
-        REQUEST = "request", "Request access"
-
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="offers")
-    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="offers")
-    access_mode = models.CharField(max_length=16, choices=AccessMode.choices)
-    price = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))
-    currency = models.CharField(max_length=3, default="EUR")
-    description = models.CharField(max_length=300, blank=True)
-    active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["dataset", "price"]
-        constraints = [
-            models.UniqueConstraint(fields=["dataset", "license", "access_mode"], name="offer_unique"),
-            models.CheckConstraint(condition=Q(price__gte=0), name="offer_price_non_negative"),
-            models.CheckConstraint(condition=~Q(access_mode="open") | Q(price=0), name="offer_open_is_free"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.dataset.slug}: {self.license} ({self.access_mode})"
-
-
-class EntitlementQuerySet(models.QuerySet):
-    def active(self, at=None):
-        at = at or timezone.now()
-        return self.filter(
-            Q(starts_at__lte=at), Q(ends_at__isnull=True) | Q(ends_at__gt=at), revoked_at__isnull=True
-        )
-
-
-class Entitlement(models.Model):
-    """A buyer organisation's right to use a dataset under a license, for some versions and time."""
-
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="entitlements")
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="entitlements")
-    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="entitlements")
-    offer = models.ForeignKey(
-        Offer, null=True, blank=True, on_delete=models.SET_NULL, related_name="entitlements"
-    )
-    all_versions = models.BooleanField(
-        default=True, help_text="Covers every released version, present and future"
-    )
-    versions = models.ManyToManyField(DatasetVersion, blank=True, related_name="entitlements")
-    starts_at = models.DateTimeField(default=timezone.now)
-    ends_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    granted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-
-    objects = EntitlementQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at"]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(ends_at__isnull=True) | Q(ends_at__gt=models.F("starts_at")),
-                name="entitlement_ends_after_start",
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.organization} → {self.dataset.slug} ({self.license})"
-
-    def covers(self, version: DatasetVersion) -> bool:
-        return version.dataset_id == self.dataset_id and (
-            self.all_versions or self.versions.filter(pk=version.pk).exists()
-        )
-
-
-# --------------------------------------------------------------------------- deliveries and exports
-
-
-class Delivery(models.Model):
-    """An uploaded archive from a supplier, and what validation made of it."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        VALIDATING = "validating", "Validating"
-        FAILED = "failed", "Failed"
-        INGESTED = "ingested", "Ingested"
-
-    class Format(models.TextChoices):
-        AUTO = "auto", "Detect"
-        COCO = "coco", "COCO"
-        VOC = "voc", "Pascal VOC"
-        YOLO = "yolo", "YOLO"
-        CVAT = "cvat", "CVAT for images 1.1"
-        LABEL_STUDIO = "labelstudio", "Label Studio JSON"
-
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="deliveries")
-    version = models.ForeignKey(
-        DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
-    )
-    archive = models.FileField(upload_to="deliveries/%Y/%m/", max_length=300)
-    original_name = models.CharField(max_length=300, blank=True)
-    format = models.CharField(max_length=16, choices=Format.choices, default=Format.AUTO)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    progress = models.PositiveSmallIntegerField(default=0)
-    report = models.JSONField(default=dict, blank=True)
-    defaults = models.JSONField(default=dict, blank=True, help_text="Delivery-level provenance defaults")
-    uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        verbose_name_plural = "deliveries"
-
-    def __str__(self) -> str:
-        return f"Delivery {self.pk} of {self.dataset.slug} ({self.status})"
-
-
-class Export(models.Model):
-    """One rendering of a version in a format, with options; reused when asked again."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        FAILED = "failed", "Failed"
-        READY = "ready", "Ready"
-
-    class Format(models.TextChoices):
-        COCO = "coco", "COCO"
-        VOC = "voc", "Pascal VOC"
-        YOLO = "yolo", "YOLO (Ultralytics)"
-        CROISSANT = "croissant", "Croissant metadata"
-
-    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="exports")
-    format = models.CharField(max_length=16, choices=Format.choices)
-    options = models.JSONField(default=dict, blank=True)
-    options_hash = models.CharField(max_length=64)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    progress = models.PositiveSmallIntegerField(default=0)
-    file = models.FileField(upload_to="exports/%Y/%m/", max_length=300, blank=True)
-    size_bytes = models.PositiveBigIntegerField(default=0)
-    sha256 = models.CharField(max_length=64, blank=True)
-    notes = models.JSONField(default=list, blank=True, help_text="What the format could not hold, and why")
-    error = models.TextField(blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["version", "format", "options_hash"], name="export_unique_options"
-            ),
-            models.CheckConstraint(condition=Q(progress__lte=100), name="export_progress_percent"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.version} as {self.format}"
-
-
-class Download(models.Model):
-    """A record of one download: who took what, when."""
-
-    export = models.ForeignKey(Export, on_delete=models.PROTECT, related_name="downloads")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    organization = models.ForeignKey(
-        Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    at = models.DateTimeField(default=timezone.now)
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-at"]
-
-    def __str__(self) -> str:
-        return f"{self.user} downloaded {self.export} at {self.at:%Y-%m-%d %H:%M}"
-
-
-# --------------------------------------------------------------------------- licensing
-
-
-class OrderQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        """Orders the user's organisations placed, and orders for datasets they supply; staff see all."""
-        if user is not None and user.is_authenticated and user.is_staff:
-            return self.all()
-        return self.filter(
-            Q(organization_id__in=org_ids(user)) | Q(dataset__supplier_id__in=org_ids(user, Role.SUPPLIER))
-        )
-
-
-class Order(models.Model):
-    """An invoice for one offer, placed by a buyer organisation. No card processing: orders are
-    invoices that the supplier or staff mark paid; the entitlement is granted when the order is placed.
-    """
-
-    class Status(models.TextChoices):
-        INVOICED = "invoiced", "Invoiced"
-        PAID = "paid", "Paid"
-        CANCELLED = "cancelled", "Cancelled"
-
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="orders")
-    placed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="orders")
-    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="orders")
-    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="orders")
-    entitlement = models.OneToOneField(
-        Entitlement, null=True, blank=True, on_delete=models.SET_NULL, related_name="order"
-    )
-    price = models.DecimalField(max_digits=12, decimal_places=2)
-    currency = models.CharField(max_length=3, default="EUR")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.INVOICED)
-    idempotency_key = models.CharField(
-        max_length=100, help_text="Chosen by the client; the same key twice gives the same order"
-    )
-    invoice_number = models.CharField(max_length=40, blank=True)
-    payment_reference = models.CharField(max_length=200, blank=True)
-    paid_at = models.DateTimeField(null=True, blank=True)
-    marked_paid_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-
-    objects = OrderQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        constraints = [
-            # The database, not only the service, guarantees that a retried or doubled click is one order.
-            models.UniqueConstraint(
-                fields=["organization", "idempotency_key"], name="order_unique_idempotency_key"
-            ),
-            models.CheckConstraint(condition=Q(price__gte=0), name="order_price_non_negative"),
-            models.CheckConstraint(
-                condition=Q(status__in=["invoiced", "paid", "cancelled"]), name="order_status_valid"
-            ),
-            models.CheckConstraint(
-                condition=~Q(status="paid") | Q(paid_at__isnull=False), name="order_paid_has_date"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"Order {self.invoice_number or self.pk} · {self.organization} · {self.dataset.slug}"
-
-
-class AccessRequestQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        """Requests the user's organisations made, and requests for datasets they supply; staff see all."""
-        if user is not None and user.is_authenticated and user.is_staff:
-            return self.all()
-        return self.filter(
-            Q(organization_id__in=org_ids(user)) | Q(dataset__supplier_id__in=org_ids(user, Role.SUPPLIER))
-        )
-
-
-class AccessRequest(models.Model):
-    """A buyer's request for an offer in "request" mode, and the supplier's decision."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
-        WITHDRAWN = "withdrawn", "Withdrawn"
-
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="access_requests")
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    # RESTRICT, not PROTECT: an offer with requests cannot be deleted on its own, but deleting the
-    # dataset takes its offers and their requests together.
-    offer = models.ForeignKey(Offer, on_delete=models.RESTRICT, related_name="access_requests")
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="access_requests")
-    message = models.TextField(blank=True, help_text="What the buyer intends to do with the data")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    reason = models.TextField(blank=True, help_text="The supplier's reason, shown to the buyer")
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    decided_at = models.DateTimeField(null=True, blank=True)
-    entitlement = models.ForeignKey(
-        Entitlement, null=True, blank=True, on_delete=models.SET_NULL, related_name="access_requests"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-
-    objects = AccessRequestQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["organization", "offer"],
-                condition=Q(status="pending"),
-                name="access_request_one_pending",
-            ),
-            models.CheckConstraint(
-                condition=Q(status__in=["pending", "approved", "rejected", "withdrawn"]),
-                name="access_request_status_valid",
-            ),
-            models.CheckConstraint(
-                condition=~Q(status="rejected") | ~Q(reason=""), name="access_request_rejection_has_reason"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.organization} → {self.dataset.slug} ({self.status})"
-
-
-class LicenseAcceptance(models.Model):
-    """A user's acceptance of a license text, as shown to them. Tied to an entitlement it is also
-    that user's seat under the license (License.seats caps how many there are).
-    """
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="acceptances")
-    text_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the terms as shown")
-    offer = models.ForeignKey(Offer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    entitlement = models.ForeignKey(
-        Entitlement, null=True, blank=True, on_delete=models.CASCADE, related_name="seats"
-    )
-    accepted_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["-accepted_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["entitlement", "user"],
-                condition=Q(entitlement__isnull=False),
-                name="license_acceptance_one_seat_per_user",
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.user} accepted {self.license} at {self.accepted_at:%Y-%m-%d %H:%M}"
-
-
-# --------------------------------------------------------------------------- notifications
-
-
-class NotificationQuerySet(models.QuerySet):
-    def for_user(self, user):
-        if user is None or not user.is_authenticated:
-            return self.none()
-        return self.filter(recipient=user)
-
-    def unread(self):
-        return self.filter(read_at__isnull=True)
-
-
-class Notification(models.Model):
-    """Something a buyer should hear about a dataset: a new version, a deprecation, a decision."""
-
-    class Kind(models.TextChoices):
-        NEW_VERSION = "new_version", "New version"
-        DEPRECATION = "deprecation", "Version deprecated"
-        REQUEST_DECISION = "request_decision", "Decision on an access request"
-
-    recipient = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
-    )
-    kind = models.CharField(max_length=32, choices=Kind.choices)
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="notifications")
-    version_number = models.PositiveIntegerField(null=True, blank=True)
-    subject = models.CharField(max_length=200)
-    body = models.TextField(blank=True)
-    url = models.CharField(max_length=300, blank=True, help_text="Where to read more, a path on this site")
-    created_at = models.DateTimeField(default=timezone.now)
-    read_at = models.DateTimeField(null=True, blank=True)
-    emailed_at = models.DateTimeField(null=True, blank=True)
-
-    objects = NotificationQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["recipient", "read_at"])]
-
-    def __str__(self) -> str:
-        return f"{self.recipient}: {self.subject}"
