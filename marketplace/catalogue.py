@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 
 from django.db import transaction
 from django.db.models import Count
@@ -13,6 +14,7 @@ from django.utils import timezone
 from governance import ledger
 
 from .models import Category, Dataset, DatasetVersion, Item, Label
+from .signals import version_published
 
 
 def canonical_json(value) -> str:
@@ -82,21 +84,25 @@ def refresh_version_stats(*, version_id: int) -> dict:
 
 @transaction.atomic
 def publish_version(
-    *, version: DatasetVersion, release_notes: str = "", at=None, require_publishable: bool = False
+    *,
+    version: DatasetVersion,
+    release_notes: str = "",
+    at=None,
+    check: Callable[[DatasetVersion], None] | None = None,
 ) -> DatasetVersion:
-    """Freeze a draft: hash its content, cache its statistics, list the dataset."""
+    """Freeze a draft: hash its content, cache its statistics, list the dataset.
+
+    ``check`` runs under the row lock before anything changes and may refuse by raising (the
+    workspace passes its publishability check, so the answer holds when the release happens).
+    """
     # Lock the row: two concurrent publishes of one draft must not both pass the status check.
     version = DatasetVersion.objects.select_for_update().get(pk=version.pk)
     if version.status != DatasetVersion.Status.DRAFT:
         raise ValueError(f"{version} is already {version.status}")
-    # --- workspace: a supplier's release needs its datasheet, an offer and an ingested delivery
-    # (marketplace.workspace.check_publishable). Checked under the row lock, so the answer holds.
-    # Off by default: the demo and test fixtures seed versions without deliveries.
-    if require_publishable:
-        from .workspace import ensure_publishable
-
-        ensure_publishable(version)
-    # --- end workspace
+    # A supplier's release needs its datasheet, an offer and an ingested delivery (the workspace's
+    # check). None by default: the demo and test fixtures seed versions without deliveries.
+    if check is not None:
+        check(version)
     version.content_hash = compute_content_hash(version=version)
     version.stats = compute_version_stats(version=version)
     version.release_notes = release_notes or version.release_notes
@@ -118,18 +124,14 @@ def publish_version(
     )
     ledger.sign_tree_head(dataset=version.dataset, version=version)
     # --- end governance ledger
-    # --- governance quality reports (stats, agreement, balance, compliance): started after the
-    # commit, so the worker sees the published rows; robust, so a failing report never fails a
-    # release that is already committed (the reports can be recomputed at any time).
-    transaction.on_commit(lambda: _start_quality_reports(version.pk), robust=True)
-    # --- end governance quality reports
+    # Governance's quality reports (stats, agreement, balance, compliance) react to the signal.
+    # Sent after the commit, so a worker sees the published rows; robust, so a failing receiver
+    # never fails a release that is already committed (the reports can be recomputed any time).
+    version_id = version.pk
+    transaction.on_commit(
+        lambda: version_published.send(sender=DatasetVersion, version_id=version_id), robust=True
+    )
     return version
-
-
-def _start_quality_reports(version_id: int) -> None:
-    from governance.tasks import compute_quality_reports  # governance.reports imports this module
-
-    compute_quality_reports.delay(version_id)
 
 
 def annotation_kinds(stats: dict) -> list[str]:

@@ -876,7 +876,7 @@ def publish_draft(*, version: DatasetVersion, release_notes: str, user=None) -> 
             raise NotPublishable([*missing, "Release notes: say what changed in this version."])
         try:
             version = catalogue.publish_version(
-                version=version, release_notes=release_notes, require_publishable=True
+                version=version, release_notes=release_notes, check=ensure_publishable
             )
         except ValueError as exc:  # published by a concurrent request a moment ago
             raise DomainError(str(exc), code="not_draft", status_code=409) from exc
