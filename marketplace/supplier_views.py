@@ -14,8 +14,9 @@ from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 
-from . import ingest, tasks
 from .api.deliveries import deliveries_visible_to
+from .deliveries import service as delivery_service
+from .deliveries import tasks as delivery_tasks
 from .errors import DomainError
 from .models import Dataset, Delivery
 
@@ -71,7 +72,7 @@ def deliveries(request):
     if request.method == "POST" and form.is_valid():
         archive = form.cleaned_data["archive"]
         try:
-            delivery = ingest.create_delivery(
+            delivery = delivery_service.create_delivery(
                 dataset=form.cleaned_data["dataset"],
                 archive=archive,
                 format=form.cleaned_data["format"],
@@ -82,7 +83,7 @@ def deliveries(request):
         except DomainError as error:
             form.add_error(None, error.detail)
         else:
-            transaction.on_commit(lambda: tasks.ingest_delivery.delay(delivery.pk))
+            transaction.on_commit(lambda: delivery_tasks.ingest_delivery.delay(delivery.pk))
             return redirect("supplier-delivery", pk=delivery.pk)
     rows = deliveries_visible_to(request.user)[:100]
     return render(

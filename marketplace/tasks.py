@@ -3,25 +3,14 @@
 from celery import shared_task
 from django.db.utils import InterfaceError, OperationalError
 
-from . import catalogue, ingest
+from . import catalogue
+from .deliveries.tasks import ingest_delivery  # noqa: F401  (registered under its old name)
 
 
 @shared_task(acks_late=True)
 def refresh_version_stats(version_id: int) -> dict:
     """Recompute a version's cached statistics (idempotent: the result depends only on the rows)."""
     return catalogue.refresh_version_stats(version_id=version_id)
-
-
-@shared_task(
-    acks_late=True,  # re-running is safe: an ingested delivery is a no-op, a half-done one finishes
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=5,
-)
-def ingest_delivery(delivery_id: int) -> dict:
-    """Validate a delivery and write it as a new draft version (marketplace.ingest.ingest_delivery)."""
-    result = ingest.ingest_delivery(delivery_id=delivery_id)
-    return {"delivery": result.delivery_id, "status": result.status, "version": result.version_number}
 
 
 @shared_task(

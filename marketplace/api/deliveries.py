@@ -17,7 +17,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import ingest, tasks
+from ..deliveries import service as deliveries
+from ..deliveries import tasks as delivery_tasks
 from ..models import Dataset, Delivery
 from .pagination import Pagination
 
@@ -145,7 +146,7 @@ class DatasetDeliveriesView(APIView):
         upload = DeliveryUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         archive = upload.validated_data["archive"]
-        delivery = ingest.create_delivery(
+        delivery = deliveries.create_delivery(
             dataset=dataset,
             archive=archive,
             format=upload.validated_data["format"],
@@ -155,7 +156,7 @@ class DatasetDeliveriesView(APIView):
         )
         # Enqueue once the delivery row is committed, never before (a worker could not see it).
         # Without a broker the task runs eagerly right here, so the answer already has the outcome.
-        transaction.on_commit(lambda: tasks.ingest_delivery.delay(delivery.pk))
+        transaction.on_commit(lambda: delivery_tasks.ingest_delivery.delay(delivery.pk))
         delivery.refresh_from_db()
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 

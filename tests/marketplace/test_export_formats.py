@@ -29,7 +29,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from marketplace import exports, ingest
+from marketplace import exports
+from marketplace.deliveries import service as deliveries
 from marketplace.formats import model as fmt
 from marketplace.formats.voc_writer import voc_box
 from marketplace.models import Category, DatasetVersion, Label
@@ -438,10 +439,10 @@ def test_ingesting_an_export_gives_back_the_same_labels(
     build(demo, slug, format)
     archive = demo["built"][(slug, format, json.dumps({}, sort_keys=True))][1]
     with open(archive, "rb") as fh, django_capture_on_commit_callbacks(execute=True):
-        delivery = ingest.create_delivery(
+        delivery = deliveries.create_delivery(
             dataset=version.dataset, archive=File(fh, name=archive.name), format=format
         )
-        result = ingest.ingest_delivery(delivery_id=delivery.pk)
+        result = deliveries.ingest_delivery(delivery_id=delivery.pk)
     delivery.refresh_from_db()  # the image copy runs after the commit: read the final status
     assert delivery.status == "ingested", json.dumps(delivery.report)[:2000]
     back = DatasetVersion.objects.get(dataset=version.dataset, number=result.version_number)
