@@ -1,10 +1,10 @@
 """Celery tasks: thin wrappers that take ids and call the services. Safe to run twice."""
 
 from celery import shared_task
-from django.db.utils import InterfaceError, OperationalError
 
 from . import catalogue
 from .deliveries.tasks import ingest_delivery  # noqa: F401  (registered under its old name)
+from .exports.tasks import run_export  # noqa: F401
 
 
 @shared_task(acks_late=True)
@@ -24,17 +24,3 @@ def send_notification_emails_task(notification_ids: list[int]) -> int:
     from . import notifications
 
     return notifications.send_notification_emails(notification_ids=notification_ids)
-
-
-@shared_task(
-    acks_late=True,  # re-running is safe: a ready export returns at once, anything else is rebuilt
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=5,
-)
-def run_export(export_id: int) -> dict:
-    """Build and store one export (marketplace.exports.run_export)."""
-    from . import exports
-
-    export = exports.run_export(export_id=export_id)
-    return {"export": export.pk, "status": export.status}

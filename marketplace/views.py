@@ -19,6 +19,8 @@ from . import licensing
 from .api.samples import samples_payload, visible_version
 from .api.views import attach_versions, catalogue_queryset
 from .errors import DomainError
+from .exports import downloads as export_downloads
+from .exports import tasks as export_tasks
 from .filters import SORTS, DatasetFilter, facet_counts
 from .models import (
     AccessRequest,
@@ -203,7 +205,7 @@ def offer(request, slug, offer_id):
 
 def _library_exports(request, entitlements):
     """Exports of the versions the user's organisations hold, with a download link when ready."""
-    from . import access, exports
+    from . import access
     from .models import Export
 
     dataset_ids = {e.dataset_id for e in entitlements if e.is_active}
@@ -218,7 +220,9 @@ def _library_exports(request, entitlements):
             {
                 "export": export,
                 "api_url": reverse("api-export-detail", kwargs={"pk": export.pk}),
-                "download_url": exports.download_url_for(export=export, user=request.user, request=request)
+                "download_url": export_downloads.download_url_for(
+                    export=export, user=request.user, request=request
+                )
                 if allowed and export.status == Export.Status.READY
                 else None,
             }
@@ -293,13 +297,11 @@ def library_action(request):
             licensing.withdraw_request(user=request.user, request=access_request)
             messages.success(request, "Request withdrawn.")
         elif action == "export":
-            from . import exports
-
             number = request.POST.get("version", "")
             if not number.isdigit():
                 raise Http404("No such version")
             version = visible_version(request.user, request.POST.get("dataset", ""), int(number))
-            export = exports.request_export(
+            export = export_tasks.request_export(
                 version=version, user=request.user, format=request.POST.get("format", "")
             )
             messages.success(request, f"Export of {version} as {export.get_format_display()} requested.")

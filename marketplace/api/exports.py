@@ -19,7 +19,10 @@ from rest_framework.views import APIView
 
 from marketplace.errors import DomainError
 
-from .. import access, exports
+from .. import access
+from ..exports import documents as export_documents
+from ..exports import downloads as export_downloads
+from ..exports import tasks as export_tasks
 from ..models import Dataset, DatasetVersion, Download, Export
 from .pagination import Pagination
 
@@ -57,7 +60,7 @@ class ExportSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         if obj.status != Export.Status.READY or request is None:
             return None
-        return exports.download_url_for(export=obj, user=request.user, request=request)
+        return export_downloads.download_url_for(export=obj, user=request.user, request=request)
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_download_expires_in(self, obj):
@@ -104,7 +107,7 @@ class VersionExportsView(APIView):
         access.require_export(request.user, version)
         body = ExportRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        export = exports.request_export(
+        export = export_tasks.request_export(
             version=version,
             user=request.user,
             format=body.validated_data["format"],
@@ -149,13 +152,17 @@ class ExportDownloadView(APIView):
     )
     def get(self, request, pk: int):
         export = _export_for(request.user, pk)
-        exports.check_download_token(request.query_params.get("token", ""), export=export, user=request.user)
+        export_downloads.check_download_token(
+            request.query_params.get("token", ""), export=export, user=request.user
+        )
         if export.status != Export.Status.READY or not export.file.name:
             raise DomainError(
                 "The export is not ready yet.", code="not_ready", status_code=status.HTTP_409_CONFLICT
             )
-        exports.record_download(export=export, user=request.user, ip_address=request.META.get("REMOTE_ADDR"))
-        presigned = exports.storage_download_url(export)
+        export_downloads.record_download(
+            export=export, user=request.user, ip_address=request.META.get("REMOTE_ADDR")
+        )
+        presigned = export_downloads.storage_download_url(export)
         if presigned:
             return HttpResponseRedirect(presigned)
         content_type = (
@@ -164,7 +171,7 @@ class ExportDownloadView(APIView):
         response = FileResponse(
             export.file.open("rb"),
             as_attachment=True,
-            filename=exports.download_filename(export),
+            filename=export_downloads.download_filename(export),
             content_type=content_type,
         )
         response["X-Content-SHA256"] = export.sha256
@@ -208,7 +215,7 @@ class VersionCroissantView(APIView):
     def get(self, request, dataset_slug: str, number: int):
         version = access.visible_version(request.user, dataset_slug, number)
         return JsonResponse(
-            exports.croissant_document(version),
+            export_documents.croissant_document(version),
             content_type="application/ld+json",
             json_dumps_params={"ensure_ascii": False},
         )

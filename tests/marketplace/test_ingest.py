@@ -11,8 +11,10 @@ import pytest
 from django.db import connection
 
 from governance.models import Annotator, LabelEvent
-from marketplace import catalogue, exports
+from marketplace import catalogue
 from marketplace.deliveries import archive, report, service
+from marketplace.exports import packaging as export_packaging
+from marketplace.exports import service as export_service
 from marketplace.formats import model as fmt
 from marketplace.models import Category, DatasetVersion, Delivery, Item, Label
 from tests import factories as f
@@ -486,8 +488,8 @@ def test_our_coco_export_of_a_version_ingests_back_to_the_same_labels(dataset, g
     run(first := make_delivery(dataset, files))
     v1 = first.version
     archive = io.BytesIO()
-    options = exports.normalise_options(version=v1, format="coco", options={})
-    exports.build_archive(version=v1, format="coco", options=options, fileobj=archive)
+    options = export_service.normalise_options(version=v1, format="coco", options={})
+    export_packaging.build_archive(version=v1, format="coco", options=options, fileobj=archive)
 
     result = run(second := make_delivery(dataset, archive.getvalue()))
 
