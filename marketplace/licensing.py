@@ -26,7 +26,6 @@ from django.utils.module_loading import import_string
 
 from governance import ledger
 
-from . import notifications
 from .errors import DomainError
 from .models import (
     AccessRequest,
@@ -42,6 +41,7 @@ from .models import (
     Role,
     org_ids,
 )
+from .notifications import service as notifications
 
 # --------------------------------------------------------------------------- payment
 

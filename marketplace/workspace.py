@@ -28,7 +28,7 @@ from django.utils.text import slugify
 from governance import ledger
 from governance.models import Guideline, GuidelineVersion
 
-from . import catalogue, notifications
+from . import catalogue
 from .errors import DomainError, not_found
 from .formats import model as fmt
 from .models import (
@@ -49,6 +49,7 @@ from .models import (
     Role,
     org_ids,
 )
+from .notifications import service as notifications
 
 # The one question per section of *Datasheets for Datasets* that a release cannot go without:
 # what it is for, what is in it, how it was collected and labelled, what it may be used for,

@@ -19,7 +19,7 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
-from . import notifications, workspace
+from . import workspace
 from .errors import DomainError
 from .formats import model as fmt
 from .models import (
@@ -32,6 +32,7 @@ from .models import (
     Notification,
     Offer,
 )
+from .notifications import service as notifications
 
 # --------------------------------------------------------------------------- forms
 

@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 
 from marketplace.errors import DomainError
 
-from .. import notifications, workspace
+from .. import workspace
 from ..models import (
     DATASHEET_SECTIONS,
     Dataset,
@@ -33,6 +33,7 @@ from ..models import (
     Offer,
     Organization,
 )
+from ..notifications import service as notifications
 from .pagination import Pagination
 from .serializers import LicenseSerializer
 

@@ -6,9 +6,10 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from marketplace import notifications, workspace
+from marketplace import workspace
 from marketplace.errors import DomainError
 from marketplace.models import AccessRequest, Notification, Role
+from marketplace.notifications import service as notifications
 from tests import factories as f
 from tests.conftest import build_version
 

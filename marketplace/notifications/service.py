@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from .models import (
+from ..models import (
     AccessRequest,
     Dataset,
     DatasetVersion,
@@ -31,6 +31,7 @@ from .models import (
     Notification,
     Organization,
 )
+from ..signals import notifications_created
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +56,9 @@ def _create(*, user_ids: list[int], **fields) -> list[Notification]:
     rows = Notification.objects.bulk_create([Notification(recipient_id=uid, **fields) for uid in user_ids])
     ids = [n.pk for n in rows]  # PostgreSQL and SQLite >= 3.35 return the new ids
     if ids:
-        transaction.on_commit(lambda: _send_after_commit(ids))
+        # The emails leave after the commit: notifications/tasks.py reacts to the signal.
+        transaction.on_commit(lambda: notifications_created.send(sender=Notification, notification_ids=ids))
     return rows
-
-
-def _send_after_commit(ids: list[int]) -> None:
-    from . import tasks
-
-    tasks.send_notification_emails_task.delay(ids)
 
 
 def _dataset_url(dataset: Dataset, anchor: str = "changelog") -> str:
