@@ -18,13 +18,14 @@ from django.views.decorators.http import require_http_methods
 from governance import consensus, reports
 from governance.api.quality import is_supplier
 from governance.models import Annotator, ReviewTask
+from marketplace import visibility
 from marketplace.errors import DomainError
 from marketplace.models import DatasetVersion, Label
 
 
 def _version(request, slug: str, number: int) -> DatasetVersion:
     version = (
-        DatasetVersion.objects.visible_to(request.user)
+        visibility.versions(request.user)
         .select_related("dataset", "dataset__supplier")
         .filter(dataset__slug=slug, number=number)
         .first()

@@ -1,7 +1,7 @@
 """Licensing: orders (invoices), access requests, license acceptance and seats, entitlements that expire.
 
 Writes are the service functions below, keyword-only and each in one transaction; pages and the API
-only call them. Reads that decide what a user may do with a version (`may_use`) live here too, so
+only call them. Reads that decide what a user may do with a version (`may_use`) live in `visibility`, so
 previews, originals and downloads ask one question in one place.
 
 Locking, in one order everywhere so two transactions never wait on each other in a circle:
@@ -20,17 +20,16 @@ from typing import Protocol
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from governance import ledger
 
+from . import visibility
 from .errors import DomainError
 from .models import (
     AccessRequest,
     Dataset,
-    DatasetVersion,
     Entitlement,
     License,
     LicenseAcceptance,
@@ -85,57 +84,6 @@ def license_text_sha256(license: License) -> str:
     return hashlib.sha256(f"{license.name}\n{license.url}\n{license.text}".encode()).hexdigest()
 
 
-def is_supplier_of(user, dataset: Dataset) -> bool:
-    return dataset.supplier_id in org_ids(user, Role.SUPPLIER)
-
-
-def active_entitlements(*, user, dataset: Dataset | None = None):
-    """Active entitlements of the user's organisations (for one dataset, if given)."""
-    qs = Entitlement.objects.active().filter(organization_id__in=org_ids(user))
-    if dataset is not None:
-        qs = qs.filter(dataset=dataset)
-    return qs.select_related("license", "dataset", "organization")
-
-
-def entitlement_for(*, user, version: DatasetVersion) -> Entitlement | None:
-    """An active entitlement of the user's organisations that covers this version, if any."""
-    for entitlement in active_entitlements(user=user, dataset=version.dataset):
-        if entitlement.covers(version):
-            return entitlement
-    return None
-
-
-def has_seat(*, user, entitlement: Entitlement) -> bool:
-    return entitlement.seats.filter(user=user).exists()
-
-
-def may_use(*, user, version: DatasetVersion) -> bool:
-    """May this user see the originals of this version (and its unwatermarked previews)?
-
-    Staff and the supplier always; a buyer when their organisation holds an active entitlement that
-    covers the version *and* they have accepted its license themselves (which is their seat).
-    """
-    if user is None or not user.is_authenticated:
-        return False
-    if user.is_staff or is_supplier_of(user, version.dataset):
-        return True
-    if version.status == DatasetVersion.Status.DRAFT:
-        return False
-    return any(
-        entitlement.covers(version) and has_seat(user=user, entitlement=entitlement)
-        for entitlement in active_entitlements(user=user, dataset=version.dataset)
-    )
-
-
-def entitlements_visible_to(user):
-    """Entitlements of the user's organisations, and those on datasets they supply; staff see all."""
-    if user is not None and user.is_authenticated and user.is_staff:
-        return Entitlement.objects.all()
-    return Entitlement.objects.filter(
-        Q(organization_id__in=org_ids(user)) | Q(dataset__supplier_id__in=org_ids(user, Role.SUPPLIER))
-    )
-
-
 def seats_used(entitlement: Entitlement) -> int:
     return entitlement.seats.count()
 
@@ -163,7 +111,7 @@ def buyer_organization(*, user, organization: Organization | None = None) -> Org
 def _available_offer(*, user, offer: Offer) -> Offer:
     """Re-read the offer and refuse one the user may not see (404) or may not take now (409)."""
     offer = Offer.objects.select_related("license", "dataset__supplier").get(pk=offer.pk)
-    if not Dataset.objects.visible_to(user).filter(pk=offer.dataset_id).exists():
+    if not visibility.datasets(user).filter(pk=offer.dataset_id).exists():
         raise DomainError("No such offer.", code="not_found", status_code=404)
     if not offer.active or not Dataset.objects.listed().filter(pk=offer.dataset_id).exists():
         raise DomainError("This offer is not available.", code="offer_unavailable", status_code=409)
@@ -369,7 +317,7 @@ def decide_request(*, user, request: AccessRequest, approve: bool, reason: str =
             .select_related("offer__license", "dataset", "organization")
             .get(pk=request.pk)
         )
-        if not (user.is_staff or is_supplier_of(user, request.dataset)):
+        if not (user.is_staff or visibility.is_supplier_of(user, request.dataset)):
             raise DomainError(
                 "Only the dataset's supplier can decide this request.",
                 code="permission_denied",
@@ -461,7 +409,7 @@ def claim_seat(*, user, entitlement: Entitlement) -> LicenseAcceptance:
 
 
 def _check_seller(user, order: Order) -> None:
-    if not (user.is_staff or is_supplier_of(user, order.dataset)):
+    if not (user.is_staff or visibility.is_supplier_of(user, order.dataset)):
         raise DomainError(
             "Only the dataset's supplier or staff can do this.", code="permission_denied", status_code=403
         )

@@ -2,7 +2,7 @@
 watermarked for anyone not entitled, rendered once and kept in storage.
 
 A preview is a re-encoded JPEG (metadata dropped) small enough not to stand in for the original; the
-original file itself only ever leaves storage through views that ask `licensing.may_use`.
+original file itself only ever leaves storage through views that ask `visibility.may_use`.
 """
 
 from __future__ import annotations

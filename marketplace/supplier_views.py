@@ -14,7 +14,7 @@ from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 
-from .api.deliveries import deliveries_visible_to
+from . import visibility
 from .deliveries import service as delivery_service
 from .deliveries import tasks as delivery_tasks
 from .errors import DomainError
@@ -53,7 +53,7 @@ class DeliveryUploadForm(forms.Form):
 
 
 def _supplied(user):
-    datasets = Dataset.objects.supplied_by(user).order_by("title")
+    datasets = visibility.supplied_datasets(user).order_by("title")
     if not datasets.exists():
         raise Http404("No datasets supplied by you")
     return datasets
@@ -85,7 +85,7 @@ def deliveries(request):
         else:
             transaction.on_commit(lambda: delivery_tasks.ingest_delivery.delay(delivery.pk))
             return redirect("supplier-delivery", pk=delivery.pk)
-    rows = deliveries_visible_to(request.user)[:100]
+    rows = visibility.deliveries(request.user)[:100]
     return render(
         request,
         "marketplace/supplier/deliveries.html",
@@ -99,7 +99,7 @@ _RUNNING = (Delivery.Status.PENDING, Delivery.Status.VALIDATING)
 @login_required
 def delivery_detail(request, pk: int):
     """One delivery: status, progress, counts, provenance coverage and every problem found."""
-    delivery = get_object_or_404(deliveries_visible_to(request.user), pk=pk)
+    delivery = get_object_or_404(visibility.deliveries(request.user), pk=pk)
     report = delivery.report or {}
     return render(
         request,

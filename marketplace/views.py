@@ -15,8 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import licensing
-from .api.samples import samples_payload, visible_version
+from . import licensing, visibility
+from .api.samples import samples_payload
 from .api.views import attach_versions, catalogue_queryset
 from .errors import DomainError
 from .exports import downloads as export_downloads
@@ -74,7 +74,7 @@ def dataset_detail(request, slug):
         version = match[0]
     schema = getattr(version, "schema", None) if version else None
     user = request.user
-    entitlements = list(licensing.active_entitlements(user=user, dataset=dataset).prefetch_related("seats"))
+    entitlements = list(visibility.active_entitlements(user=user, dataset=dataset).prefetch_related("seats"))
     for e in entitlements:
         e.user_has_seat = any(s.user_id == user.pk for s in e.seats.all())
     return render(
@@ -102,7 +102,7 @@ def dataset_detail(request, slug):
 
 def samples(request, slug, number):
     """The sample viewer: previews with labels drawn, a legend, and a tooltip per label."""
-    version = visible_version(request.user, slug, number)
+    version = visibility.visible_version(request.user, slug, number)  # a 404 page otherwise
     category = request.GET.get("category") or None
     split = request.GET.get("split") or None
     payload = samples_payload(user=request.user, version=version, category=category, split=split, limit=12)
@@ -148,7 +148,7 @@ def _hotspot(label: dict, width: int, height: int) -> dict | None:
 
 def offer(request, slug, offer_id):
     """An offer's license, in full, and the form that buys, claims or requests it."""
-    dataset = get_object_or_404(Dataset.objects.visible_to(request.user), slug=slug)
+    dataset = get_object_or_404(visibility.datasets(request.user), slug=slug)
     the_offer = get_object_or_404(Offer.objects.select_related("license"), pk=offer_id, dataset=dataset)
     if request.method == "POST":
         if not request.user.is_authenticated:
@@ -182,7 +182,9 @@ def offer(request, slug, offer_id):
             return redirect("offer", slug=slug, offer_id=offer_id)
         return redirect("library")
     user = request.user
-    held = licensing.active_entitlements(user=user, dataset=dataset).filter(license=the_offer.license).first()
+    held = (
+        visibility.active_entitlements(user=user, dataset=dataset).filter(license=the_offer.license).first()
+    )
     pending = AccessRequest.objects.filter(
         organization_id__in=org_ids(user), offer=the_offer, status=AccessRequest.Status.PENDING
     ).first()
@@ -205,7 +207,6 @@ def offer(request, slug, offer_id):
 
 def _library_exports(request, entitlements):
     """Exports of the versions the user's organisations hold, with a download link when ready."""
-    from . import access
     from .models import Export
 
     dataset_ids = {e.dataset_id for e in entitlements if e.is_active}
@@ -215,7 +216,7 @@ def _library_exports(request, entitlements):
         .select_related("version__dataset")
         .order_by("-created_at")[:50]
     ):
-        allowed = access.can_export(request.user, export.version)
+        allowed = visibility.can_export(request.user, export.version)
         rows.append(
             {
                 "export": export,
@@ -300,7 +301,12 @@ def library_action(request):
             number = request.POST.get("version", "")
             if not number.isdigit():
                 raise Http404("No such version")
-            version = visible_version(request.user, request.POST.get("dataset", ""), int(number))
+            try:
+                version = visibility.visible_version(
+                    request.user, request.POST.get("dataset", ""), int(number)
+                )
+            except DomainError:
+                raise Http404("No such version") from None  # a 404 page, not a message
             export = export_tasks.request_export(
                 version=version, user=request.user, format=request.POST.get("format", "")
             )
@@ -323,7 +329,7 @@ def supplier_requests(request):
     _supplied_or_404(request.user)
     if request.method == "POST":
         access_request = get_object_or_404(
-            AccessRequest.objects.filter(dataset__in=Dataset.objects.supplied_by(request.user)),
+            AccessRequest.objects.filter(dataset__in=visibility.supplied_datasets(request.user)),
             pk=request.POST.get("request"),
         )
         approve = request.POST.get("decision") == "approve"
@@ -341,7 +347,7 @@ def supplier_requests(request):
         except DomainError as exc:
             messages.error(request, exc.detail)
         return redirect("supplier-requests")
-    qs = AccessRequest.objects.filter(dataset__in=Dataset.objects.supplied_by(request.user)).select_related(
+    qs = AccessRequest.objects.filter(dataset__in=visibility.supplied_datasets(request.user)).select_related(
         "dataset", "organization", "offer__license", "requested_by", "decided_by"
     )
     return render(
@@ -358,7 +364,7 @@ def supplier_requests(request):
 def supplier_orders(request):
     """Orders for the supplier's datasets (mark paid, cancel), their offers and who holds them."""
     _supplied_or_404(request.user)
-    supplied = Dataset.objects.supplied_by(request.user)
+    supplied = visibility.supplied_datasets(request.user)
     if request.method == "POST":
         order = get_object_or_404(Order.objects.filter(dataset__in=supplied), pk=request.POST.get("order"))
         try:

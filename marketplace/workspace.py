@@ -2,7 +2,7 @@
 
 Every write a supplier makes outside a delivery goes through a function here; the API
 (``marketplace.api.workspace``) and the pages (``marketplace.workspace_views``) only parse,
-check access with :func:`access_dataset` and call them.
+check access with :func:`marketplace.visibility.access_dataset` and call them.
 
 How versions move: a dataset starts with an empty draft v1 that holds its datasheet and
 schema; an ingested delivery fills the newest version when it is such an empty draft, and
@@ -29,7 +29,7 @@ from governance import ledger
 from governance.models import Guideline, GuidelineVersion
 
 from . import catalogue
-from .errors import DomainError, not_found
+from .errors import DomainError
 from .formats import model as fmt
 from .models import (
     DATASHEET_SECTIONS,
@@ -115,22 +115,6 @@ def frozen_error(version: DatasetVersion) -> DomainError:
 def supplier_orgs(user) -> list[Organization]:
     """Organisations in which the user holds the supplier role."""
     return list(Organization.objects.filter(pk__in=org_ids(user, Role.SUPPLIER)))
-
-
-def access_dataset(user, slug: str) -> Dataset:
-    """The user's own organisation's dataset, else 404: a foreign dataset is not there, not forbidden."""
-    try:
-        return Dataset.objects.supplied_by(user).select_related("supplier").get(slug=slug)
-    except Dataset.DoesNotExist:
-        raise not_found() from None  # the API's plain "Not found.": nothing about whose it is
-
-
-def access_version(user, slug: str, number: int) -> DatasetVersion:
-    dataset = access_dataset(user, slug)
-    try:
-        return dataset.versions.select_related("dataset__supplier").get(number=number)
-    except DatasetVersion.DoesNotExist:
-        raise not_found() from None
 
 
 def latest_version(dataset: Dataset) -> DatasetVersion | None:

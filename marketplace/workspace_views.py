@@ -1,6 +1,6 @@
 """The supplier's workspace pages: dataset editor, datasheet, schema, guidelines, offers, review and publish.
 
-Each view checks access with ``workspace.access_dataset`` (a dataset the user does not supply is
+Each view checks access with ``visibility.access_dataset`` (a dataset the user does not supply is
 a 404, whoever asks), turns a form into a call to a ``marketplace.workspace`` service, and shows
 the service's refusals next to the fields they are about.
 """
@@ -19,7 +19,7 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
-from . import workspace
+from . import visibility, workspace
 from .errors import DomainError
 from .formats import model as fmt
 from .models import (
@@ -274,7 +274,7 @@ def home(request):
             messages.success(request, f"“{dataset.title}” is created. Write its datasheet next.")
             return redirect("workspace-datasheet", slug=dataset.slug, number=1)
     datasets = (
-        workspace.Dataset.objects.supplied_by(request.user)
+        workspace.visibility.supplied_datasets(request.user)
         .select_related("supplier")
         .annotate(
             n_versions=Count("versions"),
@@ -293,7 +293,7 @@ def home(request):
 @login_required
 def dataset_editor(request, slug):
     """A dataset's overview: catalogue fields, versions, offers and what the draft still needs."""
-    dataset = workspace.access_dataset(request.user, slug)
+    dataset = visibility.access_dataset(request.user, slug)
     form = DatasetForm(
         request.POST or None,
         editing=True,
@@ -333,7 +333,7 @@ def dataset_editor(request, slug):
 @login_required
 def datasheet(request, slug, number):
     """The datasheet of one version, section by section; read-only once the version is released."""
-    dataset = workspace.access_dataset(request.user, slug)
+    dataset = visibility.access_dataset(request.user, slug)
     version = _version(dataset, number)
     sheet = Datasheet.objects.filter(version=version).first() or Datasheet(version=version)
     initial = {name: getattr(sheet, name) for name in workspace.DATASHEET_FIELDS}
@@ -373,7 +373,7 @@ def datasheet(request, slug, number):
 @login_required
 def schema(request, slug, number):
     """The annotation schema of one version: categories with their geometry kinds and keypoints, attributes."""
-    dataset = workspace.access_dataset(request.user, slug)
+    dataset = visibility.access_dataset(request.user, slug)
     version = _version(dataset, number)
     editable = version.status == DatasetVersion.Status.DRAFT
     current = workspace.schema_as_dict(version)
@@ -450,7 +450,7 @@ def schema(request, slug, number):
 @login_required
 def guidelines(request, slug):
     """The dataset's guideline versions, and a form to add one from text or a PDF."""
-    dataset = workspace.access_dataset(request.user, slug)
+    dataset = visibility.access_dataset(request.user, slug)
     form = GuidelineForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
@@ -488,7 +488,7 @@ def guidelines(request, slug):
 @login_required
 def offers(request, slug):
     """The dataset's offers; add one, switch one off or on, write custom license terms."""
-    dataset = workspace.access_dataset(request.user, slug)
+    dataset = visibility.access_dataset(request.user, slug)
     licenses = workspace.licenses_for(dataset.supplier).order_by("owner_id", "name")
     action = request.POST.get("action") if request.method == "POST" else None
     offer_form = OfferForm(request.POST if action == "offer" else None, licenses=licenses)
@@ -545,7 +545,7 @@ def offers(request, slug):
 @login_required
 def version_review(request, slug, number):
     """A version before (or after) release: counts, deliveries, the diff, samples, and what it needs."""
-    dataset = workspace.access_dataset(request.user, slug)
+    dataset = visibility.access_dataset(request.user, slug)
     version = _version(dataset, number)
     base = (
         dataset.versions.filter(number__lt=version.number)
@@ -594,7 +594,7 @@ def version_review(request, slug, number):
 @login_required
 @require_POST
 def start_draft(request, slug):
-    dataset = workspace.access_dataset(request.user, slug)
+    dataset = visibility.access_dataset(request.user, slug)
     version = workspace.start_draft(dataset=dataset)
     messages.success(
         request,
@@ -606,7 +606,7 @@ def start_draft(request, slug):
 @login_required
 @require_POST
 def publish(request, slug, number):
-    dataset = workspace.access_dataset(request.user, slug)
+    dataset = visibility.access_dataset(request.user, slug)
     version = _version(dataset, number)
     try:
         workspace.publish_draft(
@@ -623,7 +623,7 @@ def publish(request, slug, number):
 @login_required
 @require_POST
 def deprecate(request, slug, number):
-    dataset = workspace.access_dataset(request.user, slug)
+    dataset = visibility.access_dataset(request.user, slug)
     version = _version(dataset, number)
     try:
         workspace.deprecate_version(version=version, reason=request.POST.get("reason", ""), user=request.user)

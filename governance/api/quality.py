@@ -17,25 +17,18 @@ from rest_framework.views import APIView
 
 from governance import consensus, reports
 from governance.models import Annotator, ReviewTask
+from marketplace import visibility
 from marketplace.errors import DomainError
-from marketplace.models import DatasetVersion, Role, org_ids
+from marketplace.models import DatasetVersion
 
 
 def readable_version(user, slug: str, number: int) -> DatasetVersion:
     """The version if this user may read it; a 404 otherwise (its existence is not revealed)."""
-    version = (
-        DatasetVersion.objects.visible_to(user)
-        .select_related("dataset", "dataset__supplier")
-        .filter(dataset__slug=slug, number=number)
-        .first()
-    )
-    if version is None:
-        raise DomainError("No such dataset version.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
-    return version
+    return visibility.visible_version(user, slug, number)
 
 
 def is_supplier(user, version: DatasetVersion) -> bool:
-    return version.dataset.supplier_id in org_ids(user, Role.SUPPLIER)
+    return visibility.is_supplier_of(user, version.dataset)
 
 
 def supplied_version(user, slug: str, number: int) -> DatasetVersion:

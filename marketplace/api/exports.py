@@ -19,11 +19,11 @@ from rest_framework.views import APIView
 
 from marketplace.errors import DomainError
 
-from .. import access
+from .. import visibility
 from ..exports import documents as export_documents
 from ..exports import downloads as export_downloads
 from ..exports import tasks as export_tasks
-from ..models import Dataset, DatasetVersion, Download, Export
+from ..models import Download, Export
 from .pagination import Pagination
 
 
@@ -90,9 +90,9 @@ class DownloadSerializer(serializers.ModelSerializer):
 def _export_for(user, pk: int) -> Export:
     """The export, if the user can see its version (404 otherwise) and may export it (401/403)."""
     export = Export.objects.select_related("version__dataset__supplier").filter(pk=pk).first()
-    if export is None or not DatasetVersion.objects.visible_to(user).filter(pk=export.version_id).exists():
+    if export is None or not visibility.versions(user).filter(pk=export.version_id).exists():
         raise DomainError("No such export.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
-    access.require_export(user, export.version)
+    visibility.require_export(user, export.version)
     return export
 
 
@@ -103,8 +103,8 @@ class VersionExportsView(APIView):
 
     @extend_schema(request=ExportRequestSerializer, responses={202: ExportSerializer})
     def post(self, request, dataset_slug: str, number: int):
-        version = access.visible_version(request.user, dataset_slug, number)
-        access.require_export(request.user, version)
+        version = visibility.visible_version(request.user, dataset_slug, number)
+        visibility.require_export(request.user, version)
         body = ExportRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         export = export_tasks.request_export(
@@ -120,8 +120,8 @@ class VersionExportsView(APIView):
 
     @extend_schema(responses=ExportSerializer(many=True))
     def get(self, request, dataset_slug: str, number: int):
-        version = access.visible_version(request.user, dataset_slug, number)
-        access.require_export(request.user, version)
+        version = visibility.visible_version(request.user, dataset_slug, number)
+        visibility.require_export(request.user, version)
         qs = Export.objects.filter(version=version).select_related("version__dataset").order_by("-created_at")
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
@@ -185,12 +185,12 @@ class DatasetDownloadsView(APIView):
 
     @extend_schema(responses=DownloadSerializer(many=True))
     def get(self, request, dataset_slug: str):
-        dataset = Dataset.objects.visible_to(request.user).filter(slug=dataset_slug).first()
+        dataset = visibility.datasets(request.user).filter(slug=dataset_slug).first()
         if dataset is None:
             raise DomainError("No such dataset.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
         if not request.user.is_authenticated:
             raise NotAuthenticated("Log in to see downloads.")
-        if not access.can_list_downloads(request.user, dataset):
+        if not visibility.can_list_downloads(request.user, dataset):
             raise DomainError(
                 "Only the dataset's supplier and auditors see its downloads.",
                 code="forbidden",
@@ -213,7 +213,7 @@ class VersionCroissantView(APIView):
 
     @extend_schema(responses={(200, "application/ld+json"): OpenApiTypes.OBJECT})
     def get(self, request, dataset_slug: str, number: int):
-        version = access.visible_version(request.user, dataset_slug, number)
+        version = visibility.visible_version(request.user, dataset_slug, number)
         return JsonResponse(
             export_documents.croissant_document(version),
             content_type="application/ld+json",

@@ -22,23 +22,14 @@ from rest_framework.views import APIView
 
 from marketplace.errors import DomainError
 
-from .. import licensing, previews
-from ..models import Dataset, DatasetVersion, Item
+from .. import previews, visibility
+from ..models import DatasetVersion, Item
 
 
 class PreviewAnonThrottle(AnonRateThrottle):
     """Anonymous visitors may look, not scrape: rate in settings DEFAULT_THROTTLE_RATES["previews_anon"]."""
 
     scope = "previews_anon"
-
-
-def visible_version(user, slug: str, number: int) -> DatasetVersion:
-    dataset = get_object_or_404(Dataset.objects.visible_to(user), slug=slug)
-    return get_object_or_404(
-        DatasetVersion.objects.visible_to(user).select_related("dataset__supplier"),
-        dataset=dataset,
-        number=number,
-    )
 
 
 def preview_url(version: DatasetVersion, item: Item) -> str:
@@ -61,7 +52,7 @@ def samples_payload(*, user, version: DatasetVersion, category=None, split=None,
         version=version, category=category, split=split, limit=limit or previews.SAMPLE_LIMIT_DEFAULT
     )
     views = previews.label_views(items, version)
-    entitled = licensing.may_use(user=user, version=version)
+    entitled = visibility.may_use(user=user, version=version)
     results = []
     for item in items:
         results.append(
@@ -145,7 +136,7 @@ class SamplesView(APIView):
         responses=SamplesSerializer,
     )
     def get(self, request, dataset_slug: str, number: int):
-        version = visible_version(request.user, dataset_slug, number)
+        version = visibility.visible_version(request.user, dataset_slug, number, detail="Not found.")
         limit = request.query_params.get("limit") or previews.SAMPLE_LIMIT_DEFAULT
         try:
             limit = int(limit)
@@ -170,10 +161,10 @@ class PreviewView(APIView):
 
     @extend_schema(responses={(200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY)})
     def get(self, request, dataset_slug: str, number: int, item_id: int):
-        version = visible_version(request.user, dataset_slug, number)
+        version = visibility.visible_version(request.user, dataset_slug, number, detail="Not found.")
         item = get_object_or_404(Item.objects.filter(version=version), pk=item_id)
         item.version = version
-        entitled = licensing.may_use(user=request.user, version=version)
+        entitled = visibility.may_use(user=request.user, version=version)
         response = HttpResponse(
             previews.preview_bytes(item=item, entitled=entitled), content_type="image/jpeg"
         )
@@ -189,9 +180,9 @@ class OriginalView(APIView):
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)})
     def get(self, request, dataset_slug: str, number: int, item_id: int):
-        version = visible_version(request.user, dataset_slug, number)
+        version = visibility.visible_version(request.user, dataset_slug, number, detail="Not found.")
         item = get_object_or_404(Item.objects.filter(version=version), pk=item_id)
-        if not licensing.may_use(user=request.user, version=version):
+        if not visibility.may_use(user=request.user, version=version):
             raise DomainError(
                 "Originals are for licensed users: license the dataset and accept its terms.",
                 code="not_entitled",

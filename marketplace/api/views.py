@@ -7,6 +7,7 @@ from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from .. import visibility
 from ..filters import DatasetFilter, facet_counts
 from ..models import Dataset, DatasetVersion, Offer
 from .serializers import DatasetDetailSerializer, DatasetListSerializer, VersionDetailSerializer
@@ -15,7 +16,7 @@ from .serializers import DatasetDetailSerializer, DatasetListSerializer, Version
 def catalogue_queryset(user):
     """Datasets this user may see, with what the list needs prefetched."""
     return (
-        Dataset.objects.visible_to(user)
+        visibility.datasets(user)
         .select_related("supplier")
         .prefetch_related(
             Prefetch(
@@ -35,9 +36,7 @@ def catalogue_queryset(user):
 
 def attach_versions(dataset: Dataset, user) -> Dataset:
     """Set the versions this user may see, and the one to show in full."""
-    dataset.visible_versions = list(
-        DatasetVersion.objects.visible_to(user).filter(dataset=dataset).order_by("-number")
-    )
+    dataset.visible_versions = list(visibility.versions(user).filter(dataset=dataset).order_by("-number"))
     released = [v for v in dataset.visible_versions if v.status != DatasetVersion.Status.DRAFT]
     current = released[0] if released else (dataset.visible_versions[0] if dataset.visible_versions else None)
     if current is not None:
@@ -98,11 +97,9 @@ class VersionViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no URL kwargs to scope by
             return DatasetVersion.objects.none()
-        dataset = get_object_or_404(
-            Dataset.objects.visible_to(self.request.user), slug=self.kwargs["dataset_slug"]
-        )
+        dataset = get_object_or_404(visibility.datasets(self.request.user), slug=self.kwargs["dataset_slug"])
         return (
-            DatasetVersion.objects.visible_to(self.request.user)
+            visibility.versions(self.request.user)
             .filter(dataset=dataset)
             .select_related("dataset", "datasheet", "schema")
             .prefetch_related("schema__categories", "schema__attributes")

@@ -1,6 +1,6 @@
 """The supplier's write API: datasets, datasheets, schemas, guidelines, offers and the version lifecycle.
 
-Every view resolves the dataset through ``workspace.access_dataset``, which looks only among the
+Every view resolves the dataset through ``visibility.access_dataset``, which looks only among the
 datasets of the caller's supplier organisations: for anyone else -- a buyer, another supplier --
 the dataset is a 404, whatever the method, so the API does not tell them it exists.
 Services in ``marketplace.workspace`` validate and raise ``DomainError``; the views parse, call
@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 
 from marketplace.errors import DomainError
 
-from .. import workspace
+from .. import visibility, workspace
 from ..models import (
     DATASHEET_SECTIONS,
     Dataset,
@@ -344,7 +344,7 @@ def _parse(serializer_class, request, *, partial=False) -> dict:
 
 def _workspace_datasets(user):
     return (
-        Dataset.objects.supplied_by(user)
+        visibility.supplied_datasets(user)
         .select_related("supplier")
         .prefetch_related(Prefetch("versions", queryset=DatasetVersion.objects.order_by("-number")))
         .order_by("-created_at", "slug")
@@ -361,7 +361,7 @@ def _supplier_org(user, slug: str | None) -> Organization | None:
 
 
 def _version(request, slug: str, number: int) -> DatasetVersion:
-    return workspace.access_version(request.user, slug, number)
+    return visibility.access_version(request.user, slug, number)
 
 
 class WorkspaceView(APIView):
@@ -400,7 +400,7 @@ class DatasetDetailView(WorkspaceView):
 
     @extend_schema(request=DatasetWriteSerializer, responses=WorkspaceDatasetSerializer)
     def patch(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         data = _parse(DatasetWriteSerializer, request, partial=True)
         data.pop("supplier", None)
         workspace.update_dataset(dataset=dataset, **data)
@@ -415,7 +415,7 @@ class VersionListView(WorkspaceView):
 
     @extend_schema(responses=WorkspaceVersionSerializer(many=True), operation_id="workspace_versions_list")
     def get(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         versions = dataset.versions.order_by("-number")
         return Response(WorkspaceVersionSerializer(versions, many=True).data)
 
@@ -423,7 +423,7 @@ class VersionListView(WorkspaceView):
         request=None, responses={201: WorkspaceVersionDetailSerializer, 200: WorkspaceVersionDetailSerializer}
     )
     def post(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         before = workspace.current_draft(dataset)
         version = workspace.start_draft(dataset=dataset)
         code = (
@@ -571,7 +571,7 @@ class WorkspaceDiffView(WorkspaceView):
         parameters=DIFF_PARAMETERS, responses=DiffSerializer, operation_id="workspace_diff_retrieve"
     )
     def get(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         return _diff_response(request, dataset.versions.select_related("dataset"))
 
 
@@ -582,10 +582,10 @@ class DatasetDiffView(APIView):
         parameters=DIFF_PARAMETERS, responses=DiffSerializer, operation_id="datasets_diff_retrieve"
     )
     def get(self, request, slug):
-        dataset = get_object_or_404(Dataset.objects.visible_to(request.user), slug=slug)
+        dataset = get_object_or_404(visibility.datasets(request.user), slug=slug)
         return _diff_response(
             request,
-            DatasetVersion.objects.visible_to(request.user).filter(dataset=dataset).select_related("dataset"),
+            visibility.versions(request.user).filter(dataset=dataset).select_related("dataset"),
         )
 
 
@@ -608,12 +608,12 @@ class GuidelineListView(WorkspaceView):
 
     @extend_schema(responses=GuidelineVersionSerializer(many=True), operation_id="workspace_guidelines_list")
     def get(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         return Response(GuidelineVersionSerializer(self._queryset(dataset), many=True).data)
 
     @extend_schema(request=GuidelineWriteSerializer, responses={201: GuidelineVersionSerializer})
     def post(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         data = _parse(GuidelineWriteSerializer, request)
         gv = workspace.add_guideline_version(dataset=dataset, **data)
         return Response(GuidelineVersionSerializer(gv).data, status=status.HTTP_201_CREATED)
@@ -634,7 +634,7 @@ class OfferListView(WorkspaceView):
 
     @extend_schema(responses=WorkspaceOfferSerializer(many=True), operation_id="workspace_offers_list")
     def get(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         return Response(
             WorkspaceOfferSerializer(
                 dataset.offers.select_related("license").order_by("-active", "price"), many=True
@@ -643,7 +643,7 @@ class OfferListView(WorkspaceView):
 
     @extend_schema(request=OfferWriteSerializer, responses={201: WorkspaceOfferSerializer})
     def post(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         data = _parse(OfferWriteSerializer, request)
         if "license" not in data or "access_mode" not in data:
             raise workspace.InvalidInput(
@@ -658,7 +658,7 @@ class OfferDetailView(WorkspaceView):
     """One offer; PATCH changes its price, terms or whether it is active. Offers are never deleted."""
 
     def _offer(self, request, slug, pk) -> Offer:
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         return get_object_or_404(dataset.offers.select_related("license", "dataset__supplier"), pk=pk)
 
     @extend_schema(responses=WorkspaceOfferSerializer, operation_id="workspace_offers_retrieve")

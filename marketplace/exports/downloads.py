@@ -11,7 +11,7 @@ from django.core import signing
 from django.db import transaction
 from django.urls import reverse
 
-from .. import access
+from .. import visibility
 from ..errors import DomainError
 from ..models import (
     Download,
@@ -83,7 +83,7 @@ def storage_download_url(export: Export) -> str | None:
 def record_download(*, export: Export, user, ip_address: str | None = None) -> Download:
     """Record who downloaded what, when: a Download row and an event in the dataset's ledger."""
     version = export.version
-    organization = access.access_organization(user, version)
+    organization = visibility.access_organization(user, version)
     with transaction.atomic():
         download = Download.objects.create(
             export=export, user=user, organization=organization, ip_address=ip_address or None

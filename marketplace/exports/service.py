@@ -40,7 +40,7 @@ from django.db import transaction
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
 
-from .. import access
+from .. import visibility
 from ..catalogue import canonical_json
 from ..errors import DomainError
 from ..formats.yolo_writer import TASKS as YOLO_TASKS
@@ -134,7 +134,7 @@ def request_export(
     ``enqueue(export_id)`` is called inside the transaction when the export must be (re)built;
     the caller's task module passes one that queues the build with ``transaction.on_commit``.
     """
-    access.require_export(user, version)
+    visibility.require_export(user, version)
     normalised = normalise_options(version=version, format=format, options=options)
     digest = options_hash(normalised)
     # A finished file that went missing from storage is rebuilt. Checked before the transaction:

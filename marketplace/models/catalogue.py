@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from ..formats import model as fmt
 from ..lookups import HasElement  # noqa: F401  (registers the `has_element` JSON lookup)
-from .organisations import Organization, Role, org_ids
+from .organisations import Organization
 
 __all__ = [
     "AnnotationSchema",
@@ -59,29 +59,6 @@ class DatasetQuerySet(models.QuerySet):
                 DatasetVersion.objects.filter(dataset=OuterRef("pk"), status=DatasetVersion.Status.PUBLISHED)
             )
         )
-
-    def visible_to(self, user):
-        """What this user may see: the catalogue, their own org's drafts, what they are entitled to."""
-        if user is not None and user.is_authenticated and user.is_staff:
-            return self.all()
-        orgs = org_ids(user)
-        public = Q(status=Dataset.Status.LISTED) & Q(
-            Exists(
-                DatasetVersion.objects.filter(dataset=OuterRef("pk"), status=DatasetVersion.Status.PUBLISHED)
-            )
-        )
-        if not orgs:
-            return self.filter(public)
-        # Entitlement lives in .commerce, which imports this module: reach it through the relation.
-        entitlement = self.model._meta.get_field("entitlements").related_model
-        entitled = Exists(
-            entitlement.objects.active().filter(dataset=OuterRef("pk"), organization_id__in=orgs)
-        )
-        return self.filter(public | Q(supplier_id__in=orgs) | entitled)
-
-    def supplied_by(self, user):
-        """Datasets of the organisations where the user is a supplier."""
-        return self.filter(supplier_id__in=org_ids(user, Role.SUPPLIER))
 
 
 class Dataset(models.Model):
@@ -129,17 +106,6 @@ class DatasetVersionQuerySet(models.QuerySet):
     def released(self):
         """Published or deprecated: what buyers and auditors can read."""
         return self.filter(status__in=[DatasetVersion.Status.PUBLISHED, DatasetVersion.Status.DEPRECATED])
-
-    def visible_to(self, user):
-        """Released versions of visible datasets; drafts only for their supplier."""
-        if user is not None and user.is_authenticated and user.is_staff:
-            return self.all()
-        visible = self.filter(dataset__in=Dataset.objects.visible_to(user))
-        own = org_ids(user, Role.SUPPLIER)
-        return visible.filter(
-            Q(status__in=[DatasetVersion.Status.PUBLISHED, DatasetVersion.Status.DEPRECATED])
-            | Q(dataset__supplier_id__in=own)
-        )
 
 
 class DatasetVersion(models.Model):

@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .catalogue import Dataset, DatasetVersion
-from .organisations import Organization, Role, org_ids
+from .organisations import Organization
 
 # --------------------------------------------------------------------------- licenses
 
@@ -160,13 +160,7 @@ class Entitlement(models.Model):
 
 
 class OrderQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        """Orders the user's organisations placed, and orders for datasets they supply; staff see all."""
-        if user is not None and user.is_authenticated and user.is_staff:
-            return self.all()
-        return self.filter(
-            Q(organization_id__in=org_ids(user)) | Q(dataset__supplier_id__in=org_ids(user, Role.SUPPLIER))
-        )
+    """Who sees which: marketplace.visibility.orders."""
 
 
 class Order(models.Model):
@@ -226,13 +220,7 @@ class Order(models.Model):
 
 
 class AccessRequestQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        """Requests the user's organisations made, and requests for datasets they supply; staff see all."""
-        if user is not None and user.is_authenticated and user.is_staff:
-            return self.all()
-        return self.filter(
-            Q(organization_id__in=org_ids(user)) | Q(dataset__supplier_id__in=org_ids(user, Role.SUPPLIER))
-        )
+    """Who sees which: marketplace.visibility.access_requests."""
 
 
 class AccessRequest(models.Model):
