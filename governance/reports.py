@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from governance import agreement, balance, compliance
 from governance.models import QualityReport
-from marketplace import catalogue
+from marketplace.catalogue import stats as catalogue_stats
 from marketplace.models import DatasetVersion
 
 KINDS = [k for k, _ in QualityReport.Kind.choices]
@@ -31,7 +31,7 @@ PARAMETERS = {
 def stats_report(version: DatasetVersion, balance_result: dict) -> dict:
     """The counts a buyer reads first, with class counts per split, labels per image and object sizes."""
     return {
-        "counts": catalogue.compute_version_stats(version=version),
+        "counts": catalogue_stats.compute_version_stats(version=version),
         "classes": balance_result["classes"],
         "labels_per_item": balance_result["labels_per_item"],
         "object_sizes": balance_result["object_sizes"],

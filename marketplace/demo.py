@@ -23,8 +23,9 @@ from pycocotools import mask as mask_utils
 
 from governance import ledger
 from governance.models import Annotator, Guideline, GuidelineVersion
+from marketplace.catalogue import publication as catalogue_publication
+from marketplace.catalogue import stats as catalogue_stats
 
-from . import catalogue
 from .blobs import put_blob
 from .formats import model as fmt
 from .models import (
@@ -1037,11 +1038,11 @@ def _build_dataset(spec: Spec, supplier: Organization, licenses: dict, *, seed: 
                 if number == 1
                 else f"{count - spec.versions[number - 2]} new images; tightened boxes under guideline {tag}."
             )
-            catalogue.publish_version(
+            catalogue_publication.publish_version(
                 version=version, release_notes=notes, at=EPOCH + timedelta(days=45 * number)
             )
         else:
-            version.stats = catalogue.compute_version_stats(version=version)
+            version.stats = catalogue_stats.compute_version_stats(version=version)
             version.save(update_fields=["stats"])
     return dataset
 

@@ -1,14 +1,12 @@
-"""Celery tasks: thin wrappers that take ids and call the services. Safe to run twice."""
+"""Every Celery task of the marketplace, for Celery's autodiscovery (which imports ``<app>.tasks``).
 
-from celery import shared_task
+Each task lives with its capability (``deliveries/tasks.py``, ...) and keeps the name it had when
+it was defined here, so messages already queued still resolve.
+"""
 
-from . import catalogue
-from .deliveries.tasks import ingest_delivery  # noqa: F401  (registered under its old name)
-from .exports.tasks import run_export  # noqa: F401
-from .notifications.tasks import send_notification_emails_task  # noqa: F401
+from .catalogue.tasks import refresh_version_stats
+from .deliveries.tasks import ingest_delivery
+from .exports.tasks import run_export
+from .notifications.tasks import send_notification_emails_task
 
-
-@shared_task(acks_late=True)
-def refresh_version_stats(version_id: int) -> dict:
-    """Recompute a version's cached statistics (idempotent: the result depends only on the rows)."""
-    return catalogue.refresh_version_stats(version_id=version_id)
+__all__ = ["ingest_delivery", "refresh_version_stats", "run_export", "send_notification_emails_task"]

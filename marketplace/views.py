@@ -16,12 +16,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from . import licensing, visibility
-from .api.samples import samples_payload
-from .api.views import attach_versions, catalogue_queryset
+from .catalogue.search import SORTS, DatasetFilter, facet_counts
+from .catalogue.selectors import attach_versions, catalogue_queryset, samples_payload
 from .errors import DomainError
 from .exports import downloads as export_downloads
 from .exports import tasks as export_tasks
-from .filters import SORTS, DatasetFilter, facet_counts
 from .models import (
     AccessRequest,
     Dataset,

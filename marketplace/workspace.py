@@ -27,8 +27,9 @@ from django.utils.text import slugify
 
 from governance import ledger
 from governance.models import Guideline, GuidelineVersion
+from marketplace.catalogue import publication as catalogue_publication
+from marketplace.catalogue import stats as catalogue_stats
 
-from . import catalogue
 from .errors import DomainError
 from .formats import model as fmt
 from .models import (
@@ -860,7 +861,7 @@ def publish_draft(*, version: DatasetVersion, release_notes: str, user=None) -> 
             missing = check_publishable(version)
             raise NotPublishable([*missing, "Release notes: say what changed in this version."])
         try:
-            version = catalogue.publish_version(
+            version = catalogue_publication.publish_version(
                 version=version, release_notes=release_notes, check=ensure_publishable
             )
         except ValueError as exc:  # published by a concurrent request a moment ago
@@ -917,7 +918,7 @@ def version_counts(version: DatasetVersion) -> dict:
     """Counts for the review page: cached statistics when they are there, else computed now."""
     if version.stats and "items" in version.stats:
         return version.stats
-    return catalogue.compute_version_stats(version=version)
+    return catalogue_stats.compute_version_stats(version=version)
 
 
 # --------------------------------------------------------------------------- diff

@@ -11,7 +11,6 @@ import mimetypes
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -22,7 +21,9 @@ from rest_framework.views import APIView
 
 from marketplace.errors import DomainError
 
-from .. import previews, visibility
+from .. import visibility
+from ..catalogue import previews
+from ..catalogue.selectors import samples_payload
 from ..models import DatasetVersion, Item
 
 
@@ -30,51 +31,6 @@ class PreviewAnonThrottle(AnonRateThrottle):
     """Anonymous visitors may look, not scrape: rate in settings DEFAULT_THROTTLE_RATES["previews_anon"]."""
 
     scope = "previews_anon"
-
-
-def preview_url(version: DatasetVersion, item: Item) -> str:
-    return reverse(
-        "api-sample-preview",
-        kwargs={"dataset_slug": version.dataset.slug, "number": version.number, "item_id": item.pk},
-    )
-
-
-def original_url(version: DatasetVersion, item: Item) -> str:
-    return reverse(
-        "api-sample-original",
-        kwargs={"dataset_slug": version.dataset.slug, "number": version.number, "item_id": item.pk},
-    )
-
-
-def samples_payload(*, user, version: DatasetVersion, category=None, split=None, limit=None) -> dict:
-    """What the samples endpoint and the sample viewer page show: items, their labels, a legend."""
-    items = previews.sample_items(
-        version=version, category=category, split=split, limit=limit or previews.SAMPLE_LIMIT_DEFAULT
-    )
-    views = previews.label_views(items, version)
-    entitled = visibility.may_use(user=user, version=version)
-    results = []
-    for item in items:
-        results.append(
-            {
-                "id": item.pk,
-                "key": item.key,
-                "split": item.split,
-                "width": item.width,
-                "height": item.height,
-                "attributes": previews.item_attributes(item, version),
-                "preview_url": preview_url(version, item),
-                "original_url": original_url(version, item) if entitled else None,
-                "labels": [v.as_json() for v in views[item.pk]],
-            }
-        )
-    return {
-        "dataset": version.dataset.slug,
-        "version": version.number,
-        "entitled": entitled,
-        "legend": previews.legend([v for vs in views.values() for v in vs]),
-        "results": results,
-    }
 
 
 class LabelSampleSerializer(serializers.Serializer):

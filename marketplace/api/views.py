@@ -1,6 +1,5 @@
 """Catalogue API: every queryset is scoped to the requesting user before the view runs."""
 
-from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, viewsets
@@ -8,45 +7,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from .. import visibility
-from ..filters import DatasetFilter, facet_counts
-from ..models import Dataset, DatasetVersion, Offer
+from ..catalogue.search import DatasetFilter, facet_counts
+from ..catalogue.selectors import attach_versions, catalogue_queryset
+from ..models import DatasetVersion
 from .serializers import DatasetDetailSerializer, DatasetListSerializer, VersionDetailSerializer
-
-
-def catalogue_queryset(user):
-    """Datasets this user may see, with what the list needs prefetched."""
-    return (
-        visibility.datasets(user)
-        .select_related("supplier")
-        .prefetch_related(
-            Prefetch(
-                "versions",
-                queryset=DatasetVersion.objects.released().order_by("-number"),
-                to_attr="released_versions",
-            ),
-            Prefetch(
-                "offers",
-                queryset=Offer.objects.filter(active=True).select_related("license"),
-                to_attr="active_offers",
-            ),
-        )
-        .order_by("-created_at", "slug")
-    )
-
-
-def attach_versions(dataset: Dataset, user) -> Dataset:
-    """Set the versions this user may see, and the one to show in full."""
-    dataset.visible_versions = list(visibility.versions(user).filter(dataset=dataset).order_by("-number"))
-    released = [v for v in dataset.visible_versions if v.status != DatasetVersion.Status.DRAFT]
-    current = released[0] if released else (dataset.visible_versions[0] if dataset.visible_versions else None)
-    if current is not None:
-        current = (
-            DatasetVersion.objects.select_related("datasheet", "schema")
-            .prefetch_related("schema__categories", "schema__attributes")
-            .get(pk=current.pk)
-        )
-    dataset.current_version = current
-    return dataset
 
 
 class DatasetViewSet(viewsets.ReadOnlyModelViewSet):

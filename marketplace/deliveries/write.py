@@ -17,8 +17,8 @@ from django.db.models.base import ModelState
 from django.utils import timezone
 
 from governance.models import Annotator, GuidelineVersion
+from marketplace.catalogue import stats as catalogue_stats
 
-from .. import catalogue
 from ..models import (
     AnnotationSchema,
     AttributeSpec,
@@ -292,7 +292,7 @@ def write_version(*, delivery_id: int, plan: Plan, report: Report) -> tuple[Data
         )
         if guidelines:
             version.guideline_versions.set(guidelines.values())
-        version.stats = catalogue.compute_version_stats(version=version)
+        version.stats = catalogue_stats.compute_version_stats(version=version)
         version.save(update_fields=["stats"])
 
         delivery.version = version

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ..catalogue import canonical_json
+from ..catalogue.stats import canonical_json
 from ..formats.coco_writer import write_coco
 from ..formats.voc_writer import write_voc
 from ..formats.writing import Notes, ZipSink

@@ -41,7 +41,7 @@ from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
 
 from .. import visibility
-from ..catalogue import canonical_json
+from ..catalogue.stats import canonical_json
 from ..errors import DomainError
 from ..formats.yolo_writer import TASKS as YOLO_TASKS
 from ..models import (

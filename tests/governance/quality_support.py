@@ -17,7 +17,7 @@ from django.db import transaction
 from django.test import override_settings
 
 from governance.models import Annotator
-from marketplace import catalogue
+from marketplace.catalogue import publication as catalogue_publication
 from marketplace.formats import model as fmt
 from marketplace.models import Label
 from tests import factories as f
@@ -123,7 +123,7 @@ def multi_annotated_version(dataset, *, number=1, items=5, publish=True, finals=
     Label.objects.bulk_create(rows)
     version.guideline_versions.set([guideline])
     if publish:
-        catalogue.publish_version(version=version, release_notes="Three annotators")
+        catalogue_publication.publish_version(version=version, release_notes="Three annotators")
         version.refresh_from_db()
     return version
 

@@ -12,7 +12,7 @@ from django.db import connection
 
 from governance import ledger, merkle, signing, verify_offline
 from governance.models import LabelEvent, LedgerChunk, TreeHead
-from marketplace import catalogue
+from marketplace.catalogue import publication as catalogue_publication
 from marketplace.models import Label
 from tests import factories as f
 
@@ -198,7 +198,7 @@ def test_version_events_record_new_changed_and_removed_labels_by_uid(dataset):
     v1 = build_version(dataset, number=1, items=2, publish=False)
     ledger.append_events(dataset=dataset, events=ledger.label_version_events(version=v1))
     assert {e.action for e in LabelEvent.objects.filter(dataset=dataset)} == {"created"}
-    catalogue.publish_version(version=v1)
+    catalogue_publication.publish_version(version=v1)
     v2 = build_version(dataset, number=2, items=0, publish=False)
     kept, changed = Label.objects.filter(version=v1, item__key="images/train/0000.jpg").order_by("id")
     item = f.ItemFactory(version=v2, key="images/train/0000.jpg", split="val")

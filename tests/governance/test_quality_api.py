@@ -4,7 +4,7 @@ import pytest
 
 from governance.models import LabelEvent, QualityReport, ReviewTask
 from governance.tasks import compute_quality_reports
-from marketplace import catalogue
+from marketplace.catalogue import publication as catalogue_publication
 from tests import factories as f
 
 from ..conftest import build_version
@@ -169,7 +169,7 @@ def test_publishing_a_version_computes_its_reports_after_the_commit(
 ):
     version = build_version(dataset, publish=False)
     with django_capture_on_commit_callbacks(execute=True):
-        catalogue.publish_version(version=version)
+        catalogue_publication.publish_version(version=version)
     assert set(QualityReport.objects.filter(version=version).values_list("kind", flat=True)) == set(KINDS)
 
 

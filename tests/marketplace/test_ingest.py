@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from governance.models import Annotator, LabelEvent
-from marketplace import catalogue
+from marketplace.catalogue import publication as catalogue_publication
 from marketplace.deliveries import archive, report, service
 from marketplace.exports import packaging as export_packaging
 from marketplace.exports import service as export_service
@@ -466,7 +466,7 @@ def test_progress_is_written_outside_the_write_transaction(supplier_org, media, 
 
 def test_a_published_version_is_never_touched_by_a_later_delivery(dataset, media, run):
     v1 = build_version(dataset, number=1, publish=False)
-    catalogue.publish_version(version=v1)
+    catalogue_publication.publish_version(version=v1)
     labels_before = list(Label.objects.filter(version=v1).values_list("uid", "geometry"))
     run(make_delivery(dataset, coco_files()))
     assert list(Label.objects.filter(version=v1).values_list("uid", "geometry")) == labels_before

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 from django.core.management import call_command
 
-from marketplace import catalogue, workspace
+from marketplace import workspace
+from marketplace.catalogue import publication as catalogue_publication
 from marketplace.models import Dataset, Item, Label
 from tests import factories as f
 from tests.conftest import build_version
@@ -133,7 +134,7 @@ def test_a_label_is_matched_by_uid_across_versions(dataset):
     new_gv = f.GuidelineVersionFactory(guideline=old_gv.guideline, tag="v2")
     v1 = build_version(dataset, number=1, items=4, guideline_version=old_gv, publish=False)
     v1.guideline_versions.add(old_gv)
-    catalogue.publish_version(version=v1)
+    catalogue_publication.publish_version(version=v1)
     v2 = workspace.start_draft(dataset=dataset)
     uids = list(
         Label.objects.filter(version=v1).order_by("item__key", "category__name").values_list("uid", flat=True)
@@ -190,4 +191,4 @@ def test_released_diffs_are_cached_and_drafts_are_not(dataset, django_assert_num
         assert workspace.cached_diff(old=v1, new=v2) == first
     v3 = build_version(dataset, number=3, items=1, publish=False)
     assert workspace.cached_diff(old=v2, new=v3)["items"]["removed"] == 2
-    catalogue.publish_version(version=v3)
+    catalogue_publication.publish_version(version=v3)

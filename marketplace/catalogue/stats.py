@@ -1,20 +1,15 @@
-"""Datasets and versions: statistics, content hashes and the version lifecycle."""
+"""A version's statistics and content hash."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable
 
-from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from governance import ledger
-
-from .models import Category, Dataset, DatasetVersion, Item, Label
-from .signals import version_published
+from ..models import Category, DatasetVersion, Item, Label
 
 
 def canonical_json(value) -> str:
@@ -80,58 +75,6 @@ def refresh_version_stats(*, version_id: int) -> dict:
     version.stats = compute_version_stats(version=version)
     version.save(update_fields=["stats"])
     return version.stats
-
-
-@transaction.atomic
-def publish_version(
-    *,
-    version: DatasetVersion,
-    release_notes: str = "",
-    at=None,
-    check: Callable[[DatasetVersion], None] | None = None,
-) -> DatasetVersion:
-    """Freeze a draft: hash its content, cache its statistics, list the dataset.
-
-    ``check`` runs under the row lock before anything changes and may refuse by raising (the
-    workspace passes its publishability check, so the answer holds when the release happens).
-    """
-    # Lock the row: two concurrent publishes of one draft must not both pass the status check.
-    version = DatasetVersion.objects.select_for_update().get(pk=version.pk)
-    if version.status != DatasetVersion.Status.DRAFT:
-        raise ValueError(f"{version} is already {version.status}")
-    # A supplier's release needs its datasheet, an offer and an ingested delivery (the workspace's
-    # check). None by default: the demo and test fixtures seed versions without deliveries.
-    if check is not None:
-        check(version)
-    version.content_hash = compute_content_hash(version=version)
-    version.stats = compute_version_stats(version=version)
-    version.release_notes = release_notes or version.release_notes
-    version.status = DatasetVersion.Status.PUBLISHED
-    version.published_at = at or timezone.now()
-    version.save()
-    Dataset.objects.filter(pk=version.dataset_id, status=Dataset.Status.DRAFT).update(
-        status=Dataset.Status.LISTED
-    )
-    # --- governance ledger: the publication is an event, and the tree head signed over it (and every
-    # event before it) is what auditors verify labels against. Same transaction: no release without it.
-    ledger.record_dataset_event(
-        dataset=version.dataset,
-        action="version_published",
-        actor=f"org:{version.dataset.supplier.slug}",
-        payload={"content_hash": version.content_hash, "release_notes": version.release_notes},
-        version_number=version.number,
-        occurred_at=version.published_at,
-    )
-    ledger.sign_tree_head(dataset=version.dataset, version=version)
-    # --- end governance ledger
-    # Governance's quality reports (stats, agreement, balance, compliance) react to the signal.
-    # Sent after the commit, so a worker sees the published rows; robust, so a failing receiver
-    # never fails a release that is already committed (the reports can be recomputed any time).
-    version_id = version.pk
-    transaction.on_commit(
-        lambda: version_published.send(sender=DatasetVersion, version_id=version_id), robust=True
-    )
-    return version
 
 
 def annotation_kinds(stats: dict) -> list[str]:

@@ -27,8 +27,8 @@ from django.db.models import (
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
-from .formats import model as fmt
-from .models import AttributeSpec, Category, Dataset, DatasetVersion, Offer
+from ..formats import model as fmt
+from ..models import AttributeSpec, Category, Dataset, DatasetVersion, Offer
 
 TASK_TYPES = [
     ("classification", "Image classification"),

@@ -22,8 +22,8 @@ from django.db.models import Count, Exists, OuterRef
 from PIL import Image, ImageDraw, ImageFont
 from pycocotools import mask as mask_utils
 
-from .formats import model as fmt
-from .models import AttributeSpec, Category, DatasetVersion, Item, Label
+from ..formats import model as fmt
+from ..models import AttributeSpec, Category, DatasetVersion, Item, Label
 
 logger = logging.getLogger(__name__)
 
