@@ -1,5 +1,5 @@
 """Server-rendered pages: the catalogue, a dataset, its samples, licensing, the buyer's library and the
-supplier's requests and orders. Scoped like the API; writes call the services in marketplace.licensing.
+supplier's requests and orders. Scoped like the API; writes call the services in marketplace.licensing.service.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import licensing, visibility
+from . import visibility
 from .catalogue.search import SORTS, DatasetFilter, facet_counts
 from .catalogue.selectors import attach_versions, catalogue_queryset, samples_payload
 from .errors import DomainError
 from .exports import downloads as export_downloads
 from .exports import tasks as export_tasks
+from .licensing import service as licensing
 from .models import (
     AccessRequest,
     Dataset,

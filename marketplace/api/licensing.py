@@ -2,7 +2,7 @@
 
 Every queryset is scoped to the user before the view runs: a buyer sees their organisations' rows, a
 supplier the rows about the datasets they supply; anything else is a 404. The services in
-marketplace.licensing make the decisions; these views parse, look up, call and serialize.
+marketplace.licensing.service make the decisions; these views parse, look up, call and serialize.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import licensing, visibility
+from .. import visibility
+from ..licensing import service as licensing
 from ..models import AccessRequest, Entitlement, Offer, Order
 from .serializers import LicenseSerializer, OrganizationSerializer
 

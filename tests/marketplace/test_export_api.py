@@ -19,9 +19,10 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
-from marketplace import licensing, tasks
+from marketplace import tasks
 from marketplace.exports import downloads as export_downloads
 from marketplace.exports import service as export_service
+from marketplace.licensing import service as licensing
 from marketplace.models import Download, Entitlement, Export, Offer, Role
 
 from .. import factories as f

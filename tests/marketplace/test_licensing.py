@@ -7,8 +7,9 @@ import pytest
 from django.utils import timezone
 
 from governance.models import LabelEvent
-from marketplace import licensing, visibility
+from marketplace import visibility
 from marketplace.errors import DomainError
+from marketplace.licensing import service as licensing
 from marketplace.models import (
     AccessRequest,
     Entitlement,

@@ -16,18 +16,15 @@ import contextlib
 import hashlib
 from datetime import timedelta
 from decimal import Decimal
-from typing import Protocol
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from governance import ledger
 
-from . import visibility
-from .errors import DomainError
-from .models import (
+from .. import visibility
+from ..errors import DomainError
+from ..models import (
     AccessRequest,
     Dataset,
     Entitlement,
@@ -40,41 +37,8 @@ from .models import (
     Role,
     org_ids,
 )
-from .notifications import service as notifications
-
-# --------------------------------------------------------------------------- payment
-
-
-class PaymentProvider(Protocol):
-    """How money is asked for and confirmed. Only invoices today; a card provider would fit here."""
-
-    name: str
-
-    def issue_invoice(self, *, order: Order) -> str:
-        """Return the invoice number the buyer pays against."""
-        ...
-
-    def confirm_payment(self, *, order: Order, reference: str) -> None:
-        """Check (or just record) that the invoice was paid; raise DomainError if it was not."""
-        ...
-
-
-class InvoiceProvider:
-    """Bank transfer against an invoice: nothing to call; the supplier or staff confirm by hand."""
-
-    name = "invoice"
-
-    def issue_invoice(self, *, order: Order) -> str:
-        return f"INV-{order.created_at:%Y}-{order.pk:06d}"
-
-    def confirm_payment(self, *, order: Order, reference: str) -> None:
-        return None
-
-
-def payment_provider() -> PaymentProvider:
-    """The configured provider (settings.PAYMENT_PROVIDER, a dotted path), invoices by default."""
-    return import_string(getattr(settings, "PAYMENT_PROVIDER", "marketplace.licensing.InvoiceProvider"))()
-
+from ..notifications import service as notifications
+from .payments import payment_provider
 
 # --------------------------------------------------------------------------- reads
 
