@@ -19,7 +19,12 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
-from . import visibility, workspace
+from marketplace.workspace import diff as workspace_diff
+from marketplace.workspace import editing as workspace_editing
+from marketplace.workspace import lifecycle as workspace_lifecycle
+from marketplace.workspace import schema as workspace_schema
+
+from . import visibility
 from .errors import DomainError
 from .formats import model as fmt
 from .models import (
@@ -80,8 +85,8 @@ class DatasheetForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        required = set(workspace.REQUIRED_DATASHEET_FIELDS.values())
-        for name, question in workspace.DATASHEET_FIELDS.items():
+        required = set(workspace_editing.REQUIRED_DATASHEET_FIELDS.values())
+        for name, question in workspace_editing.DATASHEET_FIELDS.items():
             self.fields[name] = forms.CharField(
                 label=question,
                 required=False,
@@ -227,7 +232,7 @@ def _apply_errors(form: forms.Form, error: DomainError, *, prefix: str = "") -> 
 
 
 def _context(dataset, **extra) -> dict:
-    latest = workspace.latest_version(dataset)
+    latest = workspace_editing.latest_version(dataset)
     draft = latest if latest is not None and latest.status == DatasetVersion.Status.DRAFT else None
     # The datasheet and schema tabs open the draft when there is one, else the latest release.
     return {"dataset": dataset, "draft": draft, "nav_number": latest.number if latest else None, **extra}
@@ -260,21 +265,23 @@ def _upload_link(dataset) -> str:
 @login_required
 def home(request):
     """The supplier's datasets, and a form to start a new one."""
-    orgs = workspace.supplier_orgs(request.user)
+    orgs = workspace_editing.supplier_orgs(request.user)
     if not orgs:
         raise Http404("You supply no dataset")
     form = DatasetForm(request.POST or None, orgs=orgs)
     if request.method == "POST" and form.is_valid():
         org = next((o for o in orgs if o.slug == form.cleaned_data.get("supplier")), None)
         try:
-            dataset = workspace.create_dataset(user=request.user, organization=org, **form.service_fields())
+            dataset = workspace_editing.create_dataset(
+                user=request.user, organization=org, **form.service_fields()
+            )
         except DomainError as error:
             _apply_errors(form, error)
         else:
             messages.success(request, f"“{dataset.title}” is created. Write its datasheet next.")
             return redirect("workspace-datasheet", slug=dataset.slug, number=1)
     datasets = (
-        workspace.visibility.supplied_datasets(request.user)
+        visibility.supplied_datasets(request.user)
         .select_related("supplier")
         .annotate(
             n_versions=Count("versions"),
@@ -284,7 +291,7 @@ def home(request):
     )
     rows = []
     for d in datasets:
-        latest = workspace.latest_version(d)
+        latest = workspace_editing.latest_version(d)
         sheet = Datasheet.objects.filter(version=latest).first() if latest else None
         rows.append({"dataset": d, "latest": latest, "completeness": sheet.completeness() if sheet else 0})
     return render(request, "marketplace/workspace/home.html", {"form": form, "rows": rows})
@@ -308,13 +315,13 @@ def dataset_editor(request, slug):
     )
     if request.method == "POST" and form.is_valid():
         try:
-            workspace.update_dataset(dataset=dataset, **form.service_fields())
+            workspace_editing.update_dataset(dataset=dataset, **form.service_fields())
         except DomainError as error:
             _apply_errors(form, error)
         else:
             messages.success(request, "Saved.")
             return redirect("workspace-dataset", slug=dataset.slug)
-    draft = workspace.current_draft(dataset)
+    draft = workspace_editing.current_draft(dataset)
     return render(
         request,
         "marketplace/workspace/dataset.html",
@@ -322,7 +329,7 @@ def dataset_editor(request, slug):
             dataset,
             form=form,
             versions=dataset.versions.order_by("-number"),
-            missing=workspace.check_publishable(draft) if draft else [],
+            missing=workspace_lifecycle.check_publishable(draft) if draft else [],
             offers=dataset.offers.select_related("license").order_by("-active", "price"),
             upload_url=_upload_link(dataset),
             tab="overview",
@@ -336,15 +343,15 @@ def datasheet(request, slug, number):
     dataset = visibility.access_dataset(request.user, slug)
     version = _version(dataset, number)
     sheet = Datasheet.objects.filter(version=version).first() or Datasheet(version=version)
-    initial = {name: getattr(sheet, name) for name in workspace.DATASHEET_FIELDS}
+    initial = {name: getattr(sheet, name) for name in workspace_editing.DATASHEET_FIELDS}
     form = DatasheetForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            sheet = workspace.update_datasheet(version=version, answers=form.cleaned_data)
+            sheet = workspace_editing.update_datasheet(version=version, answers=form.cleaned_data)
         except DomainError as error:
             _apply_errors(form, error)
         else:
-            gaps = workspace.datasheet_gaps(version)
+            gaps = workspace_editing.datasheet_gaps(version)
             messages.success(
                 request,
                 f"Datasheet saved: {round(sheet.completeness() * 100)}% answered"
@@ -363,7 +370,7 @@ def datasheet(request, slug, number):
             version=version,
             form=form,
             sheet=sheet,
-            gaps=workspace.datasheet_gaps(version),
+            gaps=workspace_editing.datasheet_gaps(version),
             editable=version.status == DatasetVersion.Status.DRAFT,
             tab="datasheet",
         ),
@@ -376,7 +383,7 @@ def schema(request, slug, number):
     dataset = visibility.access_dataset(request.user, slug)
     version = _version(dataset, number)
     editable = version.status == DatasetVersion.Status.DRAFT
-    current = workspace.schema_as_dict(version)
+    current = workspace_schema.schema_as_dict(version)
     cat_initial = [
         {
             **c,
@@ -409,7 +416,7 @@ def schema(request, slug, number):
             if f.cleaned_data.get("name") and not f.cleaned_data.get("DELETE")
         ]
         try:
-            workspace.set_schema(
+            workspace_schema.set_schema(
                 version=version,
                 categories=[f.as_service() for _, f in kept_cats],
                 attributes=[f.as_service() for _, f in kept_attrs],
@@ -455,7 +462,7 @@ def guidelines(request, slug):
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:
-            gv = workspace.add_guideline_version(
+            gv = workspace_editing.add_guideline_version(
                 dataset=dataset,
                 title=d["title"],
                 tag=d["tag"],
@@ -489,13 +496,13 @@ def guidelines(request, slug):
 def offers(request, slug):
     """The dataset's offers; add one, switch one off or on, write custom license terms."""
     dataset = visibility.access_dataset(request.user, slug)
-    licenses = workspace.licenses_for(dataset.supplier).order_by("owner_id", "name")
+    licenses = workspace_editing.licenses_for(dataset.supplier).order_by("owner_id", "name")
     action = request.POST.get("action") if request.method == "POST" else None
     offer_form = OfferForm(request.POST if action == "offer" else None, licenses=licenses)
     license_form = LicenseForm(request.POST if action == "license" else None)
     if action == "offer" and offer_form.is_valid():
         try:
-            workspace.set_offer(dataset=dataset, **offer_form.cleaned_data)
+            workspace_editing.set_offer(dataset=dataset, **offer_form.cleaned_data)
         except DomainError as error:
             _apply_errors(offer_form, error)
         else:
@@ -503,7 +510,7 @@ def offers(request, slug):
             return redirect("workspace-offers", slug=dataset.slug)
     elif action == "license" and license_form.is_valid():
         try:
-            lic = workspace.create_license(organization=dataset.supplier, **license_form.cleaned_data)
+            lic = workspace_editing.create_license(organization=dataset.supplier, **license_form.cleaned_data)
         except DomainError as error:
             _apply_errors(license_form, error)
         else:
@@ -514,7 +521,7 @@ def offers(request, slug):
         if offer is None:
             raise Http404("No such offer")
         try:
-            workspace.set_offer(
+            workspace_editing.set_offer(
                 dataset=dataset,
                 offer=offer,
                 license=offer.license,
@@ -576,12 +583,12 @@ def version_review(request, slug, number):
         _context(
             dataset,
             version=version,
-            counts=workspace.version_counts(version),
-            missing=workspace.check_publishable(version)
+            counts=workspace_lifecycle.version_counts(version),
+            missing=workspace_lifecycle.check_publishable(version)
             if version.status == DatasetVersion.Status.DRAFT
             else [],
             base=base,
-            diff=workspace.cached_diff(old=base, new=version) if base else None,
+            diff=workspace_diff.cached_diff(old=base, new=version) if base else None,
             deliveries=deliveries,
             samples=samples,
             upload_url=_upload_link(dataset),
@@ -595,7 +602,7 @@ def version_review(request, slug, number):
 @require_POST
 def start_draft(request, slug):
     dataset = visibility.access_dataset(request.user, slug)
-    version = workspace.start_draft(dataset=dataset)
+    version = workspace_lifecycle.start_draft(dataset=dataset)
     messages.success(
         request,
         f"Draft version {version.number} is ready: edit its datasheet and schema, then upload a delivery.",
@@ -609,7 +616,7 @@ def publish(request, slug, number):
     dataset = visibility.access_dataset(request.user, slug)
     version = _version(dataset, number)
     try:
-        workspace.publish_draft(
+        workspace_lifecycle.publish_draft(
             version=version, release_notes=request.POST.get("release_notes", ""), user=request.user
         )
     except DomainError as error:
@@ -626,7 +633,9 @@ def deprecate(request, slug, number):
     dataset = visibility.access_dataset(request.user, slug)
     version = _version(dataset, number)
     try:
-        workspace.deprecate_version(version=version, reason=request.POST.get("reason", ""), user=request.user)
+        workspace_lifecycle.deprecate_version(
+            version=version, reason=request.POST.get("reason", ""), user=request.user
+        )
     except DomainError as error:
         fields = (error.extra or {}).get("fields") or {}
         messages.error(request, " ".join(m for msgs in fields.values() for m in msgs) or error.detail)

@@ -20,8 +20,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.errors import DomainError
+from marketplace.workspace import diff as workspace_diff
+from marketplace.workspace import editing as workspace_editing
+from marketplace.workspace import lifecycle as workspace_lifecycle
+from marketplace.workspace import schema as workspace_schema
 
-from .. import visibility, workspace
+from .. import visibility
 from ..models import (
     DATASHEET_SECTIONS,
     Dataset,
@@ -79,7 +83,7 @@ class WorkspaceVersionSerializer(serializers.ModelSerializer):
         """What a draft needs before it can be published (empty for released versions)."""
         if obj.status != DatasetVersion.Status.DRAFT:
             return []
-        return workspace.check_publishable(obj)
+        return workspace_lifecycle.check_publishable(obj)
 
 
 class WorkspaceVersionDetailSerializer(WorkspaceVersionSerializer):
@@ -92,7 +96,7 @@ class WorkspaceVersionDetailSerializer(WorkspaceVersionSerializer):
 
     @extend_schema_field(serializers.DictField())
     def get_counts(self, obj):
-        return workspace.version_counts(obj)
+        return workspace_lifecycle.version_counts(obj)
 
     @extend_schema_field(serializers.ListField(child=serializers.DictField()))
     def get_deliveries(self, obj):
@@ -187,7 +191,7 @@ class DatasetWriteSerializer(serializers.Serializer):
 def _datasheet_fields():
     return {
         name: serializers.CharField(required=False, allow_blank=True, help_text=question)
-        for name, question in workspace.DATASHEET_FIELDS.items()
+        for name, question in workspace_editing.DATASHEET_FIELDS.items()
     }
 
 
@@ -354,10 +358,10 @@ def _workspace_datasets(user):
 def _supplier_org(user, slug: str | None) -> Organization | None:
     if not slug:
         return None
-    for org in workspace.supplier_orgs(user):
+    for org in workspace_editing.supplier_orgs(user):
         if org.slug == slug:
             return org
-    raise workspace.InvalidInput({"supplier": ["You are not a supplier of that organisation."]})
+    raise workspace_editing.InvalidInput({"supplier": ["You are not a supplier of that organisation."]})
 
 
 def _version(request, slug: str, number: int) -> DatasetVersion:
@@ -384,7 +388,7 @@ class DatasetListView(WorkspaceView):
     def post(self, request):
         data = _parse(DatasetWriteSerializer, request)
         organization = _supplier_org(request.user, data.pop("supplier", None))
-        dataset = workspace.create_dataset(user=request.user, organization=organization, **data)
+        dataset = workspace_editing.create_dataset(user=request.user, organization=organization, **data)
         dataset = _workspace_datasets(request.user).get(pk=dataset.pk)
         return Response(WorkspaceDatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
@@ -403,7 +407,7 @@ class DatasetDetailView(WorkspaceView):
         dataset = visibility.access_dataset(request.user, slug)
         data = _parse(DatasetWriteSerializer, request, partial=True)
         data.pop("supplier", None)
-        workspace.update_dataset(dataset=dataset, **data)
+        workspace_editing.update_dataset(dataset=dataset, **data)
         return Response(WorkspaceDatasetSerializer(_workspace_datasets(request.user).get(pk=dataset.pk)).data)
 
 
@@ -424,8 +428,8 @@ class VersionListView(WorkspaceView):
     )
     def post(self, request, slug):
         dataset = visibility.access_dataset(request.user, slug)
-        before = workspace.current_draft(dataset)
-        version = workspace.start_draft(dataset=dataset)
+        before = workspace_editing.current_draft(dataset)
+        version = workspace_lifecycle.start_draft(dataset=dataset)
         code = (
             status.HTTP_200_OK if before is not None and before.pk == version.pk else status.HTTP_201_CREATED
         )
@@ -451,11 +455,11 @@ class DatasheetView(WorkspaceView):
             "completeness": round(sheet.completeness(), 3),
             "required": [
                 {"section": DATASHEET_SECTIONS[s][0], "field": f}
-                for s, f in workspace.REQUIRED_DATASHEET_FIELDS.items()
+                for s, f in workspace_editing.REQUIRED_DATASHEET_FIELDS.items()
             ],
-            "missing": workspace.datasheet_gaps(version),
+            "missing": workspace_editing.datasheet_gaps(version),
             "sections": sheet.sections(),
-            "answers": {f: getattr(sheet, f) for f in workspace.DATASHEET_FIELDS},
+            "answers": {f: getattr(sheet, f) for f in workspace_editing.DATASHEET_FIELDS},
         }
 
     @extend_schema(responses=OpenApiTypes.OBJECT, operation_id="workspace_datasheet_retrieve")
@@ -465,14 +469,14 @@ class DatasheetView(WorkspaceView):
     @extend_schema(request=DatasheetWriteSerializer, responses=OpenApiTypes.OBJECT)
     def patch(self, request, slug, number):
         version = _version(request, slug, number)
-        workspace.update_datasheet(version=version, answers=_body(request))
+        workspace_editing.update_datasheet(version=version, answers=_body(request))
         return Response(self._payload(version))
 
     @extend_schema(request=DatasheetWriteSerializer, responses=OpenApiTypes.OBJECT)
     def put(self, request, slug, number):
         version = _version(request, slug, number)
-        answers = dict.fromkeys(workspace.DATASHEET_FIELDS, "") | _body(request)
-        workspace.update_datasheet(version=version, answers=answers)
+        answers = dict.fromkeys(workspace_editing.DATASHEET_FIELDS, "") | _body(request)
+        workspace_editing.update_datasheet(version=version, answers=answers)
         return Response(self._payload(version))
 
 
@@ -481,16 +485,16 @@ class SchemaView(WorkspaceView):
 
     @extend_schema(responses=SchemaWriteSerializer, operation_id="workspace_schema_retrieve")
     def get(self, request, slug, number):
-        return Response(workspace.schema_as_dict(_version(request, slug, number)))
+        return Response(workspace_schema.schema_as_dict(_version(request, slug, number)))
 
     @extend_schema(request=SchemaWriteSerializer, responses=SchemaWriteSerializer)
     def put(self, request, slug, number):
         version = _version(request, slug, number)
         body = _body(request)
-        workspace.set_schema(
+        workspace_schema.set_schema(
             version=version, categories=body.get("categories", []), attributes=body.get("attributes", [])
         )
-        return Response(workspace.schema_as_dict(version))
+        return Response(workspace_schema.schema_as_dict(version))
 
 
 class PublishView(WorkspaceView):
@@ -503,7 +507,9 @@ class PublishView(WorkspaceView):
     def post(self, request, slug, number):
         version = _version(request, slug, number)
         notes = _body(request).get("release_notes", "")
-        version = workspace.publish_draft(version=version, release_notes=str(notes or ""), user=request.user)
+        version = workspace_lifecycle.publish_draft(
+            version=version, release_notes=str(notes or ""), user=request.user
+        )
         return Response(WorkspaceVersionDetailSerializer(version).data)
 
 
@@ -517,7 +523,9 @@ class DeprecateView(WorkspaceView):
     def post(self, request, slug, number):
         version = _version(request, slug, number)
         reason = _body(request).get("reason", "")
-        version = workspace.deprecate_version(version=version, reason=str(reason or ""), user=request.user)
+        version = workspace_lifecycle.deprecate_version(
+            version=version, reason=str(reason or ""), user=request.user
+        )
         return Response(WorkspaceVersionDetailSerializer(version).data)
 
 
@@ -561,7 +569,7 @@ def _diff_response(request, versions) -> Response:
         old_n = max(earlier)
     if old_n == new_n:
         raise DomainError("Compare two different versions.", code="same_version")
-    return Response(workspace.cached_diff(old=by_number[old_n], new=by_number[new_n]))
+    return Response(workspace_diff.cached_diff(old=by_number[old_n], new=by_number[new_n]))
 
 
 class WorkspaceDiffView(WorkspaceView):
@@ -615,7 +623,7 @@ class GuidelineListView(WorkspaceView):
     def post(self, request, slug):
         dataset = visibility.access_dataset(request.user, slug)
         data = _parse(GuidelineWriteSerializer, request)
-        gv = workspace.add_guideline_version(dataset=dataset, **data)
+        gv = workspace_editing.add_guideline_version(dataset=dataset, **data)
         return Response(GuidelineVersionSerializer(gv).data, status=status.HTTP_201_CREATED)
 
 
@@ -624,9 +632,11 @@ class GuidelineListView(WorkspaceView):
 
 def _license_for(dataset, license_id) -> License:
     try:
-        return workspace.licenses_for(dataset.supplier).get(pk=license_id)
+        return workspace_editing.licenses_for(dataset.supplier).get(pk=license_id)
     except License.DoesNotExist:
-        raise workspace.InvalidInput({"license": ["Choose a standard license or one of your own."]}) from None
+        raise workspace_editing.InvalidInput(
+            {"license": ["Choose a standard license or one of your own."]}
+        ) from None
 
 
 class OfferListView(WorkspaceView):
@@ -646,11 +656,11 @@ class OfferListView(WorkspaceView):
         dataset = visibility.access_dataset(request.user, slug)
         data = _parse(OfferWriteSerializer, request)
         if "license" not in data or "access_mode" not in data:
-            raise workspace.InvalidInput(
+            raise workspace_editing.InvalidInput(
                 {k: ["This field is required."] for k in ("license", "access_mode") if k not in data}
             )
         data["license"] = _license_for(dataset, data["license"])
-        offer = workspace.set_offer(dataset=dataset, **data)
+        offer = workspace_editing.set_offer(dataset=dataset, **data)
         return Response(WorkspaceOfferSerializer(offer).data, status=status.HTTP_201_CREATED)
 
 
@@ -679,7 +689,7 @@ class OfferDetailView(WorkspaceView):
         }
         if "license" in data:
             data["license"] = _license_for(offer.dataset, data["license"])
-        offer = workspace.set_offer(dataset=offer.dataset, offer=offer, **(current | data))
+        offer = workspace_editing.set_offer(dataset=offer.dataset, offer=offer, **(current | data))
         return Response(WorkspaceOfferSerializer(offer).data)
 
 
@@ -688,28 +698,28 @@ class LicenseListView(WorkspaceView):
 
     @extend_schema(responses=LicenseSerializer(many=True), operation_id="workspace_licenses_list")
     def get(self, request):
-        orgs = workspace.supplier_orgs(request.user)
+        orgs = workspace_editing.supplier_orgs(request.user)
         if not orgs:
             return Response([])
         qs = License.objects.none()
         for org in orgs:
-            qs = qs | workspace.licenses_for(org)
+            qs = qs | workspace_editing.licenses_for(org)
         return Response(LicenseSerializer(qs.distinct().order_by("name"), many=True).data)
 
     @extend_schema(request=LicenseWriteSerializer, responses={201: LicenseSerializer})
     def post(self, request):
         data = _parse(LicenseWriteSerializer, request)
-        orgs = workspace.supplier_orgs(request.user)
+        orgs = workspace_editing.supplier_orgs(request.user)
         if not orgs:
             raise DomainError("Only suppliers write license terms.", code="not_a_supplier", status_code=403)
         organization = _supplier_org(request.user, data.pop("supplier", None))
         if organization is None:
             if len(orgs) > 1:
-                raise workspace.InvalidInput(
+                raise workspace_editing.InvalidInput(
                     {"supplier": ["Say which of your organisations owns the terms."]}
                 )
             organization = orgs[0]
-        license = workspace.create_license(organization=organization, **data)
+        license = workspace_editing.create_license(organization=organization, **data)
         return Response(LicenseSerializer(license).data, status=status.HTTP_201_CREATED)
 
 
@@ -745,5 +755,5 @@ class NotificationReadView(WorkspaceView):
     def post(self, request):
         ids = request.data.get("ids") if isinstance(request.data, dict) else None  # JSON only
         if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
-            raise workspace.InvalidInput({"ids": ["A list of notification ids."]})
+            raise workspace_editing.InvalidInput({"ids": ["A list of notification ids."]})
         return Response({"marked": notifications.mark_read(user=request.user, ids=ids)})

@@ -2,7 +2,7 @@
 
 from django import template
 
-from .. import workspace
+from marketplace.workspace import diff as workspace_diff
 
 register = template.Library()
 
@@ -17,7 +17,7 @@ def changelog_for(dataset) -> list[dict]:
     versions = getattr(dataset, "visible_versions", None)
     if versions is None:
         versions = list(dataset.versions.released())
-    return workspace.changelog(list(versions))
+    return workspace_diff.changelog(list(versions))
 
 
 @register.filter
