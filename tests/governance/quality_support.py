@@ -135,7 +135,7 @@ def demo_catalogue(django_db_setup, django_db_blocker, tmp_path_factory):
     Rolled back, not deleted: published versions and ledger events refuse deletion by design.
     Each test still runs in its own savepoint inside this transaction.
     """
-    from marketplace.demo import load_demo
+    from marketplace.demo.loader import load_demo
 
     media = tmp_path_factory.mktemp("demo-media")
     with django_db_blocker.unblock(), override_settings(MEDIA_ROOT=media), transaction.atomic():
