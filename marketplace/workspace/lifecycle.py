@@ -1,7 +1,7 @@
 """The version lifecycle in the supplier's workspace: start a draft, check it, publish it, deprecate it.
 
 Every write a supplier makes outside a delivery goes through a function here; the API
-(``marketplace.api.workspace``) and the pages (``marketplace.workspace_views``) only parse,
+(``marketplace.api.workspace``) and the pages (``marketplace.views.workspace``) only parse,
 check access with :func:`marketplace.visibility.access_dataset` and call them.
 
 How versions move: a dataset starts with an empty draft v1 that holds its datasheet and

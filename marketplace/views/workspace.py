@@ -24,10 +24,10 @@ from marketplace.workspace import editing as workspace_editing
 from marketplace.workspace import lifecycle as workspace_lifecycle
 from marketplace.workspace import schema as workspace_schema
 
-from . import visibility
-from .errors import DomainError
-from .formats import model as fmt
-from .models import (
+from .. import visibility
+from ..errors import DomainError
+from ..formats import model as fmt
+from ..models import (
     DATASHEET_SECTIONS,
     AttributeSpec,
     DatasetVersion,
@@ -37,7 +37,7 @@ from .models import (
     Notification,
     Offer,
 )
-from .notifications import service as notifications
+from ..notifications import service as notifications
 
 # --------------------------------------------------------------------------- forms
 
