@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.db.models.base import ModelState
 from django.utils import timezone
 
+from governance import ledger
 from governance.models import Annotator, GuidelineVersion
 from marketplace.catalogue import stats as catalogue_stats
 
@@ -223,8 +224,6 @@ def write_version(*, delivery_id: int, plan: Plan, report: Report) -> tuple[Data
     Returns the version and whether this call wrote it (False: a concurrent run of the same
     delivery committed first).
     """
-    from governance import ledger  # governance imports marketplace models; import late
-
     with transaction.atomic():
         # Lock the dataset: two deliveries of one dataset must not both take number N + 1.
         dataset = Dataset.objects.select_for_update().get(
