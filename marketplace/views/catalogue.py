@@ -14,6 +14,7 @@ from .. import visibility
 from ..catalogue.search import SORTS, DatasetFilter, facet_counts
 from ..catalogue.selectors import attach_versions, catalogue_queryset, samples_payload
 from ..errors import DomainError
+from ..formats.model import bbox_of
 from ..licensing import service as licensing
 from ..models import (
     AccessRequest,
@@ -122,8 +123,6 @@ def samples(request, slug, number):
 
 def _hotspot(label: dict, width: int, height: int) -> dict | None:
     """The label's extent as percentages of the image, for the hover area of its tooltip."""
-    from .formats.model import bbox_of
-
     box = bbox_of(label["geometry"]) if label["geometry_type"] != "mask" else label["geometry"].get("bbox")
     if not box:
         return None

@@ -18,7 +18,9 @@ from ..licensing import service as licensing
 from ..models import (
     AccessRequest,
     DatasetVersion,
+    Download,
     Entitlement,
+    Export,
     Order,
     org_ids,
 )
@@ -26,8 +28,6 @@ from ..models import (
 
 def _library_exports(request, entitlements):
     """Exports of the versions the user's organisations hold, with a download link when ready."""
-    from .models import Export
-
     dataset_ids = {e.dataset_id for e in entitlements if e.is_active}
     rows = []
     for export in (
@@ -53,8 +53,6 @@ def _library_exports(request, entitlements):
 @login_required
 def library(request):
     """The buyer's library: entitlements with their terms, expiry and seats; orders; requests; exports."""
-    from .models import Download, Export
-
     user = request.user
     orgs = org_ids(user)
     active = set(Entitlement.objects.active().filter(organization_id__in=orgs).values_list("pk", flat=True))
