@@ -13,7 +13,7 @@ import tempfile
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
@@ -192,22 +192,7 @@ def validate_delivery(
         Delivery.objects.filter(pk=delivery.pk).update(format=format)  # the page shows it at once
     images = ImageChecker(source)
     parsed = read_delivery(source, format, image_size=images.size)
-
-    # Provenance: the sidecar, then the upload's defaults for what the sidecar's defaults leave out.
-    table: dict[str, fmt.Provenance] = {}
-    file_defaults = fmt.Provenance()
-    sidecars = find_provenance_file(source.names())
-    if len(sidecars) > 1:
-        report.error(
-            sidecars[1], f"a second {PROVENANCE_FILE} ({sidecars[0]} is used)", code="duplicate_file"
-        )
-    if sidecars:
-        with source.open(sidecars[0]) as stream:
-            table, file_defaults, sidecar_problems = read_provenance(stream, name=sidecars[0])
-        report.extend(sidecar_problems)
-    upload_defaults, default_problems = parse_defaults(delivery.defaults)
-    report.extend(default_problems)
-    defaults = merge_defaults(file_defaults, upload_defaults)
+    table, defaults, sidecars = _provenance_inputs(source, delivery, report)
 
     # The schema builds on the latest version as it is now; a delivery of the same dataset that
     # commits in between changes the number this one gets (taken under a lock), not its schema.
@@ -217,143 +202,37 @@ def validate_delivery(
     categories = merge_schema(parsed.categories, previous_categories, report)
     attribute_specs = merge_attribute_specs(parsed.categories, previous_attributes)
 
-    # -- items -------------------------------------------------------------------------------
-    image_files = sum(1 for n in source.names() if n.lower().endswith(IMAGE_EXTENSIONS)) or 1
-    progress.set(5, stage="checking images", force=True, items=0)
     items = Spool()
     labels = Spool()
-    sizes: dict[str, tuple[int, int, bool]] = {}  # item key -> real (width, height, recheck labels?)
-    rejected: set[str] = set()  # items refused (and reported): their labels are skipped silently
-    seen_content: dict[str, str] = {}
-    splits: Counter = Counter()
-    total_bytes = 0
     try:
-        for n, record in enumerate(parsed.items, start=1):
-            where = record.source_ref or record.key
-            if len(record.key) > ITEM_KEY_MAX:
-                report.error(
-                    **_where(where), message=f"path longer than {ITEM_KEY_MAX} characters", code="invalid"
-                )
-                rejected.add(record.key)
-                continue
-            if record.key in sizes or record.key in rejected:
-                report.error(
-                    **_where(where), message=f"image {record.key!r} is declared twice", code="duplicate_image"
-                )
-                continue
-            result = images.check(record.key)
-            images.forget(record.key)
-            if isinstance(result, fmt.FormatError):
-                report.extend(result.problems)
-                rejected.add(record.key)
-                continue
-            declared = (record.width, record.height)
-            if None not in declared and declared != (result.width, result.height):
-                hint = ""
-                if declared == (result.raw_width, result.raw_height):
-                    hint = " (the size before its EXIF orientation is applied)"
-                report.error(
-                    **_where(where),
-                    message=f"{record.key!r} is declared {declared[0]}x{declared[1]}{hint} but the image "
-                    f"is {result.width}x{result.height}",
-                    code="size_mismatch",
-                )
-                rejected.add(record.key)
-                continue
-            if not record.key.lower().endswith(EXTENSIONS_FOR_FORMAT[result.format]):
-                report.add(
-                    fmt.Problem(
-                        file=record.key,
-                        message=f"the file is a {result.format} image; stored as {result.suffix}",
-                        code="extension_mismatch",
-                    )
-                )
-            if result.sha256 in seen_content:
-                report.add(
-                    fmt.Problem(
-                        file=record.key,
-                        message=f"same content as {seen_content[result.sha256]!r}",
-                        code="duplicate_content",
-                    )
-                )
-            else:
-                seen_content[result.sha256] = record.key
-            split = normalise_split(record.split)
-            attributes = dict(record.attributes)
-            if record.split and record.split != split:
-                attributes.setdefault("subset", record.split)
-            splits[split or "unassigned"] += 1
-            # The third value: did the reader check the geometry against this very size? Readers
-            # validate against the size they declare, and a declared size that is not the real
-            # one was refused above, so only undeclared sizes need the check again.
-            sizes[record.key] = (result.width, result.height, None in declared)
-            total_bytes += result.size_bytes
-            items.add(
-                ItemRow(
-                    key=record.key,
-                    storage_key=blob_key(result.sha256, result.suffix),
-                    sha256=result.sha256,
-                    size_bytes=result.size_bytes,
-                    width=result.width,
-                    height=result.height,
-                    split=split,
-                    attributes=attributes,
-                )
-            )
-            progress.set(5 + 40 * n / max(image_files, n), stage="checking images", items=n)
-
-        # -- labels ------------------------------------------------------------------------------
+        checked = _check_items(
+            parsed.items, items, source=source, images=images, report=report, progress=progress
+        )
         progress.set(45, stage="checking labels", force=True, items=items.count, labels=0)
         coverage = ProvenanceCoverage()
-        guidelines = _guideline_index(dataset)
-        guideline_ids: dict[str, int] = {}
-        unknown_tags: dict[str, list] = {}
-        annotators: set[str] = set()
-        uids: set[uuid.UUID] = set()
-        kinds: Counter = Counter()
-        finals = candidates = 0
-        seen_types: dict[str, set[str]] = defaultdict(set)
         # Images a reader asked about (YOLO) and that failed were reported by the reader.
-        rejected |= {k for k, r in images.results.items() if isinstance(r, fmt.FormatError)}
+        checked.rejected |= {k for k, r in images.results.items() if isinstance(r, fmt.FormatError)}
+        tally = _LabelTally(guidelines=_guideline_index(dataset))
+        labels_in = _with_provenance(_provenance_references(format, parsed.labels), table, defaults, coverage)
         expected = max(items.count, 1) * 2
-        labels_in = _provenance_references(format, parsed.labels)
-        for n, record in enumerate(_with_provenance(labels_in, table, defaults, coverage), start=1):
+        for n, record in enumerate(labels_in, start=1):
             row = _check_label(
-                record, sizes, categories, guidelines, guideline_ids, unknown_tags, report, rejected
+                record,
+                checked.sizes,
+                categories,
+                tally.guidelines,
+                tally.guideline_ids,
+                tally.unknown_tags,
+                report,
+                checked.rejected,
             )
             if n % 1000 == 0:
                 progress.set(
                     45 + 40 * n / (n + expected), stage="checking labels", items=items.count, labels=n
                 )
-            if row is None:
-                continue
-            uid = label_uid(dataset.pk, record.uid)
-            if record.uid:  # a fresh uuid4 never collides: only the source's own ids are remembered
-                if uid in uids:
-                    report.error(
-                        **_locate(record),
-                        message=f"label uid {record.uid!r} is used by another label of the delivery",
-                        code="duplicate_uid",
-                    )
-                    continue
-                uids.add(uid)
-            if row.annotator:
-                annotators.add(row.annotator)
-            seen_types[row.category].add(row.geometry_type)
-            if row.is_final:
-                finals += 1
-                kinds[row.geometry_type] += 1
-            else:
-                candidates += 1
-            labels.add((uid, row))
-        for tag, (where, count) in unknown_tags.items():
-            known = ", ".join(sorted(guidelines)) or "none"
-            report.error(
-                **_where(where),
-                message=f"guideline version {tag!r} is not one of this dataset's guideline versions "
-                f"(known: {known}); {count} label(s) name it. Add it on the dataset's guideline first.",
-                code="unknown_guideline",
-            )
+            if row is not None:
+                tally.add(dataset_id=dataset.pk, record=record, row=row, labels=labels, report=report)
+        tally.report_unknown_guidelines(report)
         # The readers' own findings are complete once both streams are exhausted.
         report.extend(parsed.problems)
         unmatched = coverage.unmatched(table)
@@ -367,32 +246,22 @@ def validate_delivery(
                     code="unmatched_provenance",
                 )
             )
-        if not items.count and not rejected and not report.has_errors:
+        if not items.count and not checked.rejected and not report.has_errors:
             report.error("", "the delivery has no image", code="no_items")
-        for name, types in seen_types.items():
+        for name, types in tally.seen_types.items():
             spec = categories[name]
             spec.geometry_types += sorted(types - set(spec.geometry_types))
-        total = coverage.total or 1
-        provenance = {
-            **coverage.as_dict(),
-            "shares": {
-                "per_label": round((coverage.per_label + coverage.native) / total, 4),
-                "defaults": round(coverage.defaults / total, 4),
-                "none": round(coverage.nothing / total, 4),
-            },
-            "sidecar": sidecars[0] if sidecars else None,
-            "unmatched_records": len(unmatched),
-        }
+        provenance = _provenance_summary(coverage, sidecars=sidecars, unmatched=len(unmatched))
         counts = {
             "items": items.count,
-            "labels": finals,
-            "candidate_labels": candidates,
-            "labels_by_kind": dict(sorted(kinds.items())),
+            "labels": tally.finals,
+            "candidate_labels": tally.candidates,
+            "labels_by_kind": dict(sorted(tally.kinds.items())),
             "categories": len(categories),
-            "annotators": len(annotators),
-            "splits": dict(splits),
-            "bytes": total_bytes,
-            "duplicate_images": items.count - len(seen_content),
+            "annotators": len(tally.annotators),
+            "splits": dict(checked.splits),
+            "bytes": checked.total_bytes,
+            "duplicate_images": items.count - len(checked.seen_content),
         }
     except BaseException:
         items.close()
@@ -404,11 +273,188 @@ def validate_delivery(
         attribute_specs=attribute_specs,
         items=items,
         labels=labels,
-        annotators=annotators,
-        guideline_ids=guideline_ids,
+        annotators=tally.annotators,
+        guideline_ids=tally.guideline_ids,
         counts=counts,
         provenance=provenance,
     )
+
+
+def _provenance_inputs(source, delivery: Delivery, report: Report) -> tuple[dict, fmt.Provenance, list[str]]:
+    """The sidecar's per-label table, and its defaults completed by the upload's; the sidecars found."""
+    table: dict[str, fmt.Provenance] = {}
+    file_defaults = fmt.Provenance()
+    sidecars = find_provenance_file(source.names())
+    if len(sidecars) > 1:
+        report.error(
+            sidecars[1], f"a second {PROVENANCE_FILE} ({sidecars[0]} is used)", code="duplicate_file"
+        )
+    if sidecars:
+        with source.open(sidecars[0]) as stream:
+            table, file_defaults, sidecar_problems = read_provenance(stream, name=sidecars[0])
+        report.extend(sidecar_problems)
+    upload_defaults, default_problems = parse_defaults(delivery.defaults)
+    report.extend(default_problems)
+    return table, merge_defaults(file_defaults, upload_defaults), sidecars
+
+
+@dataclass
+class _ItemsChecked:
+    """What the item pass leaves for the label pass and the counts."""
+
+    sizes: dict[str, tuple[int, int, bool]] = field(default_factory=dict)  # key -> real (w, h, recheck?)
+    rejected: set[str] = field(default_factory=set)  # items refused (and reported): labels skipped silently
+    seen_content: dict[str, str] = field(default_factory=dict)
+    splits: Counter = field(default_factory=Counter)
+    total_bytes: int = 0
+
+
+def _check_items(
+    records: Iterable[fmt.ItemRecord], items: Spool, *, source, images: ImageChecker, report: Report, progress
+) -> _ItemsChecked:
+    """Check every declared image (path, duplicates, the image itself, its size) and spool its row."""
+    image_files = sum(1 for n in source.names() if n.lower().endswith(IMAGE_EXTENSIONS)) or 1
+    progress.set(5, stage="checking images", force=True, items=0)
+    checked = _ItemsChecked()
+    for n, record in enumerate(records, start=1):
+        row = _check_item(record, checked, images=images, report=report)
+        if row is None:
+            continue
+        items.add(row)
+        progress.set(5 + 40 * n / max(image_files, n), stage="checking images", items=n)
+    return checked
+
+
+def _check_item(record: fmt.ItemRecord, checked: _ItemsChecked, *, images: ImageChecker, report: Report):
+    """One item's row, or None after reporting why it cannot be written."""
+    where = record.source_ref or record.key
+    if len(record.key) > ITEM_KEY_MAX:
+        report.error(**_where(where), message=f"path longer than {ITEM_KEY_MAX} characters", code="invalid")
+        checked.rejected.add(record.key)
+        return None
+    if record.key in checked.sizes or record.key in checked.rejected:
+        report.error(
+            **_where(where), message=f"image {record.key!r} is declared twice", code="duplicate_image"
+        )
+        return None
+    result = images.check(record.key)
+    images.forget(record.key)
+    if isinstance(result, fmt.FormatError):
+        report.extend(result.problems)
+        checked.rejected.add(record.key)
+        return None
+    declared = (record.width, record.height)
+    if None not in declared and declared != (result.width, result.height):
+        hint = ""
+        if declared == (result.raw_width, result.raw_height):
+            hint = " (the size before its EXIF orientation is applied)"
+        report.error(
+            **_where(where),
+            message=f"{record.key!r} is declared {declared[0]}x{declared[1]}{hint} but the image "
+            f"is {result.width}x{result.height}",
+            code="size_mismatch",
+        )
+        checked.rejected.add(record.key)
+        return None
+    if not record.key.lower().endswith(EXTENSIONS_FOR_FORMAT[result.format]):
+        report.add(
+            fmt.Problem(
+                file=record.key,
+                message=f"the file is a {result.format} image; stored as {result.suffix}",
+                code="extension_mismatch",
+            )
+        )
+    if result.sha256 in checked.seen_content:
+        report.add(
+            fmt.Problem(
+                file=record.key,
+                message=f"same content as {checked.seen_content[result.sha256]!r}",
+                code="duplicate_content",
+            )
+        )
+    else:
+        checked.seen_content[result.sha256] = record.key
+    split = normalise_split(record.split)
+    attributes = dict(record.attributes)
+    if record.split and record.split != split:
+        attributes.setdefault("subset", record.split)
+    checked.splits[split or "unassigned"] += 1
+    # The third value: did the reader check the geometry against this very size? Readers
+    # validate against the size they declare, and a declared size that is not the real
+    # one was refused above, so only undeclared sizes need the check again.
+    checked.sizes[record.key] = (result.width, result.height, None in declared)
+    checked.total_bytes += result.size_bytes
+    return ItemRow(
+        key=record.key,
+        storage_key=blob_key(result.sha256, result.suffix),
+        sha256=result.sha256,
+        size_bytes=result.size_bytes,
+        width=result.width,
+        height=result.height,
+        split=split,
+        attributes=attributes,
+    )
+
+
+@dataclass
+class _LabelTally:
+    """What the label pass counts and remembers: uids, annotators, kinds, guideline tags."""
+
+    guidelines: dict[str, list[int]]
+    guideline_ids: dict[str, int] = field(default_factory=dict)
+    unknown_tags: dict[str, list] = field(default_factory=dict)
+    annotators: set[str] = field(default_factory=set)
+    uids: set[uuid.UUID] = field(default_factory=set)
+    kinds: Counter = field(default_factory=Counter)
+    finals: int = 0
+    candidates: int = 0
+    seen_types: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def add(self, *, dataset_id: int, record: fmt.LabelRecord, row: LabelRow, labels: Spool, report: Report):
+        """Spool a checked label unless its source uid repeats one of the delivery's."""
+        uid = label_uid(dataset_id, record.uid)
+        if record.uid:  # a fresh uuid4 never collides: only the source's own ids are remembered
+            if uid in self.uids:
+                report.error(
+                    **_locate(record),
+                    message=f"label uid {record.uid!r} is used by another label of the delivery",
+                    code="duplicate_uid",
+                )
+                return
+            self.uids.add(uid)
+        if row.annotator:
+            self.annotators.add(row.annotator)
+        self.seen_types[row.category].add(row.geometry_type)
+        if row.is_final:
+            self.finals += 1
+            self.kinds[row.geometry_type] += 1
+        else:
+            self.candidates += 1
+        labels.add((uid, row))
+
+    def report_unknown_guidelines(self, report: Report) -> None:
+        for tag, (where, count) in self.unknown_tags.items():
+            known = ", ".join(sorted(self.guidelines)) or "none"
+            report.error(
+                **_where(where),
+                message=f"guideline version {tag!r} is not one of this dataset's guideline versions "
+                f"(known: {known}); {count} label(s) name it. Add it on the dataset's guideline first.",
+                code="unknown_guideline",
+            )
+
+
+def _provenance_summary(coverage: ProvenanceCoverage, *, sidecars: list[str], unmatched: int) -> dict:
+    total = coverage.total or 1
+    return {
+        **coverage.as_dict(),
+        "shares": {
+            "per_label": round((coverage.per_label + coverage.native) / total, 4),
+            "defaults": round(coverage.defaults / total, 4),
+            "none": round(coverage.nothing / total, 4),
+        },
+        "sidecar": sidecars[0] if sidecars else None,
+        "unmatched_records": unmatched,
+    }
 
 
 def _provenance_references(format: str, labels: Iterable[fmt.LabelRecord]) -> Iterator[fmt.LabelRecord]:
