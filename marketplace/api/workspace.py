@@ -19,6 +19,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from governance.models import GuidelineVersion
 from marketplace.errors import DomainError
 from marketplace.workspace import diff as workspace_diff
 from marketplace.workspace import editing as workspace_editing
@@ -606,8 +607,6 @@ class GuidelineListView(WorkspaceView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def _queryset(self, dataset):
-        from governance.models import GuidelineVersion
-
         return (
             GuidelineVersion.objects.filter(guideline__dataset=dataset)
             .select_related("guideline")

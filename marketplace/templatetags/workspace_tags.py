@@ -2,6 +2,7 @@
 
 from django import template
 
+from marketplace.models import Datasheet
 from marketplace.workspace import diff as workspace_diff
 
 register = template.Library()
@@ -23,7 +24,5 @@ def changelog_for(dataset) -> list[dict]:
 @register.filter
 def datasheet_completeness(version) -> int | None:
     """A version's datasheet completeness in percent (None without a datasheet), for catalogue cards."""
-    from ..models import Datasheet
-
     sheet = Datasheet.objects.filter(version=version).first() if version is not None else None
     return round(sheet.completeness() * 100) if sheet else None

@@ -19,6 +19,7 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
+from governance.models import GuidelineVersion
 from marketplace.workspace import diff as workspace_diff
 from marketplace.workspace import editing as workspace_editing
 from marketplace.workspace import lifecycle as workspace_lifecycle
@@ -476,8 +477,6 @@ def guidelines(request, slug):
         else:
             messages.success(request, f"{gv.guideline.title} {gv.tag} added (SHA-256 {gv.sha256[:12]}…).")
             return redirect("workspace-guidelines", slug=dataset.slug)
-    from governance.models import GuidelineVersion
-
     versions = (
         GuidelineVersion.objects.filter(guideline__dataset=dataset)
         .select_related("guideline")
