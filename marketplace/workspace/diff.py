@@ -27,8 +27,33 @@ def diff_versions(*, old: DatasetVersion, new: DatasetVersion, examples: int = 1
     versions and its item, class, geometry kind, geometry, attributes or crowd flag differ;
     *relabelled* counts the kept labels whose guideline version changed.
     """
-    old_items = Item.objects.filter(version=old)
-    new_items = Item.objects.filter(version=new)
+    label_totals, classes, label_examples = _label_diff(old=old, new=new, examples=examples)
+    old_cats = set(Category.objects.filter(schema__version=old).values_list("name", flat=True))
+    new_cats = set(Category.objects.filter(schema__version=new).values_list("name", flat=True))
+    old_gv, new_gv = _guideline_rows(old), _guideline_rows(new)
+    return {
+        "dataset": new.dataset.slug,
+        "from": old.number,
+        "to": new.number,
+        "items": _item_diff(old=old, new=new),
+        "labels": label_totals,
+        "candidate_labels": {
+            "before": Label.objects.filter(version=old, is_final=False).count(),
+            "after": Label.objects.filter(version=new, is_final=False).count(),
+        },
+        "classes": classes,
+        "categories": {"added": sorted(new_cats - old_cats), "removed": sorted(old_cats - new_cats)},
+        "guideline_versions": {
+            "added": [new_gv[k] for k in new_gv if k not in old_gv],
+            "removed": [old_gv[k] for k in old_gv if k not in new_gv],
+            "kept": [new_gv[k] for k in new_gv if k in old_gv],
+        },
+        "examples": label_examples,
+    }
+
+
+def _item_diff(*, old: DatasetVersion, new: DatasetVersion) -> dict:
+    """Items matched by key: added, removed, changed (content, split, size or attributes), unchanged."""
     same_key = Item.objects.filter(version=old, key=OuterRef("key"))
     same_item = same_key.filter(
         sha256=OuterRef("sha256"),
@@ -39,13 +64,24 @@ def diff_versions(*, old: DatasetVersion, new: DatasetVersion, examples: int = 1
         attributes=OuterRef("attributes"),
     )
     item_new = _counts(
-        new_items,
+        Item.objects.filter(version=new),
         after=Count("id"),
         kept=Count("id", filter=Q(Exists(same_key))),
         unchanged=Count("id", filter=Q(Exists(same_item))),
     )
-    item_before = old_items.count()
+    item_before = Item.objects.filter(version=old).count()
+    return {
+        "before": item_before,
+        "after": item_new["after"],
+        "added": item_new["after"] - item_new["kept"],
+        "removed": item_before - item_new["kept"],
+        "changed": item_new["kept"] - item_new["unchanged"],
+        "unchanged": item_new["unchanged"],
+    }
 
+
+def _label_diff(*, old: DatasetVersion, new: DatasetVersion, examples: int) -> tuple[dict, list[dict], dict]:
+    """Final labels matched by uid: totals, the same per class, and a few examples of each change."""
     old_labels = Label.objects.filter(version=old, is_final=True)
     new_labels = Label.objects.filter(version=new, is_final=True)
     same_uid = old_labels.filter(uid=OuterRef("uid"))
@@ -101,58 +137,28 @@ def diff_versions(*, old: DatasetVersion, new: DatasetVersion, examples: int = 1
         "relabelled": sum(row["relabelled"] for row in per_new.values()),
     }
     label_totals["unchanged"] = label_totals["after"] - label_totals["added"] - label_totals["changed"]
-
-    old_cats = set(Category.objects.filter(schema__version=old).values_list("name", flat=True))
-    new_cats = set(Category.objects.filter(schema__version=new).values_list("name", flat=True))
-
-    def guideline_rows(version):
-        return {
-            gv.pk: {"guideline": gv.guideline.title, "tag": gv.tag, "sha256": gv.sha256}
-            for gv in version.guideline_versions.select_related("guideline").order_by(
-                "guideline__title", "tag"
-            )
-        }
-
-    old_gv, new_gv = guideline_rows(old), guideline_rows(new)
-
-    def label_examples(qs):
-        return [
-            {"uid": str(uid), "item": key, "category": cat}
-            for uid, key, cat in qs.order_by("item__key", "uid").values_list(
-                "uid", "item__key", "category__name"
-            )[:examples]
-        ]
-
-    return {
-        "dataset": new.dataset.slug,
-        "from": old.number,
-        "to": new.number,
-        "items": {
-            "before": item_before,
-            "after": item_new["after"],
-            "added": item_new["after"] - item_new["kept"],
-            "removed": item_before - item_new["kept"],
-            "changed": item_new["kept"] - item_new["unchanged"],
-            "unchanged": item_new["unchanged"],
-        },
-        "labels": label_totals,
-        "candidate_labels": {
-            "before": Label.objects.filter(version=old, is_final=False).count(),
-            "after": Label.objects.filter(version=new, is_final=False).count(),
-        },
-        "classes": classes,
-        "categories": {"added": sorted(new_cats - old_cats), "removed": sorted(old_cats - new_cats)},
-        "guideline_versions": {
-            "added": [new_gv[k] for k in new_gv if k not in old_gv],
-            "removed": [old_gv[k] for k in old_gv if k not in new_gv],
-            "kept": [new_gv[k] for k in new_gv if k in old_gv],
-        },
-        "examples": {
-            "added": label_examples(new_labels.filter(~kept)),
-            "removed": label_examples(old_labels.filter(~Q(Exists(in_new)))),
-            "changed": label_examples(new_labels.filter(kept & ~identical)),
-        },
+    label_examples = {
+        "added": _label_examples(new_labels.filter(~kept), examples),
+        "removed": _label_examples(old_labels.filter(~Q(Exists(in_new))), examples),
+        "changed": _label_examples(new_labels.filter(kept & ~identical), examples),
     }
+    return label_totals, classes, label_examples
+
+
+def _guideline_rows(version: DatasetVersion) -> dict[int, dict]:
+    return {
+        gv.pk: {"guideline": gv.guideline.title, "tag": gv.tag, "sha256": gv.sha256}
+        for gv in version.guideline_versions.select_related("guideline").order_by("guideline__title", "tag")
+    }
+
+
+def _label_examples(qs, examples: int) -> list[dict]:
+    return [
+        {"uid": str(uid), "item": key, "category": cat}
+        for uid, key, cat in qs.order_by("item__key", "uid").values_list(
+            "uid", "item__key", "category__name"
+        )[:examples]
+    ]
 
 
 def cached_diff(*, old: DatasetVersion, new: DatasetVersion) -> dict:
