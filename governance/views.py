@@ -9,8 +9,9 @@ from django.shortcuts import render
 
 from marketplace.models import Label
 
-from . import ledger, provenance, signing
+from . import ledger, provenance
 from .api.views import history_payload
+from .ledger import signing
 
 
 @login_required

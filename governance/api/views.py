@@ -16,7 +16,8 @@ from marketplace.api.errors import DomainError
 from marketplace.api.pagination import Pagination
 from marketplace.models import Dataset
 
-from .. import ledger, provenance, signing
+from .. import ledger, provenance
+from ..ledger import signing
 
 VERIFY_HINT = (
     "Save public_key as key.pem and {tree_head, event, proof} as bundle.json, then run "
