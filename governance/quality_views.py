@@ -15,9 +15,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from governance import consensus, reports
 from governance.api.quality import is_supplier
 from governance.models import Annotator, ReviewTask
+from governance.quality import consensus, reports
 from marketplace.api.errors import DomainError
 from marketplace.models import DatasetVersion, Label
 

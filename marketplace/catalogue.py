@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from governance import ledger
 
+from . import signals
 from .models import Category, Dataset, DatasetVersion, Item, Label
 
 
@@ -118,18 +119,9 @@ def publish_version(
     )
     ledger.sign_tree_head(dataset=version.dataset, version=version)
     # --- end governance ledger
-    # --- governance quality reports (stats, agreement, balance, compliance): started after the
-    # commit, so the worker sees the published rows; robust, so a failing report never fails a
-    # release that is already committed (the reports can be recomputed at any time).
-    transaction.on_commit(lambda: _start_quality_reports(version.pk), robust=True)
-    # --- end governance quality reports
+    # Other apps react to the release: governance's receiver starts its quality reports after the commit.
+    signals.version_published.send(sender=DatasetVersion, version=version)
     return version
-
-
-def _start_quality_reports(version_id: int) -> None:
-    from governance.tasks import compute_quality_reports  # governance.reports imports this module
-
-    compute_quality_reports.delay(version_id)
 
 
 def annotation_kinds(stats: dict) -> list[str]:

@@ -15,8 +15,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from governance import consensus, reports
 from governance.models import Annotator, ReviewTask
+from governance.quality import consensus, reports
+from governance.quality.tasks import compute_quality_reports
 from marketplace.api.errors import DomainError
 from marketplace.models import DatasetVersion, Role, org_ids
 
@@ -77,8 +78,6 @@ class RecomputeView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, slug, number):
-        from governance.tasks import compute_quality_reports
-
         version = supplied_version(request.user, slug, number)
         transaction.on_commit(lambda: compute_quality_reports.delay(version.pk, force=True))
         return Response(

@@ -1,7 +1,7 @@
 """Consensus and review: turning several annotators' candidates into one final label, and the queue
 of images where they disagreed too much for that to be trusted without a person looking.
 
-Consensus, per object (a cluster of matched candidates, see ``governance.agreement``):
+Consensus, per object (a cluster of matched candidates, see ``governance.quality.agreement``):
 * it exists if a strict majority of the image's annotators drew it;
 * its class and every attribute are decided by majority vote (numbers by the median); a tie
   decides nothing and is listed in ``ties`` so a reviewer settles it;
@@ -31,8 +31,9 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework import status
 
-from governance import agreement, ledger
+from governance import ledger
 from governance.models import Annotator, ReviewTask
+from governance.quality import agreement
 from marketplace.api.errors import DomainError
 from marketplace.formats import model as fmt
 from marketplace.models import Category, DatasetVersion, Label
