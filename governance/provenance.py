@@ -148,51 +148,9 @@ def version_provenance(version: DatasetVersion) -> dict:
     total = counts["total"]
     in_ledger_count = labels.filter(in_ledger).count() if total else 0
 
-    used = dict(
-        labels.exclude(guideline_version=None).values_list("guideline_version").annotate(n=Count("id"))
-    )
-    superseded_ids = set(
-        GuidelineVersion.objects.superseded().filter(pk__in=used).values_list("pk", flat=True)
-    )
-    guideline_versions = []
-    for gv in (
-        GuidelineVersion.objects.filter(pk__in=used)
-        .select_related("guideline")
-        .order_by("guideline__title", "effective_date")
-    ):
-        later = gv.superseded_by() if gv.pk in superseded_ids else None
-        guideline_versions.append(
-            {
-                "guideline": gv.guideline.title,
-                "tag": gv.tag,
-                "sha256": gv.sha256,
-                "effective_date": gv.effective_date.isoformat(),
-                "labels": used[gv.pk],
-                "superseded": gv.pk in superseded_ids,
-                "superseded_by": later.tag if later else None,
-            }
-        )
-
-    annotators = [
-        {
-            "pseudonym": row["annotator__pseudonym"],
-            "role": row["annotator__role"],
-            "labels": row["n"],
-            "first_made_at": row["first"].isoformat() if row["first"] else None,
-            "last_made_at": row["last"].isoformat() if row["last"] else None,
-        }
-        for row in labels.exclude(annotator=None)
-        .values("annotator__pseudonym", "annotator__role")
-        .annotate(n=Count("id"), first=Min("made_at"), last=Max("made_at"))
-        .order_by("annotator__pseudonym")
-    ]
-    models = [
-        {"model_name": row["model_name"], "model_version": row["model_version"], "labels": row["n"]}
-        for row in labels.filter(source=fmt.MODEL)
-        .values("model_name", "model_version")
-        .annotate(n=Count("id"))
-        .order_by("model_name", "model_version")
-    ]
+    guideline_versions = _guideline_versions(labels)
+    annotators = _annotators(labels)
+    models = _models(labels)
     head = TreeHead.objects.filter(version=version).select_related("dataset").order_by("-tree_size").first()
     latest = (
         TreeHead.objects.filter(dataset_id=version.dataset_id)
@@ -235,6 +193,63 @@ def version_provenance(version: DatasetVersion) -> dict:
         "tree_head": ledger.tree_head_document(head) if head else None,
         "latest_tree_head": ledger.tree_head_document(latest) if latest else None,
     }
+
+
+def _guideline_versions(labels: QuerySet) -> list[dict]:
+    """The guideline versions a version's labels were made under, with how many labels each."""
+    used = dict(
+        labels.exclude(guideline_version=None).values_list("guideline_version").annotate(n=Count("id"))
+    )
+    superseded_ids = set(
+        GuidelineVersion.objects.superseded().filter(pk__in=used).values_list("pk", flat=True)
+    )
+    guideline_versions = []
+    for gv in (
+        GuidelineVersion.objects.filter(pk__in=used)
+        .select_related("guideline")
+        .order_by("guideline__title", "effective_date")
+    ):
+        later = gv.superseded_by() if gv.pk in superseded_ids else None
+        guideline_versions.append(
+            {
+                "guideline": gv.guideline.title,
+                "tag": gv.tag,
+                "sha256": gv.sha256,
+                "effective_date": gv.effective_date.isoformat(),
+                "labels": used[gv.pk],
+                "superseded": gv.pk in superseded_ids,
+                "superseded_by": later.tag if later else None,
+            }
+        )
+    return guideline_versions
+
+
+def _annotators(labels: QuerySet) -> list[dict]:
+    """Each annotator's pseudonym, role, label count and first and last labelling time."""
+    return [
+        {
+            "pseudonym": row["annotator__pseudonym"],
+            "role": row["annotator__role"],
+            "labels": row["n"],
+            "first_made_at": row["first"].isoformat() if row["first"] else None,
+            "last_made_at": row["last"].isoformat() if row["last"] else None,
+        }
+        for row in labels.exclude(annotator=None)
+        .values("annotator__pseudonym", "annotator__role")
+        .annotate(n=Count("id"), first=Min("made_at"), last=Max("made_at"))
+        .order_by("annotator__pseudonym")
+    ]
+
+
+def _models(labels: QuerySet) -> list[dict]:
+    """Each model that made labels, by name and version, with its label count."""
+    return [
+        {"model_name": row["model_name"], "model_version": row["model_version"], "labels": row["n"]}
+        for row in labels.filter(source=fmt.MODEL)
+        .values("model_name", "model_version")
+        .annotate(n=Count("id"))
+        .order_by("model_name", "model_version")
+    ]
 
 
 def superseded_labels(version: DatasetVersion) -> QuerySet[Label]:

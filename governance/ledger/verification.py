@@ -74,24 +74,7 @@ def verify_dataset(
     and benchmarks; a web request should not fork.
     """
     report = VerificationReport(dataset=dataset.slug)
-    public_key = signing.public_key()
-    stored_heads = TreeHead.objects.filter(dataset_id=dataset.pk).select_related("dataset")
-    heads = [("stored", tree_head_document(h)) for h in stored_heads]
-    heads += [("trusted", dict(head)) for head in trusted_heads]
-    report.tree_heads = len(heads)
-    by_size: dict[int, list[tuple[str, dict]]] = {}
-    for origin, head in heads:
-        failures: list[str] = []
-        if not _head_failures(head, public_key, failures) or failures:
-            size = head.get("tree_size") if isinstance(head, dict) else None
-            report._problem(f"{origin} tree head at size {size}: {'; '.join(failures)}")
-            continue
-        if head["dataset"] != dataset.slug:
-            report._problem(
-                f"{origin} tree head at size {head['tree_size']} is for dataset {head['dataset']}"
-            )
-            continue
-        by_size.setdefault(head["tree_size"], []).append((origin, head))
+    by_size = _heads_by_size(report, dataset, trusted_heads)
 
     builder = _TreeBuilder(_chunk_size())
     cached = _cached_chunks(dataset.pk)
@@ -156,6 +139,29 @@ def verify_dataset(
             )
     report.root_hash = builder.root().hex()
     return report
+
+
+def _heads_by_size(report: VerificationReport, dataset: Dataset, trusted_heads: Iterable[dict]) -> dict:
+    """Stored and trusted tree heads whose signature holds, by tree size; the others are reported."""
+    public_key = signing.public_key()
+    stored_heads = TreeHead.objects.filter(dataset_id=dataset.pk).select_related("dataset")
+    heads = [("stored", tree_head_document(h)) for h in stored_heads]
+    heads += [("trusted", dict(head)) for head in trusted_heads]
+    report.tree_heads = len(heads)
+    by_size: dict[int, list[tuple[str, dict]]] = {}
+    for origin, head in heads:
+        failures: list[str] = []
+        if not _head_failures(head, public_key, failures) or failures:
+            size = head.get("tree_size") if isinstance(head, dict) else None
+            report._problem(f"{origin} tree head at size {size}: {'; '.join(failures)}")
+            continue
+        if head["dataset"] != dataset.slug:
+            report._problem(
+                f"{origin} tree head at size {head['tree_size']} is for dataset {head['dataset']}"
+            )
+            continue
+        by_size.setdefault(head["tree_size"], []).append((origin, head))
+    return by_size
 
 
 # PostgreSQL formats the two timestamps exactly as _iso does and the uuid exactly as str(UUID), so the
