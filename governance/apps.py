@@ -6,8 +6,10 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Governance"
 
     def ready(self):
-        from marketplace.signals import version_published
+        # Quality reports react to marketplace's publication; marketplace does not import them.
+        from governance.quality import receivers
+        from marketplace import signals
 
-        from . import receivers
-
-        version_published.connect(receivers.start_quality_reports, dispatch_uid="governance-quality-reports")
+        signals.version_published.connect(
+            receivers.start_quality_reports, dispatch_uid="governance.quality.start_quality_reports"
+        )

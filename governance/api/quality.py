@@ -15,28 +15,12 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from governance import consensus, reports
 from governance.models import Annotator, ReviewTask
-from marketplace import visibility
+from governance.quality import consensus, reports
+from governance.quality.access import readable_version, supplied_version
+from governance.quality.tasks import compute_quality_reports
 from marketplace.errors import DomainError
 from marketplace.models import DatasetVersion
-
-
-def readable_version(user, slug: str, number: int) -> DatasetVersion:
-    """The version if this user may read it; a 404 otherwise (its existence is not revealed)."""
-    return visibility.visible_version(user, slug, number)
-
-
-def is_supplier(user, version: DatasetVersion) -> bool:
-    return visibility.is_supplier_of(user, version.dataset)
-
-
-def supplied_version(user, slug: str, number: int) -> DatasetVersion:
-    """The version if this user supplies it; a 404 for anyone else, staff included."""
-    version = readable_version(user, slug, number)
-    if not is_supplier(user, version):
-        raise DomainError("No such dataset version.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
-    return version
 
 
 def report_payload(version: DatasetVersion, kind: str) -> dict:
@@ -70,8 +54,6 @@ class RecomputeView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, slug, number):
-        from governance.tasks import compute_quality_reports
-
         version = supplied_version(request.user, slug, number)
         transaction.on_commit(lambda: compute_quality_reports.delay(version.pk, force=True))
         return Response(

@@ -1,6 +1,6 @@
 """Exports API: ask for a version in a format (202), follow the job, download over a signed link.
 
-Access, in this order (marketplace.access): a version or export the user cannot see is a 404;
+Access, in this order (marketplace.visibility): a version or export the user cannot see is a 404;
 anonymous callers get 401; a user who can see the version but holds no license that covers it
 gets 403. The download view checks the signed token, the user and the license again, records
 the download, then streams the file or redirects to a presigned S3 URL.

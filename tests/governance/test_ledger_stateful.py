@@ -125,7 +125,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 def test_any_sequence_of_appends_publications_and_signatures_verifies_offline(monkeypatch):
-    monkeypatch.setattr(ledger, "CHUNK_LEVEL", 1)  # two-leaf chunks: small ledgers exercise the cache
+    # two-leaf chunks: small ledgers exercise the cache
+    monkeypatch.setattr(ledger.tree_heads, "CHUNK_LEVEL", 1)
     run_state_machine_as_test(
         LedgerMachine,
         settings=settings(

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from . import verify_offline
+from .. import verify_offline
 
 logger = logging.getLogger(__name__)
 

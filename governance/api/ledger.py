@@ -16,32 +16,9 @@ from marketplace.api.pagination import Pagination
 from marketplace.errors import DomainError
 from marketplace.models import Dataset
 
-from .. import ledger, provenance, signing
-
-VERIFY_HINT = (
-    "Save public_key as key.pem and {tree_head, event, proof} as bundle.json, then run "
-    "python verify_offline.py --key key.pem --bundle bundle.json"
-)
-
-
-def history_payload(dataset, events) -> dict:
-    """A label's events, each with its inclusion proof against the latest signed tree head."""
-    head = ledger.latest_tree_head(dataset)
-    if head is not None:
-        proofs = ledger.proofs_for(events, head=head)
-    else:
-        proofs = [(None, "no tree head has been signed for this dataset yet")] * len(events)
-    return {
-        "dataset": dataset.slug,
-        "public_key": signing.public_key_pem(),
-        "key_id": signing.key_id(),
-        "tree_head": ledger.tree_head_document(head) if head else None,
-        "events": [
-            {"id": event.pk, "event": ledger.event_document(event), "proof": proof, "proof_error": error}
-            for event, (proof, error) in zip(events, proofs, strict=True)
-        ],
-        "how_to_verify": VERIFY_HINT,
-    }
+from .. import ledger, provenance
+from ..ledger import signing
+from ..provenance import history_payload
 
 
 class LabelHistoryView(APIView):

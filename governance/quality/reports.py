@@ -1,7 +1,7 @@
 """Quality reports of a version, computed together and stored: stats, agreement, balance, compliance.
 
 A published version never changes, so its reports are computed once (by the Celery task that
-``publish_version`` starts after its commit) and read from ``QualityReport`` afterwards; they can be
+``receivers`` starts after ``publish_version`` commits) and read from ``QualityReport`` afterwards; they can be
 recomputed at any time (``compute_quality_reports``), e.g. after the thresholds change. A draft
 still changes, so its reports are computed fresh on every read and stored as the latest.
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from governance import agreement, balance, compliance
 from governance.models import QualityReport
+from governance.quality import agreement, balance, compliance
 from marketplace.catalogue import stats as catalogue_stats
-from marketplace.models import DatasetVersion
+from marketplace.models import DatasetVersion, Datasheet
 
 KINDS = [k for k, _ in QualityReport.Kind.choices]
 PARAMETERS = {
@@ -113,3 +113,23 @@ def stored_report(version: DatasetVersion, kind: str) -> QualityReport:
     if kind not in KINDS:
         raise ValueError(f"unknown report kind {kind!r}")
     return reports_for(version)[kind]
+
+
+def croissant_rai_fields(version: DatasetVersion) -> dict:
+    """The Croissant RAI properties this registry measures, for the Croissant export.
+
+    ``rai:annotationsPerItem`` is one sentence; the other three are lists of sentences (the
+    vocabulary's range is Text, repeated values allowed). Computed reports are read from storage
+    (computed now if missing). The sentences are written by ``compliance``.
+    """
+    stored = reports_for(version)
+    agreement, balance = stored["agreement"].result, stored["balance"].result
+    sheet = Datasheet.objects.filter(version=version).first()
+    return {
+        "rai:annotationsPerItem": compliance.annotations_per_item_text(agreement, balance),
+        "rai:dataAnnotationAnalysis": compliance.annotation_analysis_texts(agreement),
+        "rai:dataBiases": compliance.bias_texts(balance, sheet.biases.strip() if sheet else ""),
+        "rai:annotatorDemographics": compliance.annotator_demographics_texts(
+            balance.get("annotator_pool", {})
+        ),
+    }

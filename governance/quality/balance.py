@@ -29,8 +29,8 @@ import numpy as np
 from django.db.models import Count
 from scipy.stats import chi2
 
-from governance.agreement import boxes_of
 from governance.models import Annotator
+from governance.quality.agreement import boxes_of
 from marketplace.models import AttributeSpec, Category, Item, Label
 
 MIN_COUNT = 30

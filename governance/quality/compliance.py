@@ -648,26 +648,6 @@ def build_evidence_pack(version: DatasetVersion, *, agreement: dict, balance: di
 # --------------------------------------------------------------------------- Croissant RAI
 
 
-def croissant_rai_fields(version: DatasetVersion) -> dict:
-    """The Croissant RAI properties this registry measures, for the Croissant export.
-
-    ``rai:annotationsPerItem`` is one sentence; the other three are lists of sentences (the
-    vocabulary's range is Text, repeated values allowed). Computed reports are read from storage
-    (computed now if missing).
-    """
-    from governance import reports  # reports builds this module's pack: import at call time
-
-    stored = reports.reports_for(version)
-    agreement, balance = stored["agreement"].result, stored["balance"].result
-    sheet = Datasheet.objects.filter(version=version).first()
-    return {
-        "rai:annotationsPerItem": annotations_per_item_text(agreement, balance),
-        "rai:dataAnnotationAnalysis": annotation_analysis_texts(agreement),
-        "rai:dataBiases": bias_texts(balance, sheet.biases.strip() if sheet else ""),
-        "rai:annotatorDemographics": annotator_demographics_texts(balance.get("annotator_pool", {})),
-    }
-
-
 def annotations_per_item_text(agreement: dict, balance: dict) -> str:
     per_item = balance.get("labels_per_item", {})
     labels = (

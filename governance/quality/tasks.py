@@ -3,11 +3,12 @@
 from celery import shared_task
 from django.db.utils import InterfaceError, OperationalError
 
-from governance import reports
+from governance.quality import reports
 from marketplace.models import DatasetVersion
 
 
 @shared_task(
+    name="governance.tasks.compute_quality_reports",  # its name before the move: queued messages resolve
     acks_late=True,  # re-running only recomputes the same reports
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=True,

@@ -1,7 +1,7 @@
 """Consensus and review: turning several annotators' candidates into one final label, and the queue
 of images where they disagreed too much for that to be trusted without a person looking.
 
-Consensus, per object (a cluster of matched candidates, see ``governance.agreement``):
+Consensus, per object (a cluster of matched candidates, see ``governance.quality.agreement``):
 * it exists if a strict majority of the image's annotators drew it;
 * its class and every attribute are decided by majority vote (numbers by the median); a tie
   decides nothing and is listed in ``ties`` so a reviewer settles it;
@@ -25,14 +25,15 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 import numpy as np
 from django.db import transaction
 from django.utils import timezone
-from rest_framework import status
 
-from governance import agreement, ledger
+from governance import ledger
 from governance.models import Annotator, ReviewTask
+from governance.quality import agreement
 from marketplace.errors import DomainError
 from marketplace.formats import model as fmt
 from marketplace.models import Category, DatasetVersion, Label
@@ -229,7 +230,7 @@ def write_consensus(*, version: DatasetVersion, threshold: float = agreement.DEF
         raise DomainError(
             f"{version} is {version.status}: consensus labels go into a new draft.",
             code="version_frozen",
-            status_code=status.HTTP_409_CONFLICT,
+            status_code=HTTPStatus.CONFLICT,
         )
     done = set(Label.objects.filter(version=version, is_final=True).values_list("item_id", flat=True))
     proposals = [p for p in propose_for_version(version, threshold=threshold) if p.item not in done]

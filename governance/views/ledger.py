@@ -7,10 +7,10 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from governance import ledger, provenance
+from governance.ledger import signing
+from governance.provenance import history_payload
 from marketplace.models import Label
-
-from . import ledger, provenance, signing
-from .api.views import history_payload
 
 
 @login_required

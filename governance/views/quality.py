@@ -1,7 +1,7 @@
 """Pages of the quality reports: the charts a buyer reads, the supplier's review queue, the auditor's report.
 
 Server-rendered, no JavaScript: the charts are CSS bars whose widths are computed here. Scoped
-like the API (``governance.api.quality``): whoever cannot see a version gets a 404, and the review
+like the API (``governance.quality.access``): whoever cannot see a version gets a 404, and the review
 queue is the supplier's alone.
 """
 
@@ -15,9 +15,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from governance import consensus, reports
-from governance.api.quality import is_supplier
 from governance.models import Annotator, ReviewTask
+from governance.quality import consensus, reports
+from governance.quality.access import is_supplier
 from marketplace import visibility
 from marketplace.errors import DomainError
 from marketplace.models import DatasetVersion, Label
