@@ -16,7 +16,8 @@ from collections import Counter
 
 import pytest
 
-from marketplace import exports
+from marketplace.exports import packaging as export_packaging
+from marketplace.exports import service as export_service
 from marketplace.models import Delivery, Label
 
 from . import ingest_support as support
@@ -147,8 +148,8 @@ def test_a_real_export_survives_a_round_trip_through_our_exports(case, target, d
     delivery, _ = _ingest(dataset, run, corpus.case_zip(case))
     v1 = delivery.version
     archive = io.BytesIO()
-    options = exports.normalise_options(version=v1, format=format, options={})
-    exports.build_archive(version=v1, format=format, options=options, fileobj=archive)
+    options = export_service.normalise_options(version=v1, format=format, options={})
+    export_packaging.build_archive(version=v1, format=format, options=options, fileobj=archive)
 
     again, _ = _ingest(dataset, run, archive.getvalue(), format=format)
 
