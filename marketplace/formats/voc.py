@@ -48,6 +48,9 @@ Datumaro write it; line order is the index, background first), else the 20 VOC c
 devkit order (aeroplane = 1 ... tvmonitor = 20). Without a class PNG, or when its majority
 index has no name, the category is the k-th object's ``<name>``. When both are known and
 disagree, the class PNG wins for the mask label and the disagreement is a problem.
+The box label of the k-th ``<object>`` and its mask label are two labels of one object: the
+mask's ``uid`` is derived from the box's (``mask_uid``; the box's is a new UUID), so the VOC export
+writes the two back as one ``<object>``.
 
 XML is parsed with defusedxml: a DTD, an entity declaration (entity bombs) or an external
 reference is a problem for that file, never a crash or a hang.
@@ -58,6 +61,7 @@ from __future__ import annotations
 import itertools
 import posixpath
 import re
+import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -106,6 +110,21 @@ _FLAGS = ("truncated", "difficult", "occluded")
 
 
 DEVKIT, ZERO_DECIMAL, ZERO_INTEGER = "devkit", "zero_based_decimal", "zero_based_integer"
+
+
+def mask_uid(box_uid: str | None) -> str | None:
+    """The uid of the mask of the ``<object>`` whose box label has ``box_uid`` (None: not a UUID).
+
+    VOC gives one ``<object>`` a box and, in ``SegmentationObject``, a mask: two labels here. The
+    mask's uid is derived from the box's, so an export knows the two are one object and writes
+    them back as one ``<object>`` (voc_writer), whatever the registry stored in between.
+    """
+    try:
+        return str(uuid.uuid5(uuid.UUID(str(box_uid)), "SegmentationObject"))
+    except ValueError:
+        return None
+
+
 CONVENTION_MESSAGES = {
     ZERO_DECIMAL: "corners written as decimals (as CVAT and datumaro write them) read as 0-based: "
     "x = xmin, w = xmax - xmin",
@@ -589,8 +608,15 @@ class _Reader:
             objects = [self.object(doc, i, node) for i, node in enumerate(root.findall("object"), 1)]
             if doc.item is None:
                 continue
+            masks = list(self.masks(doc, objects))
+            mask_of = {m.source_id: m for m in masks}
             for obj in objects:
                 if obj.name is not None and obj.bbox is not None:
+                    uid = None
+                    mask = mask_of.get(obj.index)
+                    if mask is not None:  # one object, two labels: the mask's uid names its box's
+                        uid = str(uuid.uuid4())
+                        mask.uid = mask_uid(uid)
                     yield LabelRecord(
                         item_key=doc.item.key,
                         category=obj.name,
@@ -599,8 +625,9 @@ class _Reader:
                         attributes=obj.attributes,
                         source_ref=f"{doc.xml}:{obj.line}",
                         source_id=obj.index,
+                        uid=uid,
                     )
-            yield from self.masks(doc, objects)
+            yield from masks
 
     def object(self, doc: _Doc, index: int, node: _Node) -> _Object:
         add = self.problems.add

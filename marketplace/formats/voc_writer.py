@@ -20,6 +20,10 @@ so a box survives a round trip within half a pixel per edge, and ``[0, 0, W, H]`
 ``1, 1, W, H``. Corners are clamped to ``1..width`` / ``1..height`` (counted in the notes
 when that moves one), and a box thinner than a pixel keeps one pixel.
 
+A box label and the mask label the VOC reader took from the same ``<object>`` (the mask's uid
+derived from the box's: ``voc.mask_uid``) are written as that one ``<object>``: the box's corners,
+the mask's pixels under its index. Every other label is its own ``<object>``.
+
 Masks: every mask and polygon label is painted into both PNGs (polygons rasterised as
 pycocotools does, masks decoded from RLE), in label order, so where two instances overlap the later
 one is on top -- VOC stores one value per pixel (counted in the notes). At most 254
@@ -38,6 +42,7 @@ import math
 import posixpath
 import re
 import tempfile
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -49,6 +54,7 @@ from pycocotools import mask as mask_utils
 
 from . import model
 from .model import CategoryDef, ItemRecord, LabelRecord, bbox_of
+from .voc import mask_uid
 from .writing import (
     NameAllocator,
     Notes,
@@ -131,6 +137,44 @@ def _png(array: np.ndarray) -> bytes:
     return out.getvalue()
 
 
+def _uid_text(uid) -> str | None:
+    try:
+        return str(uuid.UUID(str(uid)))
+    except ValueError:
+        return None
+
+
+def _pair_masks(labels: list[LabelRecord]) -> dict[int, int]:
+    """Mask labels that are the mask of a box label's ``<object>`` (voc.mask_uid), by position.
+
+    The two go back as one ``<object>``: the box's corners and the mask's pixels under the same
+    index, as VOC holds them. Only when they say the same of the object (attributes, finality);
+    else each is its own ``<object>``. Linear in the image's labels.
+    """
+    boxes: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        if label.geometry_type == model.BBOX and label.uid:
+            derived = mask_uid(label.uid)
+            if derived is not None:
+                boxes.setdefault(derived, i)
+    pairs: dict[int, int] = {}
+    if not boxes:
+        return pairs
+    for i, label in enumerate(labels):
+        g = label.geometry
+        if label.geometry_type == model.BBOX or not label.uid or not ("rle" in g or g.get("polygons")):
+            continue
+        box = boxes.get(_uid_text(label.uid) or "")
+        if (
+            box is not None
+            and labels[box].attributes == label.attributes
+            and labels[box].is_final == label.is_final
+        ):
+            pairs[i] = box
+            del boxes[_uid_text(label.uid)]
+    return pairs
+
+
 @dataclass
 class VocSummary:
     images: int = 0
@@ -185,7 +229,11 @@ class _Writer:
         width, height = item.width, item.height
         objects: list[str] = []
         instance = klass = None
-        for label in labels:
+        paired = _pair_masks(labels)  # mask label index -> index of its object's box label
+        mask_of_box = {box: mask for mask, box in paired.items()}
+        for i, label in enumerate(labels):
+            if i in paired:
+                continue  # written with its box, as one <object>
             kind = label.geometry_type
             if kind == model.CLASSIFICATION:
                 self._list(self.positives, folder).write(f"{label.category}\t{voc_id}\n".encode())
@@ -221,12 +269,13 @@ class _Writer:
             k = len(objects) + 1
             objects.append(self.object_xml(label, corners, width, height))
             self.provenance_record(f"Annotations/{voc_id}.xml#{k}", label)
-            if "rle" in g or g.get("polygons"):
+            shape = labels[mask_of_box[i]] if i in mask_of_box else label
+            if "rle" in shape.geometry or shape.geometry.get("polygons"):
                 if instance is None:
                     instance = np.zeros((height, width), dtype=np.uint8)
                     klass = np.zeros((height, width), dtype=np.uint8)
-                self.paint(label, k, instance, klass, width, height)
-                self.provenance_record(f"SegmentationObject/{voc_id}.png#{k}", label)
+                self.paint(shape, k, instance, klass, width, height)
+                self.provenance_record(f"SegmentationObject/{voc_id}.png#{k}", shape)
         segmented = instance is not None
         if segmented:
             self.sink.write(f"SegmentationObject/{voc_id}.png", _png(instance))

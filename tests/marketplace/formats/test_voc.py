@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from pycocotools import mask as mask_utils
 from marketplace.formats import model
 from marketplace.formats.archive import DirectorySource
 from marketplace.formats.model import FormatError
-from marketplace.formats.voc import read_voc
+from marketplace.formats.voc import mask_uid, read_voc
 
 from .builders import image_bytes, line_of, palette_png, zip_source
 
@@ -304,6 +305,21 @@ def test_each_segmentation_object_becomes_a_mask_label_that_decodes_to_its_pixel
 
 
 DOG_ATTRIBUTES = {"pose": "Left", "truncated": False, "difficult": True}
+
+
+def test_a_mask_names_the_box_of_its_object_by_uid(tmp_path):
+    parsed, _, labels = _read(tmp_path, **_mask_files())
+
+    boxes = {(b.item_key, b.source_id): b for b in labels if b.geometry_type == model.BBOX}
+    masks = [m for m in labels if m.geometry_type == model.MASK]
+    assert masks and parsed.problems == []
+    for mask in masks:
+        box = boxes[mask.item_key, mask.source_id]  # the k-th <object> and the k-th instance: one object
+        assert str(uuid.UUID(box.uid)) == box.uid
+        assert mask.uid == mask_uid(box.uid) != box.uid
+    assert len({m.uid for m in masks}) == len(masks)
+    assert all(b.uid is None for b in boxes.values() if b.item_key not in {m.item_key for m in masks})
+    assert mask_uid("not a uuid") is None
 
 
 def test_the_mask_category_comes_from_the_class_png_and_a_disagreement_is_reported(tmp_path):
