@@ -61,7 +61,7 @@ from PIL import Image
 
 from governance.models import Annotator, GuidelineVersion
 
-from . import catalogue
+from . import catalogue, lineage
 from .blobs import blob_key
 from .formats import model as fmt
 from .formats.archive import ZipLimits, ZipSource
@@ -772,6 +772,7 @@ class LabelRow(NamedTuple):
     model_version: str
     made_at: datetime | None
     source_ref: str
+    source_id: str = ""  # the tool's own annotation id, for the next delivery's lineage
 
 
 @dataclass
@@ -1204,6 +1205,8 @@ def _check_label(
         model_version=prov.model_version or "",
         made_at=_aware(prov.made_at),
         source_ref=(record.source_ref or "")[:300],
+        # An id too long to keep is not kept: cut short, two ids could look alike.
+        source_id=record.stable_id if record.stable_id and len(record.stable_id) <= 200 else "",
     )
 
 
@@ -1260,6 +1263,7 @@ _LABEL_COLUMNS = (
     "model_version",
     "made_at",
     "source_ref",
+    "source_id",
     "delivery_id",
 )
 
@@ -1293,6 +1297,7 @@ def _copy_labels(objs: list[Label]) -> None:
                         o.model_version,
                         o.made_at,
                         o.source_ref,
+                        o.source_id,
                         o.delivery_id,
                     )
                 )
@@ -1307,15 +1312,23 @@ def _write_labels(
     categories: dict[str, Category],
     annotators: dict[str, Annotator],
     guidelines: dict[int, GuidelineVersion],
+    uids: list | None = None,
 ) -> Iterator[Label]:
-    """Insert the spooled labels batch by batch, yielding each saved Label to the ledger."""
+    """Insert the spooled labels batch by batch, yielding each saved Label to the ledger.
+
+    ``uids``: the uid of each spooled row, in order, as lineage decided it (else the row's own).
+    """
     use_copy = connection.vendor == "postgresql"  # psycopg 3, which has COPY FROM STDIN
     common = {"id": None, "version_id": version.pk, "delivery_id": delivery.pk}
     db = connection.alias  # read once: the connection proxy costs a context-local lookup per access
+    n = 0
     for batch in plan.labels.batches():
         objs = []
         stubs: dict[str, Item] = {}  # per batch: a million labels must not pin every Item
         for uid, row in batch:
+            if uids is not None:
+                uid = uids[n]
+            n += 1
             annotator = annotators[row.annotator] if row.annotator else None
             guideline = guidelines[row.guideline_version] if row.guideline_version else None
             item = stubs.get(row.item) or stubs.setdefault(
@@ -1339,6 +1352,7 @@ def _write_labels(
                 "model_version": row.model_version,
                 "made_at": row.made_at,
                 "source_ref": row.source_ref,
+                "source_id": row.source_id,
             }
             related = {
                 "version": version,
@@ -1446,6 +1460,15 @@ def write_version(*, delivery_id: int, plan: Plan, report: Report) -> tuple[Data
             for obj in Item.objects.bulk_create(rows, batch_size=ITEM_BATCH):
                 items[obj.key] = obj.pk
 
+        # Lineage: the labels of the version this one replaces keep their uids in it (see lineage.py).
+        replaced = (
+            previous
+            if version is not previous
+            else (dataset.versions.filter(number__lt=number).order_by("-number").first())
+        )
+        matched = lineage.match_delivery(
+            labels=plan.labels, previous=replaced, version=version, options=delivery.matching
+        )
         labels = _write_labels(
             plan,
             version=version,
@@ -1454,10 +1477,17 @@ def write_version(*, delivery_id: int, plan: Plan, report: Report) -> tuple[Data
             categories=categories,
             annotators=annotators,
             guidelines=guidelines,
+            uids=matched.uids,
         )
         ledger.append_events(
             dataset=dataset,
-            events=ledger.label_created_events(labels, delivery_id=delivery.pk, version_number=number),
+            events=lineage.lineage_events(
+                labels,
+                matched,
+                delivery_id=delivery.pk,
+                version_number=number,
+                actor=f"org:{dataset.supplier.slug}",
+            ),
         )
         if guidelines:
             version.guideline_versions.set(guidelines.values())
@@ -1468,6 +1498,7 @@ def write_version(*, delivery_id: int, plan: Plan, report: Report) -> tuple[Data
         delivery.format = plan.format
         delivery.progress = 95
         delivery.report = _report_body(plan=plan, report=report, stage="storing images", version=number)
+        delivery.report["lineage"] = matched.section()
         delivery.save(update_fields=["version", "format", "progress", "report"])
         # Files only once the rows are committed: a rollback must leave storage as it was.
         transaction.on_commit(lambda: store_delivery_files(delivery_id=delivery_id))
@@ -1637,8 +1668,12 @@ def create_delivery(
     defaults: dict | None = None,
     uploaded_by=None,
     original_name: str = "",
+    matching: dict | None = None,
 ) -> Delivery:
-    """Store an uploaded archive as a pending delivery of a dataset (the task ingests it)."""
+    """Store an uploaded archive as a pending delivery of a dataset (the task ingests it).
+
+    ``matching``: lineage options (``{"enabled": false}`` for a new generation, ``"thresholds"``).
+    """
     from .api.errors import DomainError
 
     if format not in Delivery.Format.values:
@@ -1653,11 +1688,16 @@ def create_delivery(
     _, problems = parse_defaults(defaults)
     if problems:
         raise DomainError("defaults: " + "; ".join(p.message for p in problems), code="invalid_defaults")
+    try:
+        matching = lineage.parse_options(matching)
+    except ValueError as error:
+        raise DomainError(f"matching: {error}", code="invalid_matching") from None
     name = original_name or posixpath.basename(getattr(archive, "name", "") or "delivery.zip")
     delivery = Delivery(
         dataset=dataset,
         format=format,
         defaults=defaults or {},
+        matching=matching,
         uploaded_by=uploaded_by,
         original_name=name[:300],
     )

@@ -9,8 +9,9 @@ match wins:
 2. **source id** -- the source tool's own id of the annotation (COCO annotation id, CVAT shape
    id when the export has one, Label Studio result id), scoped by the item: a pair counts when it
    is *consistent* (same class, or geometry close by the kind's threshold). When fewer than half
-   of the pairs that share an id are consistent, the delivery's ids are taken as renumbered and
-   none is used (CVAT renumbers between exports).
+   of the pairs that share an id have close geometry, the delivery's ids are taken as renumbered
+   and none is used (CVAT renumbers between exports, and a renumbering within one class would
+   otherwise pass for consistent).
 3. **geometry** -- per item, class and geometry kind (and per annotator, for candidate labels),
    the optimal one-to-one matching that maximises the summed similarity among pairs at or above
    the kind's threshold: IoU for boxes and 2D cuboids, mask IoU for polygons and masks, OKS for
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -495,7 +496,9 @@ def match_labels(old: Side, new: Side, *, thresholds: Thresholds | None = None) 
             )
         consistent = same_kind & (grp_new[jn] == grp_old[io]) & ((cat_new[jn] == cat_old[io]) | close)
         result.source_id_pairs, result.source_id_consistent = int(len(jn)), int(consistent.sum())
-        if len(jn) and consistent.sum() >= SOURCE_ID_TRUST * len(jn):
+        # Trust is decided on geometry alone: a tool that renumbers its shapes keeps classes
+        # plausible (two cars swap ids) but not boxes, while a corrected export keeps most boxes.
+        if len(jn) and close.sum() >= SOURCE_ID_TRUST * len(jn):
             result.source_ids = "used"
             take(jn[consistent], io[consistent], BY_SOURCE_ID, 1.0)
         elif len(jn):
@@ -533,3 +536,321 @@ def match_labels(old: Side, new: Side, *, thresholds: Thresholds | None = None) 
             take(free_new[mj], free_old[mi], how, ms)
     result.removed = np.flatnonzero(~taken)
     return result
+
+
+# --------------------------------------------------------------------------- ingest: the Django half
+
+
+def parse_options(options: dict | None) -> dict:
+    """A delivery's matching options, checked: ``{"enabled": bool, "thresholds": {...}}``.
+
+    ValueError names what is wrong; the caller turns it into its own error.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ValueError("matching options must be a JSON object")
+    unknown = sorted(set(options) - {"enabled", "thresholds"})
+    if unknown:
+        raise ValueError(f"unknown matching option(s): {', '.join(repr(str(k)[:40]) for k in unknown[:5])}")
+    enabled = options.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ValueError("matching option 'enabled' must be true or false")
+    thresholds = Thresholds.parse(options.get("thresholds"))
+    out: dict = {"enabled": enabled}
+    if options.get("thresholds"):
+        out["thresholds"] = {k: getattr(thresholds, k) for k in options["thresholds"]}
+    return out
+
+
+@dataclass
+class Lineage:
+    """What matching made of a delivery, and what the write and the ledger need from it."""
+
+    enabled: bool
+    thresholds: Thresholds
+    previous_number: int | None = None
+    matches: Matches | None = None
+    old_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # Label pk per old row
+    old: Side | None = None
+    new: Side | None = None
+    uids: list = field(default_factory=list)  # the uid each spooled row is written with
+    modified: int = 0
+    unchanged: int = 0
+
+    def section(self) -> dict:
+        """The delivery report's lineage section."""
+        body: dict = {
+            "enabled": self.enabled,
+            "previous_version": self.previous_number,
+            "thresholds": self.thresholds.as_dict(),
+        }
+        if self.matches is None:
+            body["counts"] = {"uid": 0, "source_id": 0, "geometry": 0, "relabel": 0, "new": len(self.uids)}
+            body["counts"]["removed"] = int(len(self.old_ids))
+            body["counts"].update(modified=0, unchanged=0)
+            body["examples"] = {}
+            return body
+        m = self.matches
+        body["counts"] = {**m.counts(), "modified": self.modified, "unchanged": self.unchanged}
+        body["source_ids"] = {
+            "status": m.source_ids,
+            "pairs": m.source_id_pairs,
+            "consistent": m.source_id_consistent,
+        }
+        examples: dict[str, list] = {}
+        for code, name in ((BY_SOURCE_ID, "source_id"), (BY_GEOMETRY, "geometry"), (BY_RELABEL, "relabel")):
+            rows = np.flatnonzero(m.method == code)[:EXAMPLES]
+            examples[name] = [
+                {
+                    "uid": str(self.uids[j]),
+                    "item": str(self.new.item[j]),
+                    "category": str(self.new.category[j]),
+                    "was": str(self.old.category[m.old[j]]),
+                    "similarity": round(float(m.similarity[j]), 4),
+                }
+                for j in rows
+            ]
+        examples["new"] = [
+            {"uid": str(self.uids[j]), "item": str(self.new.item[j]), "category": str(self.new.category[j])}
+            for j in np.flatnonzero(m.method == NEW)[:EXAMPLES]
+        ]
+        examples["removed"] = [
+            {
+                "uid": str(uuid.UUID(bytes=bytes(self.old.uid[i]).ljust(16, b"\0"))),
+                "item": str(self.old.item[i]),
+                "category": str(self.old.category[i]),
+            }
+            for i in m.removed[:EXAMPLES]
+        ]
+        body["examples"] = examples
+        return body
+
+
+def _group(is_final: bool, annotator: str | None) -> str:
+    # Final labels match final labels; an annotator's candidates match that annotator's candidates.
+    return "" if is_final else f"candidate:{annotator or ''}"
+
+
+def _old_side(previous) -> tuple[Side, np.ndarray]:
+    """The previous version's labels as columns (geometry kept only where the matcher needs it)."""
+    from .models import Label
+
+    ids, uids, items, cats, kinds, groups, sids, geoms, heights, widths = ([] for _ in range(10))
+    boxes = []
+    nan = [math.nan] * 4
+    rows = (
+        Label.objects.filter(version=previous)
+        .order_by()
+        .values_list(
+            "id",
+            "uid",
+            "item__key",
+            "category__name",
+            "geometry_type",
+            "geometry",
+            "is_final",
+            "annotator__pseudonym",
+            "source_id",
+            "item__height",
+            "item__width",
+        )
+    )
+    for pk, uid, item, cat, kind, geometry, final, annotator, sid, height, width in rows.iterator(
+        chunk_size=5000
+    ):
+        ids.append(pk)
+        uids.append(uid.bytes)
+        items.append(item)
+        cats.append(cat)
+        kinds.append(kind)
+        groups.append(_group(final, annotator))
+        sids.append(sid or "")
+        box = fmt.bbox_of(geometry) if geometry else None
+        boxes.append(box if box is not None and len(box) == 4 else nan)
+        geoms.append(geometry if kind in GEOMETRY_KINDS else None)
+        heights.append(height or 0)
+        widths.append(width or 0)
+    side = Side(
+        uid=np.array(uids, dtype="S16"),
+        item=np.array(items, dtype=object),
+        category=np.array(cats, dtype=object),
+        kind=np.array(kinds, dtype=object),
+        group=np.array(groups, dtype=object),
+        source_id=np.array(sids, dtype=object),
+        boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+        geometry=geoms,
+        height=np.array(heights, dtype=np.int64),
+        width=np.array(widths, dtype=np.int64),
+    )
+    return side, np.array(ids, dtype=np.int64)
+
+
+def _new_side(batches: Iterable[list], sizes: dict[str, tuple[int, int]]) -> tuple[Side, list]:
+    """The spooled rows as columns, and their uids in spool order."""
+    uids, items, cats, kinds, groups, sids, geoms, heights, widths, boxes = ([] for _ in range(10))
+    nan = [math.nan] * 4
+    for batch in batches:
+        for uid, row in batch:
+            uids.append(uid)
+            items.append(row.item)
+            cats.append(row.category)
+            kinds.append(row.geometry_type)
+            groups.append(_group(row.is_final, row.annotator))
+            sids.append(row.source_id or "")
+            box = fmt.bbox_of(row.geometry) if row.geometry else None
+            boxes.append(box if box is not None and len(box) == 4 else nan)
+            geoms.append(row.geometry if row.geometry_type in GEOMETRY_KINDS else None)
+            height, width = sizes.get(row.item, (0, 0))
+            heights.append(height)
+            widths.append(width)
+    side = Side(
+        # A fresh uuid4 never equals a previous uid, so every uid may take part in the uid pass.
+        uid=np.array([u.bytes for u in uids], dtype="S16"),
+        item=np.array(items, dtype=object),
+        category=np.array(cats, dtype=object),
+        kind=np.array(kinds, dtype=object),
+        group=np.array(groups, dtype=object),
+        source_id=np.array(sids, dtype=object),
+        boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+        geometry=geoms,
+        height=np.array(heights, dtype=np.int64),
+        width=np.array(widths, dtype=np.int64),
+    )
+    return side, uids
+
+
+def match_delivery(*, labels, previous, version, options: dict | None) -> Lineage:
+    """Match the spooled labels (``labels.batches()``) to ``previous``'s; decide each row's uid."""
+    from .models import Item, Label
+
+    options = options or {}
+    thresholds = Thresholds.parse(options.get("thresholds"))
+    enabled = options.get("enabled", True)
+    result = Lineage(enabled=enabled, thresholds=thresholds)
+    if previous is not None:
+        result.previous_number = previous.number
+    if not enabled:
+        # A new generation: every label is new, even one carrying its own uid; the old ones go.
+        result.uids = [uuid.uuid4() for batch in labels.batches() for _ in batch]
+        if previous is not None:
+            result.old_ids = np.fromiter(
+                Label.objects.filter(version=previous).order_by("id").values_list("id", flat=True),
+                dtype=np.int64,
+            )
+        return result
+    sizes = {
+        k: (h, w) for k, h, w in Item.objects.filter(version=version).values_list("key", "height", "width")
+    }
+    result.new, uids = _new_side(labels.batches(), sizes)
+    if previous is None:
+        result.uids = uids
+        return result
+    result.old, result.old_ids = _old_side(previous)
+    m = result.matches = match_labels(result.old, result.new, thresholds=thresholds)
+    matched = np.flatnonzero(m.old >= 0)
+    for j, i in zip(matched.tolist(), m.old[matched].tolist(), strict=True):
+        uids[j] = uuid.UUID(bytes=bytes(result.old.uid[i]).ljust(16, b"\0"))
+    result.uids = uids
+    return result
+
+
+def lineage_events(
+    labels: Iterable, lineage: Lineage, *, delivery_id: int, version_number: int, actor: str
+) -> Iterator:
+    """The ledger events of a delivery's labels (in write order), then of the previous labels it removed.
+
+    ``created`` for a new label; for a matched one, ``modified`` with before and after (and how it was
+    matched) when its content changed, nothing when it did not; ``deleted`` for a vanished one. The
+    previous labels are read back in batches by primary key, so memory stays bounded.
+    """
+    from django.utils import timezone
+
+    from governance import ledger
+    from governance.ledger import _label_state  # the one definition of a label's state in payloads
+
+    from .models import Label
+
+    m = lineage.matches
+    batch: list = []
+
+    def flush(batch):
+        wanted = [int(m.old[n]) for n, _ in batch if m is not None and m.old[n] >= 0]
+        before = Label.objects.select_related("item", "category").in_bulk(
+            [int(lineage.old_ids[i]) for i in wanted]
+        )
+        for n, label in batch:
+            i = -1 if m is None else int(m.old[n])
+            if i < 0:
+                yield ledger.label_event(
+                    label, action="created", delivery_id=delivery_id, version_number=version_number
+                )
+                continue
+            old = before[int(lineage.old_ids[i])]
+            old_state, new_state = _label_state(old), _label_state(label)
+            if old_state == new_state and old.iscrowd == label.iscrowd:
+                lineage.unchanged += 1
+                continue
+            lineage.modified += 1
+            yield ledger.label_event(
+                label,
+                action="modified",
+                before=old_state,
+                extra={
+                    "lineage": {
+                        "method": METHOD_NAMES[int(m.method[n])],
+                        "similarity": round(float(m.similarity[n]), 4),
+                        "previous_version": lineage.previous_number,
+                    }
+                },
+                delivery_id=delivery_id,
+                version_number=version_number,
+            )
+
+    for n, label in enumerate(labels):
+        batch.append((n, label))
+        if len(batch) >= 2000:
+            yield from flush(batch)
+            batch = []
+    yield from flush(batch)
+
+    removed = lineage.old_ids if m is None else lineage.old_ids[m.removed]
+    now = timezone.now()
+    for lo in range(0, len(removed), 2000):
+        chunk = sorted(int(pk) for pk in removed[lo : lo + 2000])
+        olds = Label.objects.select_related("item", "category", "annotator", "guideline_version").in_bulk(
+            chunk
+        )
+        for pk in chunk:
+            old = olds[pk]
+            yield ledger.label_event(
+                old,
+                action="deleted",
+                actor=actor,
+                occurred_at=now,
+                before=_label_state(old),
+                include_after=False,
+                delivery_id=delivery_id,
+                version_number=version_number,
+            )
+
+
+def section_between(*, old, new) -> dict | None:
+    """The lineage section of the delivery that made ``new``, when it matched against ``old``.
+
+    The version diff, the changelog and the dataset page show it beside their uid-based counts,
+    which it explains (how each kept label was found). None when ``new`` came from elsewhere, or
+    its delivery matched against another version than ``old``.
+    """
+    from .models import Delivery
+
+    report = (
+        Delivery.objects.filter(version=new, status__in=("ingested", "validating"))
+        .order_by("-pk")
+        .values_list("report", flat=True)
+        .first()
+    )
+    section = (report or {}).get("lineage")
+    if not section or section.get("previous_version") != old.number:
+        return None
+    return {k: section.get(k) for k in ("enabled", "previous_version", "counts", "thresholds", "source_ids")}

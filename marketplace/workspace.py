@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 from django.utils.text import slugify
@@ -29,7 +30,7 @@ from django.utils.text import slugify
 from governance import ledger
 from governance.models import Guideline, GuidelineVersion
 
-from . import catalogue, notifications
+from . import catalogue, lineage, notifications
 from .api.errors import DomainError
 from .formats import model as fmt
 from .models import (
@@ -981,7 +982,10 @@ def diff_versions(*, old: DatasetVersion, new: DatasetVersion, examples: int = 1
         attributes=OuterRef("attributes"),
         iscrowd=OuterRef("iscrowd"),
     )
-    same_guideline = same_uid.filter(guideline_version_id=OuterRef("guideline_version_id"))
+    # Coalesce: two labels without a guideline version kept it (NULL = NULL is not true in SQL).
+    same_guideline = same_uid.annotate(gv=Coalesce("guideline_version_id", 0)).filter(
+        gv=Coalesce(OuterRef("guideline_version_id"), 0)
+    )
     in_new = new_labels.filter(uid=OuterRef("uid"))
     kept, identical, relabelled = Q(Exists(same_uid)), Q(Exists(same_label)), Q(Exists(same_guideline))
 
@@ -1076,6 +1080,8 @@ def diff_versions(*, old: DatasetVersion, new: DatasetVersion, examples: int = 1
             "removed": label_examples(old_labels.filter(~Q(Exists(in_new)))),
             "changed": label_examples(new_labels.filter(kept & ~identical)),
         },
+        # How the delivery that made ``new`` matched its labels to ``old``'s, when it did.
+        "lineage": lineage.section_between(old=old, new=new),
     }
 
 

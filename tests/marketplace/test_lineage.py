@@ -245,3 +245,11 @@ def test_matching_recovers_random_edits(case):
     assert m.method.tolist() == [truth[k][1] for k in order]
     deleted = sorted(i for i, e in enumerate(edits) if e == "delete")
     assert sorted(m.removed.tolist()) == deleted
+
+
+def test_ids_renumbered_within_one_class_are_not_trusted():
+    old = side([box(1, 1, source_id="1"), box(40, 30, source_id="2")])
+    new = side([box(40, 30, source_id="1"), box(1, 1, source_id="2")], fresh=True)
+    m = lineage.match_labels(old, new)
+    assert m.source_ids == "ignored" and m.old.tolist() == [1, 0]
+    assert m.method.tolist() == [BY_GEOMETRY, BY_GEOMETRY]
