@@ -1090,7 +1090,7 @@ def cached_diff(*, old: DatasetVersion, new: DatasetVersion) -> dict:
     if old.status == DatasetVersion.Status.DRAFT or new.status == DatasetVersion.Status.DRAFT:
         return diff_versions(old=old, new=new)
     # The content hashes make the key safe even where a test database hands out the same ids again.
-    key = f"workspace:diff:v1:{old.pk}:{old.content_hash}:{new.pk}:{new.content_hash}"
+    key = f"workspace:diff:v2:{old.pk}:{old.content_hash}:{new.pk}:{new.content_hash}"
     result = cache.get(key)
     if result is None:
         result = diff_versions(old=old, new=new)

@@ -6,6 +6,7 @@ The version diff is checked against an independent computation (every row compar
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -215,3 +216,85 @@ def test_bad_matching_options_are_refused_at_upload(dataset, media):
             matching={"thresholds": {"iou": 3}},
         )
     assert caught.value.code == "invalid_matching" and "iou" in caught.value.detail
+
+
+# --------------------------------------------------------------------------- API, pages, CLI
+
+
+def test_the_api_takes_no_matching_and_shows_the_lineage_only_to_the_supplier(
+    dataset, supplier, outsider, media, api_for, django_capture_on_commit_callbacks
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from .ingest_support import zip_bytes
+
+    deliver_api = api_for(supplier)
+
+    def upload(annotations, **fields):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = deliver_api.post(
+                f"/api/v1/datasets/{dataset.slug}/deliveries/",
+                {
+                    "archive": SimpleUploadedFile("d.zip", zip_bytes(coco_delivery(annotations))),
+                    "format": "coco",
+                    **fields,
+                },
+                format="multipart",
+            )
+        assert response.status_code == 202, response.content
+        return deliver_api.get(f"/api/v1/deliveries/{response.json()['id']}/").json()
+
+    upload(V1)
+    body = upload(corrected(), thresholds=json.dumps({"iou": 0.6}))
+    assert body["matching"] == {"enabled": True, "thresholds": {"iou": 0.6}}
+    assert body["lineage"]["counts"]["source_id"] == 4 and body["lineage"]["thresholds"]["iou"] == 0.6
+    fresh = upload(corrected(), matching="none")
+    assert fresh["matching"] == {"enabled": False}
+    assert fresh["lineage"]["counts"]["new"] == 5 and fresh["lineage"]["counts"]["removed"] == 5
+
+    refused = deliver_api.post(
+        f"/api/v1/datasets/{dataset.slug}/deliveries/",
+        {
+            "archive": SimpleUploadedFile("d.zip", zip_bytes(coco_delivery(V1))),
+            "thresholds": json.dumps({"iou": 2}),
+        },
+        format="multipart",
+    )
+    assert refused.status_code == 400 and refused.json()["code"] == "invalid_matching"
+    assert api_for(outsider).get(f"/api/v1/deliveries/{body['id']}/").status_code == 404
+
+
+def test_the_delivery_page_and_the_label_history_page_show_the_lineage(
+    dataset, supplier, outsider, media, run, client_for
+):
+    deliver(dataset, coco_delivery(V1), run)
+    second = deliver(dataset, coco_delivery(corrected()), run)
+    client = client_for(supplier)
+    html = client.get(f"/supplier/deliveries/{second.pk}/").content.decode()
+    section = html.split('id="lineage"')[1].split("<h2>Report</h2>")[0]
+    assert "Labels matched to version 1" in section
+    assert "<th>By the tool's own id</th><td>4</td>" in section
+    assert "<th>New</th><td>1</td>" in section and "2 / 2" in section
+
+    uid = Label.objects.get(version=second.version, source_id="2").uid
+    page = client.get(f"/governance/labels/{uid}/").content.decode()
+    actions = [chunk.split("</b>")[0] for chunk in page.split('<tr class="event">')[1:]]
+    assert [a.split("<b>")[1] for a in actions] == ["created", "modified"]
+    assert "v1" in page and "v2" in page
+    assert client_for(outsider).get(f"/supplier/deliveries/{second.pk}/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)  # as in a terminal: the file copy runs at the commit
+def test_the_cli_delivers_a_new_generation(dataset, media, tmp_path):
+    from django.core.management import call_command
+
+    from .ingest_support import zip_bytes
+
+    for n, shapes in enumerate((V1, corrected())):
+        path = tmp_path / f"d{n}.zip"
+        path.write_bytes(zip_bytes(coco_delivery(shapes)))
+        out = io.StringIO()
+        flags = ["--no-matching"] if n else []
+        call_command("ingest", str(path), "--dataset", dataset.slug, "--json", *flags, stdout=out)
+    body = json.loads(out.getvalue())
+    assert body["lineage"]["enabled"] is False and body["lineage"]["counts"]["new"] == 5
