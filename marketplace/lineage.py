@@ -739,13 +739,13 @@ def match_delivery(*, labels, previous, version, options: dict | None) -> Lineag
                 dtype=np.int64,
             )
         return result
+    if previous is None:
+        result.uids = [uid for batch in labels.batches() for uid, _ in batch]
+        return result
     sizes = {
         k: (h, w) for k, h, w in Item.objects.filter(version=version).values_list("key", "height", "width")
     }
     result.new, uids = _new_side(labels.batches(), sizes)
-    if previous is None:
-        result.uids = uids
-        return result
     result.old, result.old_ids = _old_side(previous)
     m = result.matches = match_labels(result.old, result.new, thresholds=thresholds)
     matched = np.flatnonzero(m.old >= 0)
