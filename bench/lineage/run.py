@@ -4,7 +4,7 @@
     BENCH_LINEAGE_LABELS=20000 python -m bench lineage
 
 Three COCO deliveries of the same dataset, ~7 boxes per image (tiny distinct PNGs: the point is
-the labels), ingested one after the other by ``marketplace.ingest.ingest_delivery`` into a scratch
+the labels), ingested one after the other by ``marketplace.deliveries.service.ingest_delivery`` into a scratch
 database (``registry_bench_lineage`` on BENCH_DATABASE_URL's server), each timed whole (zip and
 image checks, labels, the write transaction with matching and ledger events, the file copy):
 
@@ -138,7 +138,8 @@ def child(paths: list[str]) -> dict:
     from django.core.files import File
 
     from governance.models import LabelEvent
-    from marketplace import ingest, lineage
+    from marketplace.deliveries import lineage
+    from marketplace.deliveries import service as ingest
     from marketplace.models import Dataset, Delivery, Organization
 
     phases = _Phases()

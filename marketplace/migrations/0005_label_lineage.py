@@ -40,7 +40,7 @@ class Migration(migrations.Migration):
                 blank=True,
                 default=dict,
                 help_text='Lineage options: {"enabled": false} for a new generation (no label matched), '
-                '"thresholds" per geometry kind (marketplace.lineage.Thresholds)',
+                '"thresholds" per geometry kind (marketplace.deliveries.lineage.Thresholds)',
             ),
         ),
         migrations.AddField(

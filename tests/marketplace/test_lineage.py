@@ -7,8 +7,16 @@ import uuid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketplace import lineage
-from marketplace.lineage import BY_GEOMETRY, BY_RELABEL, BY_SOURCE_ID, BY_UID, NEW, Side, Thresholds
+from marketplace.deliveries import lineage
+from marketplace.deliveries.lineage import (
+    BY_GEOMETRY,
+    BY_RELABEL,
+    BY_SOURCE_ID,
+    BY_UID,
+    NEW,
+    Side,
+    Thresholds,
+)
 
 
 def box(x, y, w=10.0, h=8.0, **extra):

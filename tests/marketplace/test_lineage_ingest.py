@@ -13,8 +13,8 @@ import pytest
 
 from governance import ledger
 from governance.models import LabelEvent
-from marketplace import workspace
 from marketplace.models import DatasetVersion, Delivery, Label
+from marketplace.workspace import diff as workspace_diff
 
 from . import ingest_support as support
 from .ingest_support import make_delivery, picture
@@ -83,7 +83,7 @@ def test_a_corrected_coco_export_diffs_as_what_the_supplier_fixed(dataset, media
     second = deliver(dataset, coco_delivery(corrected()), run)
     v1, v2 = DatasetVersion.objects.get(dataset=dataset, number=1), second.version
 
-    diff = workspace.diff_versions(old=v1, new=v2)
+    diff = workspace_diff.diff_versions(old=v1, new=v2)
     labels = {k: diff["labels"][k] for k in ("added", "removed", "changed", "unchanged")}
     assert labels == {"added": 1, "removed": 0, "changed": 2, "unchanged": 2}
     assert diff["labels"] == {**diff["labels"], **expected_diff(v1, v2)["labels"]}
@@ -161,7 +161,7 @@ def test_a_cvat_re_export_with_renumbered_shape_ids_matches_by_geometry(dataset,
     assert section["counts"]["geometry"] == 3 and section["counts"]["new"] == 0
     assert section["counts"]["modified"] == 1 and section["counts"]["unchanged"] == 2
     v1, v2 = dataset.versions.get(number=1), dataset.versions.get(number=2)
-    diff = workspace.diff_versions(old=v1, new=v2)
+    diff = workspace_diff.diff_versions(old=v1, new=v2)
     assert {k: diff["labels"][k] for k in ("added", "removed", "changed", "unchanged")} == {
         "added": 0,
         "removed": 0,
@@ -204,8 +204,8 @@ def test_a_removed_label_is_deleted_in_the_ledger(dataset, media, run):
 def test_bad_matching_options_are_refused_at_upload(dataset, media):
     from django.core.files.base import ContentFile
 
-    from marketplace import ingest
-    from marketplace.api.errors import DomainError
+    from marketplace.deliveries import service as ingest
+    from marketplace.errors import DomainError
 
     from .ingest_support import zip_bytes
 
