@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from governance import content as governance_content
 from governance import ledger
 
 from .models import Category, Dataset, DatasetVersion, Item, Label
@@ -50,7 +51,10 @@ def compute_version_stats(*, version: DatasetVersion) -> dict:
 
 
 def compute_content_hash(*, version: DatasetVersion) -> str:
-    """SHA-256 over every item and label of a version, in a stable order, streamed from the database."""
+    """Content rule 1: SHA-256 over every item and label of a version, in a stable order, streamed.
+
+    Versions published before content rule 2 (governance.content) verify under this rule.
+    """
     digest = hashlib.sha256()
     for key, sha, split, w, h in (
         Item.objects.filter(version=version)
@@ -97,7 +101,10 @@ def publish_version(
 
         ensure_publishable(version)
     # --- end workspace
-    version.content_hash = compute_content_hash(version=version)
+    # Content rule 2 (governance.content): every part a buyer and an auditor rely on, with a row
+    # reference so that `ledger verify` can name a changed row. compute_content_hash is rule 1.
+    content = governance_content.compute_content(version=version, record=True)
+    version.content_hash = content["content_hash"]
     version.stats = compute_version_stats(version=version)
     version.release_notes = release_notes or version.release_notes
     version.status = DatasetVersion.Status.PUBLISHED
@@ -112,7 +119,12 @@ def publish_version(
         dataset=version.dataset,
         action="version_published",
         actor=f"org:{version.dataset.supplier.slug}",
-        payload={"content_hash": version.content_hash, "release_notes": version.release_notes},
+        payload={
+            "content_hash": version.content_hash,
+            "content_rule": content["content_rule"],
+            "parts": content["parts"],
+            "release_notes": version.release_notes,
+        },
         version_number=version.number,
         occurred_at=version.published_at,
     )

@@ -124,6 +124,38 @@ class License(models.Model):
     def is_open(self) -> bool:
         return bool(self.spdx_id)
 
+    # What a buyer accepts: fixed once anyone has (new terms are a new license). A trigger holds it too
+    # (migration 0005); offers (price, access mode) stay editable.
+    TERMS = (
+        "spdx_id",
+        "name",
+        "url",
+        "text",
+        "commercial_use",
+        "ai_training",
+        "derivatives",
+        "redistribution",
+        "attribution_required",
+        "duration_days",
+        "seats",
+    )
+
+    def is_accepted(self) -> bool:
+        return bool(self.pk) and (
+            LicenseAcceptance.objects.filter(license_id=self.pk).exists()
+            or Entitlement.objects.filter(license_id=self.pk).exists()
+        )
+
+    def save(self, *args, **kwargs):
+        if self.pk and self.is_accepted():
+            stored = License.objects.filter(pk=self.pk).values(*self.TERMS).first() or {}
+            if any(stored.get(name) != getattr(self, name) for name in stored):
+                raise ValidationError(
+                    f"The terms of {self} were accepted and cannot change; write a new license instead.",
+                    code="license_accepted",
+                )
+        super().save(*args, **kwargs)
+
     def terms(self) -> list[tuple[str, bool]]:
         """The yes/no terms, in the order buyers read them."""
         return [
@@ -168,6 +200,21 @@ class DatasetQuerySet(models.QuerySet):
         """Datasets of the organisations where the user is a supplier."""
         return self.filter(supplier_id__in=org_ids(user, Role.SUPPLIER))
 
+    def delete(self):
+        if DatasetVersion.objects.released().filter(dataset__in=self).exists():
+            raise ReleasedDatasetError("A dataset in this selection")
+        return super().delete()
+
+
+class ReleasedDatasetError(ValidationError):
+    """Raised on deleting a dataset that has released versions: staff withdraw it instead."""
+
+    def __init__(self, label: str = "This dataset"):
+        super().__init__(
+            f"{label} has released versions and cannot be deleted; withdraw it with a reason instead.",
+            code="dataset_released",
+        )
+
 
 class Dataset(models.Model):
     """A dataset as the catalogue lists it; its content lives in versions."""
@@ -206,6 +253,11 @@ class Dataset(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("dataset-detail", kwargs={"slug": self.slug})
 
+    def delete(self, *args, **kwargs):
+        if self.pk and DatasetVersion.objects.released().filter(dataset_id=self.pk).exists():
+            raise ReleasedDatasetError(f"{self.title}")
+        return super().delete(*args, **kwargs)
+
     def latest_published(self) -> DatasetVersion | None:
         return self.versions.filter(status=DatasetVersion.Status.PUBLISHED).order_by("-number").first()
 
@@ -225,6 +277,17 @@ class DatasetVersionQuerySet(models.QuerySet):
             Q(status__in=[DatasetVersion.Status.PUBLISHED, DatasetVersion.Status.DEPRECATED])
             | Q(dataset__supplier_id__in=own)
         )
+
+    def update(self, **kwargs):
+        # Status moves (deprecation) go through save(), which checks field by field.
+        if self.released().exists():
+            raise FrozenVersionError("A version in this selection")
+        return super().update(**kwargs)
+
+    def delete(self):
+        if self.released().exists():
+            raise FrozenVersionError("A version in this selection")
+        return super().delete()
 
 
 class DatasetVersion(models.Model):
@@ -447,6 +510,8 @@ class Datasheet(VersionContent):
     retention = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = VersionContentQuerySet.as_manager()
+
     def __str__(self) -> str:
         return f"Datasheet of {self.version}"
 
@@ -472,6 +537,8 @@ class AnnotationSchema(VersionContent):
 
     version = models.OneToOneField(DatasetVersion, on_delete=models.CASCADE, related_name="schema")
     description = models.TextField(blank=True)
+
+    objects = VersionContentQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"Schema of {self.version}"
