@@ -304,3 +304,63 @@ def test_the_triggers_exist_after_all_migrations():
             cursor.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
         present = {row[0] for row in cursor.fetchall()}
     assert set(RELEASED.trigger_names(vendor)) <= present
+
+
+# --- license terms are bound where they are accepted
+
+
+def test_the_entitlement_event_carries_the_license_hash_and_terms_and_the_license_freezes(version):
+    import hashlib
+
+    from governance.models import LabelEvent
+    from marketplace import licensing
+    from marketplace.models import License, Offer
+
+    lic = f.LicenseFactory(name="Custom", text="Use it well.", commercial_use=True, ai_training=False)
+    offer = Offer.objects.create(dataset=version.dataset, license=lic, access_mode="request", price=0)
+    licensing.grant_entitlement(organization=f.OrganizationFactory(), offer=offer)
+
+    event = LabelEvent.objects.filter(dataset=version.dataset, action="entitlement_granted").get()
+    shown = f"{lic.name}\n{lic.url}\n{lic.text}".encode()
+    assert event.payload["license_sha256"] == hashlib.sha256(shown).hexdigest()
+    assert event.payload["license_terms"]["commercial_use"] is True
+    assert event.payload["license_terms"]["ai_training"] is False
+
+    lic.text = "Use it however."
+    with pytest.raises(Exception, match="accepted"):
+        lic.save()
+    with pytest.raises(IntegrityError, match="license_accepted"):
+        raw("UPDATE marketplace_license SET ai_training = %s WHERE id = %s", [True, lic.pk])
+    # Offers stay editable: the price and the mode are not the terms.
+    Offer.objects.filter(pk=offer.pk).update(price=10, access_mode="purchase")
+    assert License.objects.get(pk=lic.pk).text == "Use it well."
+
+
+# --- flush erases evidence on test databases only
+
+
+def test_flush_refuses_outside_a_test_database(version, monkeypatch):
+    from governance.management.commands import flush
+
+    monkeypatch.setattr(flush, "is_test_database", lambda connection: False)
+    with pytest.raises(CommandError, match="test databases only"):
+        call_command("flush", interactive=False, verbosity=0)
+    assert DatasetVersion.objects.filter(pk=version.pk).exists()
+
+
+def test_the_flush_flag_alone_does_not_let_a_file_database_delete_events(tmp_path):
+    # The SQLite triggers of migration 0007 on a file database, as a production SQLite would be.
+    import sqlite3
+
+    migration = importlib.import_module("governance.migrations.0007_ledger_flush_only_on_test_databases")
+    db = sqlite3.connect(tmp_path / "prod.sqlite3")
+    db.executescript(
+        "CREATE TABLE governance_labelevent (id INTEGER); CREATE TABLE governance_treehead (id INTEGER);"
+        "CREATE TABLE governance_ledger_maintenance (id INTEGER PRIMARY KEY, flush_in_progress INTEGER);"
+        "INSERT INTO governance_ledger_maintenance VALUES (1, 1); INSERT INTO governance_labelevent VALUES (7);"
+    )
+    for statement in migration.sqlite_no_delete_statements():
+        db.execute(statement)
+    with pytest.raises(sqlite3.IntegrityError, match="ledger_append_only"):
+        db.execute("DELETE FROM governance_labelevent")
+    db.close()
