@@ -391,3 +391,31 @@ def stored_reference(version_id: int, part: str) -> Iterator[tuple[str, str, str
         for line in text.split("\n"):
             key, digest, fields = line.split("\t")  # the key is JSON: its tabs and newlines are escaped
             yield json.loads(key), digest, fields
+
+
+# --------------------------------------------------------------------------- export archives
+
+
+def write_archive_content(sink, version: DatasetVersion) -> None:
+    """Put the version's canonical rows and its signed evidence into an export archive.
+
+    ``content/<part>.jsonl``: every part, one canonical row a line, in key order (what the content
+    hash is computed over). ``evidence/version_published.json``: the version_published event, its
+    inclusion proof and the tree head signed at publication, with the public key for convenience
+    (an auditor checks against the key they hold, not this one). ``verify_offline.py --archive``
+    walks manifest -> content hash -> event -> inclusion proof -> signature.
+    """
+    from . import ledger
+    from .models import TreeHead
+    from .verify_content import published_event
+
+    for part in PARTS:
+        with sink.open(f"content/{part}.jsonl") as out:
+            for row in iter_rows(version, part):
+                out.write(canonical_json(row) + b"\n")
+    event = published_event(version) if version.status != DatasetVersion.Status.DRAFT else None
+    if event is None or (event.payload or {}).get("content_rule") != CONTENT_RULE:
+        return  # a draft, or a version published under rule 1: no rule-2 evidence to carry
+    head = TreeHead.objects.filter(version=version).order_by("tree_size").first()
+    bundle = ledger.proof_bundle(event, head=head)
+    sink.write("evidence/version_published.json", canonical_json(bundle))

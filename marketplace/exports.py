@@ -54,6 +54,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework import status
 
+from governance import content as governance_content
 from governance.models import Annotator, GuidelineVersion
 
 from . import access
@@ -728,6 +729,9 @@ def build_archive(
                 out.write(chunk.encode("utf-8"))
     sink.write("datasheet.md", datasheet_markdown(version).encode())
     sink.write("LICENSE.txt", license_text(version).encode())
+    # The canonical content and the signed evidence, so a buyer can prove offline that this is the
+    # published version (governance.content; verify_offline.py --archive).
+    governance_content.write_archive_content(sink, version)
     doc = _archive_croissant(version, format, sink.files, with_images=image_source is not None)
     sink.write("croissant.json", canonical_json(doc).encode())
     sink.write_manifest("MANIFEST.sha256")
