@@ -306,7 +306,7 @@ class LedgerChunk(models.Model):
 class QualityReport(models.Model):
     """One stored quality result of a version: stats, agreement, balance or the compliance pack.
 
-    Derived data: ``governance.reports`` recomputes it at will, so it is a cache keyed by version and
+    Derived data: ``governance.quality.reports`` recomputes it at will, so it is a cache keyed by version and
     kind, not evidence in itself (the ledger is).
     """
 
@@ -390,9 +390,9 @@ class ReviewTask(models.Model):
 
 
 class ContentDigestBlock(models.Model):
-    """Row digests of one part of a published version, BLOCK_ROWS rows a block (``governance.content``).
+    """Row digests of one part of a published version, BLOCK_ROWS rows a block (``governance.ledger.content``).
 
-    A reference for pointing at a changed row, not evidence in itself: ``governance.verify_content``
+    A reference for pointing at a changed row, not evidence in itself: ``governance.ledger.content_verification``
     recomputes the signed part digest from these rows before it believes them.
     """
 

@@ -27,7 +27,7 @@ Signed tree head
     is Ed25519 over ``canonical_json(head without "signature")``. ``key_id`` is the SHA-256 of the
     raw 32-byte Ed25519 public key, in hex.
 
-Content of a published version (content rule 2, written out in ``governance/content.py``)
+Content of a published version (content rule 2, written out in ``governance/ledger/content.py``)
     An export archive carries ``content/<part>.jsonl`` for the parts ``schema, categories,
     attributes, datasheet, guidelines, items, labels`` (one JSON row a line) and
     ``evidence/version_published.json`` (``{"tree_head", "event", "proof", "public_key"}``).

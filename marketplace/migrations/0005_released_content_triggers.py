@@ -19,7 +19,7 @@ database named ``test_...``, on SQLite an in-memory one. A production process ca
 the flag alone; migration governance 0007 gives the ledger's own triggers the same condition.
 
 A trigger stops accidents and insiders using SQL, not the table owner, who can drop it: what the
-owner changes is named by ``manage.py ledger verify`` (governance.verify_content) against the
+owner changes is named by ``manage.py ledger verify`` (governance.ledger.content_verification) against the
 content hash the signed ledger holds. On SQLite a later migration that rebuilds one of these tables
 drops its triggers: call ``create_triggers`` again (tests/marketplace/test_released_content.py checks
 they exist after all migrations).

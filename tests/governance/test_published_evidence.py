@@ -9,10 +9,13 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
-from governance import content, ledger, verify_content
+from governance import ledger
+from governance.ledger import content
+from governance.ledger import content_verification as verify_content
 from governance.models import GuidelineImmutableError, GuidelineVersion
-from marketplace import catalogue
+from marketplace.catalogue import publication, stats
 from marketplace.models import (
     AnnotationSchema,
     Category,
@@ -42,7 +45,7 @@ def version(dataset, guideline_version):
     v = build_version(dataset, number=1, items=3, publish=False, guideline_version=guideline_version)
     v.guideline_versions.add(guideline_version)
     Datasheet.objects.filter(version=v).update(limitations="Daytime only.", biases="Few cyclists.")
-    catalogue.publish_version(version=v, release_notes="first")
+    publication.publish_version(version=v, release_notes="first")
     v.refresh_from_db()
     return v
 
@@ -190,7 +193,7 @@ def test_an_untouched_database_verifies(version):
 
 
 def test_the_signed_event_carries_the_content_rule_and_parts(version):
-    event = verify_content.published_event(version)
+    event = content.published_event(version)
     assert event.payload["content_rule"] == 2
     assert set(event.payload["parts"]) == set(content.PARTS)
     assert event.payload["parts"]["labels"]["count"] == 6
@@ -215,9 +218,9 @@ def test_a_forged_row_reference_is_not_believed(version):
 
 def publish_under_rule_1(version):
     """What publication did before content rule 2: the rule-1 hash, no content_rule in the event."""
-    version.content_hash = catalogue.compute_content_hash(version=version)
+    version.content_hash = stats.compute_content_hash(version=version)
     version.status = DatasetVersion.Status.PUBLISHED
-    version.published_at = ledger.timezone.now()
+    version.published_at = timezone.now()
     version.save()
     ledger.record_dataset_event(
         dataset=version.dataset,
@@ -313,7 +316,7 @@ def test_the_entitlement_event_carries_the_license_hash_and_terms_and_the_licens
     import hashlib
 
     from governance.models import LabelEvent
-    from marketplace import licensing
+    from marketplace.licensing import service as licensing
     from marketplace.models import License, Offer
 
     lic = f.LicenseFactory(name="Custom", text="Use it well.", commercial_use=True, ai_training=False)

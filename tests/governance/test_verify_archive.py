@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from governance import ledger
-from marketplace import exports
+from marketplace.exports import packaging, service
 
 from .test_published_evidence import guideline_version, version  # noqa: F401  (fixtures)
 
@@ -25,10 +25,10 @@ VERIFIER = Path(__file__).resolve().parents[2] / "governance" / "verify_offline.
 
 @pytest.fixture
 def archive(version, tmp_path):  # noqa: F811
-    options = exports.normalise_options(version=version, format="coco", options={"include_images": False})
+    options = service.normalise_options(version=version, format="coco", options={"include_images": False})
     path = tmp_path / "export.zip"
     with open(path, "wb") as fh:
-        exports.build_archive(version=version, format="coco", options=options, fileobj=fh)
+        packaging.build_archive(version=version, format="coco", options=options, fileobj=fh)
     return path
 
 

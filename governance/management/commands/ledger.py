@@ -1,7 +1,7 @@
 """``manage.py ledger verify [--dataset SLUG] [--head FILE ...]``, ``ledger prove EVENT_ID``, ``ledger public-key``.
 
 verify exits 0 when every chain, root and signature checks out and every released version still holds
-what its signed version_published event covers (governance.verify_content); 1 with the first broken
+what its signed version_published event covers (governance.ledger.content_verification); 1 with the first broken
 event, or the first changed row (table, row, field), of each dataset that does not. prove prints the JSON bundle that ``verify_offline.py --bundle`` checks.
 """
 
@@ -13,7 +13,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 
-from governance import ledger, verify_content
+from governance import ledger
+from governance.ledger import content_verification
 from governance.models import LabelEvent, TreeHead
 from marketplace.models import Dataset
 
@@ -73,7 +74,7 @@ class Command(BaseCommand):
             heads = [h for h in trusted if h.get("dataset") == dataset.slug]
             report = ledger.verify_dataset(dataset=dataset, trusted_heads=heads, workers=workers)
             # The ledger proves what was signed; this proves the database still holds it.
-            differences = verify_content.verify_dataset(dataset)
+            differences = content_verification.verify_dataset(dataset)
             for difference in differences:
                 self.stdout.write(f"{dataset.slug}: CONTENT CHANGED — {difference}")
             if differences and dataset.slug not in broken:
