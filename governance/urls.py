@@ -33,3 +33,8 @@ urlpatterns += [
         name="quality-review",
     ),
 ]
+
+# --------------------------------------------------------------------------- the auditor's front page (governance.auditor_views)
+from . import auditor_views  # noqa: E402
+
+urlpatterns += [path("", auditor_views.index, name="governance-index")]

@@ -7,6 +7,11 @@ urlpatterns = [
     path("datasets/<slug:slug>/", views.dataset_detail, name="dataset-detail"),
 ]
 
+# Where a user lands after logging in, by role (marketplace.navigation)
+from . import navigation  # noqa: E402
+
+urlpatterns += [path("home/", navigation.home, name="home")]
+
 # The supplier's delivery pages (marketplace.supplier_views)
 from . import supplier_views  # noqa: E402
 
