@@ -7,11 +7,14 @@ real headless Chromium.
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.core.management import call_command
 
 from marketplace.demo import DEMO_ACCOUNTS
+from marketplace.demo_delivery import delivery_path
+from marketplace.models import DatasetVersion
 from tests.browser import chromium_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -22,6 +25,7 @@ PASSWORDS = {username: password for username, password, *_ in DEMO_ACCOUNTS}
 @pytest.fixture
 def demo(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.VAR_DIR = tmp_path / "var"
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     call_command("demo", stdout=io.StringIO())
 
@@ -54,20 +58,30 @@ def test_a_supplier_lands_on_the_workspace_and_reaches_deliveries_requests_and_t
             assert any(link.startswith(name) for link in links), (name, links)
         assert "Governance" not in links and "Admin" not in links
 
-        # The draft v3 of Urban Street Scenes, and its diff with v2.
+        # The draft v3 of Urban Street Scenes waits for its delivery: the README's zip fills it.
         page.click("#datasets a:has-text('Urban Street Scenes')")
-        page.click("text=Review and publish")
-        page.wait_for_url("**/workspace/urban-street-scenes/versions/3/")
-        assert "v2" in page.content()
+        page.click("#draft-status a:text-is('Upload a delivery')")
+        page.set_input_files("#id_archive", str(delivery_path("urban-street-scenes", 3)))
+        page.select_option("#id_format", "coco")
+        page.click("button:has-text('Upload')")
+        page.wait_for_url(re.compile(r".*/supplier/deliveries/\d+/$"))
+        assert_header_is_readable(page)
+        assert "ingested" in page.locator("main").inner_text().lower()
 
         page.click("#nav-deliveries")
         page.wait_for_url("**/supplier/deliveries/")
         assert_header_is_readable(page)
-        detail = page.locator("main a[href*='/supplier/deliveries/']").first
-        if detail.count():
-            detail.click()
-            page.wait_for_url("**/supplier/deliveries/*/")
-            assert_header_is_readable(page)
+
+        # Its diff with v2, then publish it.
+        page.click("#nav-workspace")
+        page.click("#datasets a:has-text('Urban Street Scenes')")
+        page.click("text=Review and publish")
+        page.wait_for_url("**/workspace/urban-street-scenes/versions/3/")
+        assert "v2" in page.locator("main").inner_text()
+        page.fill("#id_release_notes", "Four new frames.")
+        page.click("button:has-text('Publish version 3')")
+        page.wait_for_load_state()
+        assert DatasetVersion.objects.get(dataset__slug="urban-street-scenes", number=3).status == "published"
 
         page.click("#nav-requests")
         page.wait_for_url("**/supplier/requests/")
