@@ -637,8 +637,10 @@ def tree_head_document(head: TreeHead) -> dict:
     }
 
 
-def sign_tree_head(*, dataset: Dataset, version: DatasetVersion | None = None) -> TreeHead:
+def sign_tree_head(*, dataset: Dataset, version: DatasetVersion | None = None, at=None) -> TreeHead:
     """Compute the Merkle root over all of the dataset's events, sign it, store and return the head.
+
+    ``at`` dates the head (default: now); only a loader of past history (the demo) passes it.
 
     Refuses (LedgerIntegrityError) when the stored ledger no longer extends a head signed before, or a
     cached chunk disagrees with the events: signing over a rewritten log would launder it.
@@ -688,7 +690,7 @@ def sign_tree_head(*, dataset: Dataset, version: DatasetVersion | None = None) -
             version=version,
             tree_size=size,
             root_hash=builder.root().hex(),
-            timestamp=timezone.now(),
+            timestamp=at or timezone.now(),
             key_id=signing.key_id(),
         )
         head.dataset = dataset if dataset.slug == slug else Dataset.objects.get(pk=dataset.pk)

@@ -87,3 +87,15 @@ def test_the_supplier_uploads_the_demo_delivery_and_publishes_draft_3(
     assert response.status_code == 200, response.content
     draft.refresh_from_db()
     assert draft.status == DatasetVersion.Status.PUBLISHED
+
+
+def test_each_demo_release_is_signed_at_its_publication_date_and_the_ledger_verifies(demo):
+    from governance.models import TreeHead
+
+    for version in DatasetVersion.objects.filter(status=DatasetVersion.Status.PUBLISHED):
+        head = TreeHead.objects.filter(version=version).order_by("tree_size").first()
+        assert head is not None and head.timestamp == version.published_at, version
+    out = io.StringIO()
+    call_command("ledger", "verify", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and all(": intact" in line for line in lines), out.getvalue()
