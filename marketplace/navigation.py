@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import redirect
 from django.urls import reverse
 
 from .models import Membership, Notification, Role
@@ -75,9 +73,3 @@ def home_url(user) -> str:
     if user.is_staff:
         return reverse("admin:index")
     return reverse("catalogue")
-
-
-@login_required
-def home(request):
-    """LOGIN_REDIRECT_URL: send a user who logged in without a `next` to their role's home."""
-    return redirect(home_url(request.user))

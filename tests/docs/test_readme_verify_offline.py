@@ -14,7 +14,8 @@ import sys
 import pytest
 from rest_framework.authtoken.models import Token
 
-from governance import signing, verify_offline
+from governance import verify_offline
+from governance.ledger import signing
 from governance.models import LabelEvent
 from tests.governance.ledger_support import ledgered_version
 

@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from pycocotools.coco import COCO
 
-from marketplace.demo_delivery import delivery_path
+from marketplace.demo.delivery import delivery_path
 from marketplace.models import Dataset, DatasetVersion, Item, Label
 
 pytestmark = pytest.mark.django_db
