@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# `make demo` and `make test` are single-machine installs: the secret key and the ledger
+# signing key are generated once under VAR_DIR (production sets them; see the README).
+export GENERATE_SECRETS ?= true
 
 .PHONY: demo test lint format bench install browser clean
 

@@ -1,0 +1,84 @@
+"""JSON request bodies with a size and a depth limit: a hostile body answers 400 with a code.
+
+DRF's JSONParser hands the body to ``json.load``; 100,000 nested brackets raise RecursionError
+(a 500 on every JSON endpoint, the anonymous token endpoint included). The depth is measured on
+the raw text first, in one linear pass that skips strings, so nothing deep is ever parsed.
+Lone surrogates (``"\\ud800"``), NaN and Infinity are refused too: they are not JSON (RFC 8259)
+and cannot be stored in PostgreSQL's jsonb or encoded back to UTF-8.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class JSONBodyError(ParseError):
+    def __init__(self, detail: str, code: str):
+        super().__init__(detail, code=code)
+        self.default_code = code
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in ``data``, ignoring brackets inside strings."""
+    depth = deepest = 0
+    for match in _TOKENS.finditer(data):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str):
+    raise JSONBodyError(f"{name} is not a JSON number", code="invalid_json")
+
+
+def _check_strings(value) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                raise JSONBodyError("the body holds a lone UTF-16 surrogate", code="invalid_json")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def parse_limited_json(data: bytes, *, max_bytes: int, max_depth: int):
+    """Parse a JSON body, refusing what is too big, too deep, or not strictly JSON."""
+    if len(data) > max_bytes:
+        raise JSONBodyError(f"the JSON body is larger than {max_bytes} bytes", code="json_too_large")
+    if json_depth(data) > max_depth:
+        raise JSONBodyError(f"the JSON body is nested deeper than {max_depth} levels", code="json_too_deep")
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise JSONBodyError("the JSON body is not UTF-8", code="invalid_json") from None
+    except ValueError as exc:  # JSONDecodeError, and int() past Python's 4,300-digit limit
+        message = str(exc)[:120]
+        raise JSONBodyError(f"JSON parse error: {message}", code="invalid_json") from None
+    _check_strings(value)
+    return value
+
+
+class LimitedJSONParser(JSONParser):
+    """DRF's JSON parser with ``API_JSON_MAX_BYTES`` and ``API_JSON_MAX_DEPTH``."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        max_bytes = settings.API_JSON_MAX_BYTES
+        data = stream.read(max_bytes + 1) if stream is not None else b""
+        return parse_limited_json(data, max_bytes=max_bytes, max_depth=settings.API_JSON_MAX_DEPTH)
