@@ -8,6 +8,7 @@ tests open real connections on a database file with the settings' own OPTIONS.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from unittest import mock
 
@@ -44,10 +45,9 @@ def _two_read_then_write_transactions(path, options) -> list:
             with transaction.atomic(using=conn.alias), conn.cursor() as c:
                 c.execute("SELECT used FROM seats WHERE id = 1")
                 (used,) = c.fetchone()
-                try:
-                    both_read.wait(timeout=2)  # with IMMEDIATE the second never gets here in time
-                except threading.BrokenBarrierError:
-                    pass
+                # With IMMEDIATE the second never gets here in time: the barrier breaks.
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    both_read.wait(timeout=2)
                 c.execute("UPDATE seats SET used = ? WHERE id = 1", [used + 1])
             results[i] = "ok"
         except OperationalError as exc:
