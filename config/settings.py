@@ -206,6 +206,12 @@ DOWNLOAD_URL_TTL = envint("DOWNLOAD_URL_TTL", "900")
 
 # Uploads: deliveries are big, so they stream to disk; the web server caps the request size.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# The size limit first, while the body streams; then memory or a temporary file as usual.
+FILE_UPLOAD_HANDLERS = [
+    "marketplace.uploads.LimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 DATA_UPLOAD_MAX_NUMBER_FILES = 10
 DELIVERY_MAX_BYTES = envint("DELIVERY_MAX_BYTES", str(20 * 1024**3))  # the uploaded archive
 # What an archive may unpack to; checked while reading, since zip headers can lie.
@@ -214,6 +220,8 @@ DELIVERY_MAX_UNCOMPRESSED_BYTES = envint("DELIVERY_MAX_UNCOMPRESSED_BYTES", str(
 DELIVERY_MAX_ENTRY_BYTES = envint("DELIVERY_MAX_ENTRY_BYTES", str(4 * 1024**3))
 DELIVERY_MAX_RATIO = envint("DELIVERY_MAX_RATIO", "200")  # compression ratio of one entry
 DELIVERY_MAX_JSON_BYTES = envint("DELIVERY_MAX_JSON_BYTES", str(2 * 1024**3))
+# A refused delivery's archive is kept as evidence this many days, then deleted (retention.py).
+DELIVERY_FAILED_RETENTION_DAYS = envint("DELIVERY_FAILED_RETENTION_DAYS", "30")
 
 # Celery: with no broker, tasks run eagerly in-process (the embedded default).
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "")
@@ -225,6 +233,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_TASK_DEFAULT_QUEUE", "registry")
+# Periodic work, for `celery -A config beat` (README, Deployment).
+CELERY_BEAT_SCHEDULE = {
+    "expire-failed-deliveries": {"task": "marketplace.tasks.expire_failed_deliveries", "schedule": 24 * 3600},
+}
 
 # Ledger signing key (Ed25519, PEM). Unset: a key is generated under VAR_DIR when
 # GENERATE_SECRETS (or DEBUG) allows it; otherwise the process stops, as for SECRET_KEY.

@@ -18,7 +18,9 @@ def is_database_busy(exc: BaseException) -> bool:
 
 
 class DatabaseBusyMiddleware:
-    """A write that could not get SQLite's lock within the busy timeout answers 503, not 500.
+    """An upload past the size limit answers 413 (marketplace.uploads); and:
+
+    a write that could not get SQLite's lock within the busy timeout answers 503, not 500.
 
     The transaction that failed rolled back whole, so nothing is half-written and the client may
     simply retry; Retry-After says when. (PostgreSQL never raises this: writers queue on row locks.)
@@ -31,6 +33,10 @@ class DatabaseBusyMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
+        from .uploads import UploadTooLarge
+
+        if isinstance(exception, UploadTooLarge):  # a page's upload (the API's handler answers its own)
+            return JsonResponse({"code": "too_large", "detail": str(exception.detail)}, status=413)
         if not is_database_busy(exception):
             return None
         logger.warning("database busy on %s %s: answered 503", request.method, request.path)

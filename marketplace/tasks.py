@@ -49,3 +49,11 @@ def run_export(export_id: int) -> dict:
 
     export = exports.run_export(export_id=export_id)
     return {"export": export.pk, "status": export.status}
+
+
+@shared_task(acks_late=True)  # re-running is safe: an expired archive is skipped
+def expire_failed_deliveries() -> int:
+    """Delete the archives of long-failed deliveries (marketplace.retention); run daily by beat."""
+    from . import retention
+
+    return retention.expire_failed_archives()
