@@ -3,8 +3,8 @@
 DRF's JSONParser hands the body to ``json.load``; 100,000 nested brackets raise RecursionError
 (a 500 on every JSON endpoint, the anonymous token endpoint included). The depth is measured on
 the raw text first, in one linear pass that skips strings, so nothing deep is ever parsed.
-Lone surrogates (``"\\ud800"``), NaN and Infinity are refused too: they are not JSON (RFC 8259)
-and cannot be stored in PostgreSQL's jsonb or encoded back to UTF-8.
+NaN, Infinity, 5,000-digit integers, lone surrogates and NUL are refused too
+(marketplace.formats.strict_json), each a 400 ``invalid_json``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from ..formats import strict_json
+
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class JSONBodyError(ParseError):
@@ -39,24 +40,6 @@ def json_depth(data: bytes) -> int:
     return deepest
 
 
-def _refuse_constant(name: str):
-    raise JSONBodyError(f"{name} is not a JSON number", code="invalid_json")
-
-
-def _check_strings(value) -> None:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if _LONE_SURROGATE.search(item):
-                raise JSONBodyError("the body holds a lone UTF-16 surrogate", code="invalid_json")
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
 def parse_limited_json(data: bytes, *, max_bytes: int, max_depth: int):
     """Parse a JSON body, refusing what is too big, too deep, or not strictly JSON."""
     if len(data) > max_bytes:
@@ -64,15 +47,15 @@ def parse_limited_json(data: bytes, *, max_bytes: int, max_depth: int):
     if json_depth(data) > max_depth:
         raise JSONBodyError(f"the JSON body is nested deeper than {max_depth} levels", code="json_too_deep")
     try:
-        text = data.decode("utf-8")
-        value = json.loads(text, parse_constant=_refuse_constant)
+        return strict_json.loads(data.decode("utf-8"), strict_json.scan(data))
     except UnicodeDecodeError:
         raise JSONBodyError("the JSON body is not UTF-8", code="invalid_json") from None
-    except ValueError as exc:  # JSONDecodeError, and int() past Python's 4,300-digit limit
-        message = str(exc)[:120]
-        raise JSONBodyError(f"JSON parse error: {message}", code="invalid_json") from None
-    _check_strings(value)
-    return value
+    except strict_json.StrictJSONError as exc:
+        raise JSONBodyError(f"the JSON body is refused: {exc}", code="invalid_json") from None
+    except json.JSONDecodeError as exc:
+        raise JSONBodyError(
+            f"JSON parse error at {exc.lineno}:{exc.colno}: {exc.msg}", code="invalid_json"
+        ) from None
 
 
 class LimitedJSONParser(JSONParser):

@@ -17,6 +17,7 @@ No Django here: this module is part of the pure codecs.
 
 import yaml
 
+from . import strict_json
 from .quoting import clip
 
 MAX_DEPTH = 32  # data.yaml nests 2-3 levels (names: {0: person}, kpt_names: {0: [...]})
@@ -68,7 +69,11 @@ def _load(text: str, compose_only: bool):
         _check_events(text)
         if compose_only:
             return yaml.compose(text, Loader=_Loader)
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader, after the checks above
+        value = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader, after the checks above
+        strict_json.check_strings(value)  # "\0" and "\ud800" escapes: no NUL, no lone surrogate
+        return value
+    except strict_json.StrictJSONError as exc:
+        raise UnsafeYAML(str(exc)) from None
     except ValueError as exc:
         # int("9" * 5000) raises ValueError (Python's limit on digits), not a YAMLError.
         raise UnsafeYAML(f"a value cannot be read: {clip(str(exc), 120)}") from None
