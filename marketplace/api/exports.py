@@ -8,6 +8,7 @@ the download, then streams the file or redirects to a presigned S3 URL.
 
 from __future__ import annotations
 
+from django.db.models import Q
 from django.http import FileResponse, HttpResponseRedirect, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -17,8 +18,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import access, exports
-from ..models import Dataset, DatasetVersion, Download, Export
+from .. import access, exports, licensing
+from ..models import Dataset, DatasetVersion, Download, Export, org_ids
 from .errors import DomainError
 from .pagination import Pagination
 
@@ -92,6 +93,29 @@ def _export_for(user, pk: int) -> Export:
     return export
 
 
+def _require_seat_for_images(user, version, options: dict) -> None:
+    """Original images leave only with the seat rule of ``/original/``: an open offer lets anyone
+    logged in export labels, but the images need the license accepted (licensing.may_use)."""
+    if options.get("include_images", True) is not False and not licensing.may_use(user=user, version=version):
+        raise DomainError(
+            "Exporting original images needs the license accepted: claim the offer in your library "
+            "first, or export labels only (include_images: false).",
+            code="license_not_accepted",
+            status_code=status.HTTP_403_FORBIDDEN,
+        )
+
+
+def _exports_of_callers_org(user, version, qs):
+    """Which organisations export a dataset is their own business: a buyer lists the exports its
+    organisation asked for or downloaded; the dataset's supplier lists them all."""
+    orgs = org_ids(user)
+    if version.dataset.supplier_id in orgs:
+        return qs
+    return qs.filter(
+        Q(requested_by__memberships__organization_id__in=orgs) | Q(downloads__organization_id__in=orgs)
+    ).distinct()
+
+
 class VersionExportsView(APIView):
     """POST: ask for an export of this version (202; a finished identical one is reused). GET: its exports."""
 
@@ -103,6 +127,7 @@ class VersionExportsView(APIView):
         access.require_export(request.user, version)
         body = ExportRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        _require_seat_for_images(request.user, version, body.validated_data.get("options") or {})
         export = exports.request_export(
             version=version,
             user=request.user,
@@ -119,6 +144,7 @@ class VersionExportsView(APIView):
         version = access.visible_version(request.user, dataset_slug, number)
         access.require_export(request.user, version)
         qs = Export.objects.filter(version=version).select_related("version__dataset").order_by("-created_at")
+        qs = _exports_of_callers_org(request.user, version, qs)
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(
