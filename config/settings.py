@@ -110,6 +110,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "marketplace.middleware.DatabaseBusyMiddleware",
+    "marketplace.middleware.DomainErrorMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from marketplace.api.auth import obtain_token
-from marketplace.auth_views import LoginView
+from marketplace.views.auth import LoginView
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -279,7 +279,7 @@ class LedgerChunk(models.Model):
 class QualityReport(models.Model):
     """One stored quality result of a version: stats, agreement, balance or the compliance pack.
 
-    Derived data: ``governance.reports`` recomputes it at will, so it is a cache keyed by version and
+    Derived data: ``governance.quality.reports`` recomputes it at will, so it is a cache keyed by version and
     kind, not evidence in itself (the ledger is).
     """
 

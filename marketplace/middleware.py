@@ -1,11 +1,17 @@
-"""Answers for faults a request cannot fix by itself, in the API's one error shape."""
+"""Answers for faults a request cannot fix by itself, and a service's "not found" on pages.
+
+The API renders ``DomainError`` in its own handler (marketplace.api.errors); these middlewares
+cover what escapes a view: a page's 404, an upload past the size limit, a busy SQLite database.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from django.db import OperationalError
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
+
+from .errors import DomainError, ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -15,6 +21,25 @@ RETRY_AFTER_SECONDS = 2
 def is_database_busy(exc: BaseException) -> bool:
     """SQLite's "database is locked" / "database table is locked": another writer held on."""
     return isinstance(exc, OperationalError) and "is locked" in str(exc)
+
+
+class DomainErrorMiddleware:
+    """Turn a ``DomainError`` with status 404 that escapes a page view into ``Http404``.
+
+    Services raise ``DomainError`` and never ``Http404``; a page that does not catch the refusal
+    (a dataset the user does not supply) must still be a 404 page, as it always was.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, DomainError) and exception.status_code == 404:
+            raise Http404(exception.detail) from exception
+        return None
 
 
 class DatabaseBusyMiddleware:
@@ -36,12 +61,15 @@ class DatabaseBusyMiddleware:
         from .uploads import UploadTooLarge
 
         if isinstance(exception, UploadTooLarge):  # a page's upload (the API's handler answers its own)
-            return JsonResponse({"code": "too_large", "detail": str(exception.detail)}, status=413)
+            return JsonResponse({"code": ErrorCode.TOO_LARGE, "detail": str(exception.detail)}, status=413)
         if not is_database_busy(exception):
             return None
         logger.warning("database busy on %s %s: answered 503", request.method, request.path)
         response = JsonResponse(
-            {"code": "database_busy", "detail": "The database is busy with another write; retry shortly."},
+            {
+                "code": ErrorCode.DATABASE_BUSY,
+                "detail": "The database is busy with another write; retry shortly.",
+            },
             status=503,
         )
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)

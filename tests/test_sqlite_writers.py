@@ -105,7 +105,7 @@ def test_a_write_that_still_finds_the_database_locked_answers_503_with_retry_aft
 @pytest.mark.django_db
 def test_other_database_errors_are_not_disguised(client):
     with (
-        mock.patch("marketplace.auth_views.LoginView.get", side_effect=OperationalError("no such table: x")),
+        mock.patch("marketplace.views.auth.LoginView.get", side_effect=OperationalError("no such table: x")),
         pytest.raises(OperationalError),
     ):
         client.get("/accounts/login/")

@@ -7,10 +7,11 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.settings import api_settings
 
 from .. import login_limits
+from ..errors import ErrorCode
 
 
 class LockedOut(exceptions.Throttled):
-    default_code = "locked_out"
+    default_code = ErrorCode.LOCKED_OUT
     default_detail = "Too many wrong passwords for this username; try again later."
     extra_detail_singular = extra_detail_plural = ""
 

@@ -1,6 +1,6 @@
 """Exports API: ask for a version in a format (202), follow the job, download over a signed link.
 
-Access, in this order (marketplace.access): a version or export the user cannot see is a 404;
+Access, in this order (marketplace.visibility): a version or export the user cannot see is a 404;
 anonymous callers get 401; a user who can see the version but holds no license that covers it
 gets 403. The download view checks the signed token, the user and the license again, records
 the download, then streams the file or redirects to a presigned S3 URL.
@@ -8,7 +8,6 @@ the download, then streams the file or redirects to a presigned S3 URL.
 
 from __future__ import annotations
 
-from django.db.models import Q
 from django.http import FileResponse, HttpResponseRedirect, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -18,9 +17,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import access, exports, licensing
-from ..models import Dataset, DatasetVersion, Download, Export, org_ids
-from .errors import DomainError
+from marketplace.errors import DomainError
+
+from .. import visibility
+from ..exports import documents as export_documents
+from ..exports import downloads as export_downloads
+from ..exports import tasks as export_tasks
+from ..models import Download, Export
 from .pagination import Pagination
 
 
@@ -57,7 +60,7 @@ class ExportSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         if obj.status != Export.Status.READY or request is None:
             return None
-        return exports.download_url_for(export=obj, user=request.user, request=request)
+        return export_downloads.download_url_for(export=obj, user=request.user, request=request)
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_download_expires_in(self, obj):
@@ -87,33 +90,11 @@ class DownloadSerializer(serializers.ModelSerializer):
 def _export_for(user, pk: int) -> Export:
     """The export, if the user can see its version (404 otherwise) and may export it (401/403)."""
     export = Export.objects.select_related("version__dataset__supplier").filter(pk=pk).first()
-    if export is None or not DatasetVersion.objects.visible_to(user).filter(pk=export.version_id).exists():
+    if export is None or not visibility.versions(user).filter(pk=export.version_id).exists():
         raise DomainError("No such export.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
-    access.require_export(user, export.version)
+    include_images = bool((export.options or {}).get("include_images"))
+    visibility.require_export_of(user, export.version, include_images=include_images)
     return export
-
-
-def _require_seat_for_images(user, version, options: dict) -> None:
-    """Original images leave only with the seat rule of ``/original/``: an open offer lets anyone
-    logged in export labels, but the images need the license accepted (licensing.may_use)."""
-    if options.get("include_images", True) is not False and not licensing.may_use(user=user, version=version):
-        raise DomainError(
-            "Exporting original images needs the license accepted: claim the offer in your library "
-            "first, or export labels only (include_images: false).",
-            code="license_not_accepted",
-            status_code=status.HTTP_403_FORBIDDEN,
-        )
-
-
-def _exports_of_callers_org(user, version, qs):
-    """Which organisations export a dataset is their own business: a buyer lists the exports its
-    organisation asked for or downloaded; the dataset's supplier lists them all."""
-    orgs = org_ids(user)
-    if version.dataset.supplier_id in orgs:
-        return qs
-    return qs.filter(
-        Q(requested_by__memberships__organization_id__in=orgs) | Q(downloads__organization_id__in=orgs)
-    ).distinct()
 
 
 class VersionExportsView(APIView):
@@ -123,12 +104,11 @@ class VersionExportsView(APIView):
 
     @extend_schema(request=ExportRequestSerializer, responses={202: ExportSerializer})
     def post(self, request, dataset_slug: str, number: int):
-        version = access.visible_version(request.user, dataset_slug, number)
-        access.require_export(request.user, version)
+        version = visibility.visible_version(request.user, dataset_slug, number)
+        visibility.require_export(request.user, version)
         body = ExportRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        _require_seat_for_images(request.user, version, body.validated_data.get("options") or {})
-        export = exports.request_export(
+        export = export_tasks.request_export(
             version=version,
             user=request.user,
             format=body.validated_data["format"],
@@ -141,10 +121,10 @@ class VersionExportsView(APIView):
 
     @extend_schema(responses=ExportSerializer(many=True))
     def get(self, request, dataset_slug: str, number: int):
-        version = access.visible_version(request.user, dataset_slug, number)
-        access.require_export(request.user, version)
+        version = visibility.visible_version(request.user, dataset_slug, number)
+        visibility.require_export(request.user, version)
         qs = Export.objects.filter(version=version).select_related("version__dataset").order_by("-created_at")
-        qs = _exports_of_callers_org(request.user, version, qs)
+        qs = visibility.exports_of_version(request.user, version, qs)
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(
@@ -174,13 +154,17 @@ class ExportDownloadView(APIView):
     )
     def get(self, request, pk: int):
         export = _export_for(request.user, pk)
-        exports.check_download_token(request.query_params.get("token", ""), export=export, user=request.user)
+        export_downloads.check_download_token(
+            request.query_params.get("token", ""), export=export, user=request.user
+        )
         if export.status != Export.Status.READY or not export.file.name:
             raise DomainError(
                 "The export is not ready yet.", code="not_ready", status_code=status.HTTP_409_CONFLICT
             )
-        exports.record_download(export=export, user=request.user, ip_address=request.META.get("REMOTE_ADDR"))
-        presigned = exports.storage_download_url(export)
+        export_downloads.record_download(
+            export=export, user=request.user, ip_address=request.META.get("REMOTE_ADDR")
+        )
+        presigned = export_downloads.storage_download_url(export)
         if presigned:
             return HttpResponseRedirect(presigned)
         content_type = (
@@ -189,7 +173,7 @@ class ExportDownloadView(APIView):
         response = FileResponse(
             export.file.open("rb"),
             as_attachment=True,
-            filename=exports.download_filename(export),
+            filename=export_downloads.download_filename(export),
             content_type=content_type,
         )
         response["X-Content-SHA256"] = export.sha256
@@ -203,12 +187,12 @@ class DatasetDownloadsView(APIView):
 
     @extend_schema(responses=DownloadSerializer(many=True))
     def get(self, request, dataset_slug: str):
-        dataset = Dataset.objects.visible_to(request.user).filter(slug=dataset_slug).first()
+        dataset = visibility.datasets(request.user).filter(slug=dataset_slug).first()
         if dataset is None:
             raise DomainError("No such dataset.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
         if not request.user.is_authenticated:
             raise NotAuthenticated("Log in to see downloads.")
-        if not access.can_list_downloads(request.user, dataset):
+        if not visibility.can_list_downloads(request.user, dataset):
             raise DomainError(
                 "Only the dataset's supplier and auditors see its downloads.",
                 code="forbidden",
@@ -231,9 +215,9 @@ class VersionCroissantView(APIView):
 
     @extend_schema(responses={(200, "application/ld+json"): OpenApiTypes.OBJECT})
     def get(self, request, dataset_slug: str, number: int):
-        version = access.visible_version(request.user, dataset_slug, number)
+        version = visibility.visible_version(request.user, dataset_slug, number)
         return JsonResponse(
-            exports.croissant_document(version),
+            export_documents.croissant_document(version),
             content_type="application/ld+json",
             json_dumps_params={"ensure_ascii": False},
         )

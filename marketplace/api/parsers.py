@@ -16,6 +16,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from ..errors import ErrorCode
 from ..formats import strict_json
 
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
@@ -43,18 +44,20 @@ def json_depth(data: bytes) -> int:
 def parse_limited_json(data: bytes, *, max_bytes: int, max_depth: int):
     """Parse a JSON body, refusing what is too big, too deep, or not strictly JSON."""
     if len(data) > max_bytes:
-        raise JSONBodyError(f"the JSON body is larger than {max_bytes} bytes", code="json_too_large")
+        raise JSONBodyError(f"the JSON body is larger than {max_bytes} bytes", code=ErrorCode.JSON_TOO_LARGE)
     if json_depth(data) > max_depth:
-        raise JSONBodyError(f"the JSON body is nested deeper than {max_depth} levels", code="json_too_deep")
+        raise JSONBodyError(
+            f"the JSON body is nested deeper than {max_depth} levels", code=ErrorCode.JSON_TOO_DEEP
+        )
     try:
         return strict_json.loads(data.decode("utf-8"), strict_json.scan(data))
     except UnicodeDecodeError:
-        raise JSONBodyError("the JSON body is not UTF-8", code="invalid_json") from None
+        raise JSONBodyError("the JSON body is not UTF-8", code=ErrorCode.INVALID_JSON) from None
     except strict_json.StrictJSONError as exc:
-        raise JSONBodyError(f"the JSON body is refused: {exc}", code="invalid_json") from None
+        raise JSONBodyError(f"the JSON body is refused: {exc}", code=ErrorCode.INVALID_JSON) from None
     except json.JSONDecodeError as exc:
         raise JSONBodyError(
-            f"JSON parse error at {exc.lineno}:{exc.colno}: {exc.msg}", code="invalid_json"
+            f"JSON parse error at {exc.lineno}:{exc.colno}: {exc.msg}", code=ErrorCode.INVALID_JSON
         ) from None
 
 

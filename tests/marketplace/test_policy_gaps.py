@@ -33,7 +33,7 @@ def test_a_versions_export_list_shows_only_the_callers_organisations_exports(
 def test_an_open_offer_exports_original_images_only_once_the_license_is_accepted(
     api_for, outsider, published_version, django_capture_on_commit_callbacks
 ):
-    from marketplace import licensing
+    from marketplace.licensing import service as licensing
 
     from .buyer_support import open_offer
 

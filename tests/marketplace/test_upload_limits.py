@@ -137,7 +137,7 @@ def test_the_cli_applies_the_unpacked_limit_to_a_folder(dataset, media, tmp_path
 
 
 def test_a_failed_deliverys_archive_expires_after_the_retention_days(dataset, media, settings):
-    from marketplace import retention
+    from marketplace.deliveries import retention
 
     settings.DELIVERY_FAILED_RETENTION_DAYS = 30
     old = support.make_delivery(dataset, b"not a zip")

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from marketplace import retention
+from marketplace.deliveries import retention
 
 
 class Command(BaseCommand):
