@@ -63,13 +63,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import yaml  # PyYAML arrives with drf-spectacular; safe_load only.
+import yaml  # PyYAML arrives with drf-spectacular; read only through safe_yaml.
 from PIL import Image
 
-from . import model
+from . import model, safe_yaml
 from .archive import MiB, ProblemLog
 from .model import CategoryDef, FormatError, ItemRecord, LabelRecord, Parsed
 from .policy import Adjustments
+from .quoting import clip, quote
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 PIL_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
@@ -77,6 +78,14 @@ MIN_IMAGE_SIDE = 10  # Ultralytics refuses images under 10 pixels a side
 TOLERANCE = 0.01  # Ultralytics accepts coordinates in [-0.01, 1.01]
 MAX_YAML_BYTES = 1 * MiB
 MAX_TEXT_BYTES = 64 * MiB
+# Limits on what data.yaml and a label row may declare; each far above real datasets
+# (ImageNet-21k has 21,841 classes, COCO-WholeBody 133 keypoints) and each keeping the work
+# a hostile file can ask for proportional to its size.
+MAX_CLASSES = 50_000
+MAX_NAME_CHARS = 256
+MAX_KEYPOINTS = 1_000
+MAX_SHAPE_POINTS = 20_000  # points in one segment row (x y pairs)
+MAX_ROW_VALUES = 1 + 2 * MAX_SHAPE_POINTS  # also bounds a pose row: 5 + K*3 <= 3,005
 _SPLIT_KEYS = ("train", "val", "test")
 _EXIF_ORIENTATION = 274
 
@@ -215,7 +224,7 @@ class _Layout:
             # Roboflow and others always write train/val/test: a split not delivered has no images.
             self.problems.add(
                 where,
-                f"{split} path {entry[:200]!r} is not in the delivery: no images from it",
+                f"{split} path {quote(entry)} is not in the delivery: no images from it",
                 line=line,
                 code="missing_split",
             )
@@ -244,7 +253,7 @@ class _Layout:
                     key = self.locate(base, row)
                 if key is None or key not in self.name_set:
                     self.problems.add(
-                        found, f"image {row!r} is not in the delivery", line=lineno, code="missing_file"
+                        found, f"image {quote(row)} is not in the delivery", line=lineno, code="missing_file"
                     )
                     continue
                 self.add_image(key, split, found, label_of(key), line=lineno)
@@ -269,7 +278,7 @@ def _darknet_label(layout: _Layout):
 def _yaml_lines(text: str) -> dict[str, int]:
     """1-based line of each top-level key, for problem locations."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = safe_yaml.compose(text)
     except yaml.YAMLError:
         return {}
     if not isinstance(node, yaml.MappingNode):
@@ -277,10 +286,32 @@ def _yaml_lines(text: str) -> dict[str, int]:
     return {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
 
 
+def _duplicates(names: list[str]) -> list[str]:
+    """Names given more than once, sorted; linear (names.count in a loop was quadratic)."""
+    seen: set[str] = set()
+    dupes: set[str] = set()
+    for n in names:
+        (dupes if n in seen else seen).add(n)
+    return sorted(dupes)
+
+
 def _names_from(data: dict, name: str, lines: dict, problems: ProblemLog) -> list[str] | None:
     names, nc = data.get("names"), data.get("nc")
     if nc is not None and not (isinstance(nc, int) and not isinstance(nc, bool) and nc > 0):
-        problems.add(name, f"nc must be a positive integer, not {nc!r}", line=lines.get("nc"))
+        problems.add(name, f"nc must be a positive integer, not {quote(nc)}", line=lines.get("nc"))
+        return None
+    if nc is not None and nc > MAX_CLASSES:
+        problems.add(
+            name, f"nc is {nc}: at most {MAX_CLASSES} classes", line=lines.get("nc"), code="too_large"
+        )
+        return None
+    if isinstance(names, (list, dict)) and len(names) > MAX_CLASSES:
+        problems.add(
+            name,
+            f"{len(names)} names: at most {MAX_CLASSES} classes",
+            line=lines.get("names"),
+            code="too_large",
+        )
         return None
     if names is None:
         if nc is None:
@@ -296,7 +327,7 @@ def _names_from(data: dict, name: str, lines: dict, problems: ProblemLog) -> lis
         if sorted(by_index) != list(range(len(by_index))):
             problems.add(
                 name,
-                f"names indices must be 0..{len(by_index) - 1}, got {sorted(by_index)}",
+                f"names indices must be 0..{len(by_index) - 1}, got {quote(sorted(by_index))}",
                 line=lines.get("names"),
             )
             return None
@@ -307,12 +338,23 @@ def _names_from(data: dict, name: str, lines: dict, problems: ProblemLog) -> lis
         )
         return None
     names = [str(n) for n in names]
+    too_long = next((n for n in names if len(n) > MAX_NAME_CHARS), None)
+    if too_long is not None:
+        problems.add(
+            name,
+            f"class name {clip(too_long, 40)!r} is longer than {MAX_NAME_CHARS} characters",
+            line=lines.get("names"),
+            code="too_large",
+        )
+        return None
     if nc is not None and nc != len(names):
         problems.add(name, f"nc is {nc} but {len(names)} names are given", line=lines.get("nc"))
         return None
     dupes = _duplicates(names)
     if dupes:
-        problems.add(name, f"duplicate class names {dupes}", line=lines.get("names"), code="duplicate_name")
+        problems.add(
+            name, f"duplicate class names {quote(dupes)}", line=lines.get("names"), code="duplicate_name"
+        )
         return None
     return names
 
@@ -322,11 +364,19 @@ def _read_ultralytics(layout: _Layout, name: str, problems: ProblemLog) -> _Sche
     if text is None:
         raise FormatError(list(problems))
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
+        code = "unsafe_yaml" if isinstance(exc, safe_yaml.UnsafeYAML) else "invalid"
         raise FormatError(
-            [model.Problem(file=name, message=f"invalid YAML: {exc}", line=mark.line + 1 if mark else None)]
+            [
+                model.Problem(
+                    file=name,
+                    message=f"invalid YAML: {clip(str(exc), 300)}",
+                    line=mark.line + 1 if mark else None,
+                    code=code,
+                )
+            ]
         ) from None
     if not isinstance(data, dict):
         raise FormatError([model.Problem(file=name, message="data.yaml must be a mapping")])
@@ -341,7 +391,7 @@ def _read_ultralytics(layout: _Layout, name: str, problems: ProblemLog) -> _Sche
             isinstance(kpt, list)
             and len(kpt) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) for v in kpt)
-            and kpt[0] > 0
+            and 0 < kpt[0] <= MAX_KEYPOINTS
             and kpt[1] in (2, 3)
         ):
             schema.kpt_shape = (kpt[0], kpt[1])
@@ -350,7 +400,7 @@ def _read_ultralytics(layout: _Layout, name: str, problems: ProblemLog) -> _Sche
                 [
                     model.Problem(
                         file=name,
-                        message=f"kpt_shape must be [K, 2 or 3], not {kpt!r}",
+                        message=f"kpt_shape must be [K, 2 or 3] with K at most {MAX_KEYPOINTS}, not {quote(kpt)}",
                         line=lines.get("kpt_shape"),
                     )
                 ]
@@ -425,7 +475,7 @@ def _read_darknet(
         raise FormatError([model.Problem(file=names_file, message="no class names", code="missing_schema")])
     dupes = _duplicates(names)
     if dupes:
-        problems.add(names_file, f"duplicate class names {dupes}", code="duplicate_name")
+        problems.add(names_file, f"duplicate class names {quote(dupes)}", code="duplicate_name")
     if "classes" in config:
         value, lineno = config["classes"]
         if value != str(len(names)):
@@ -582,10 +632,18 @@ class _Reader:
             tokens = line.split()
             if not tokens:
                 continue
+            if len(tokens) > MAX_ROW_VALUES:
+                self.problems.add(
+                    name,
+                    f"{len(tokens)} values in one row: at most {MAX_ROW_VALUES} ({MAX_SHAPE_POINTS} points)",
+                    line=lineno,
+                    code="too_large",
+                )
+                continue
             try:
                 values = [float(t) for t in tokens]
             except ValueError:
-                self.problems.add(name, f"not a number in {line.strip()!r}", line=lineno)
+                self.problems.add(name, f"not a number in {quote(line.strip(), 120)}", line=lineno)
                 continue
             if not all(math.isfinite(v) for v in values):
                 self.problems.add(name, "values must be finite numbers", line=lineno)
