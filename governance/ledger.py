@@ -64,8 +64,9 @@ from django.utils import timezone
 from marketplace.models import Dataset, DatasetVersion, Label
 
 from . import merkle, signing
+from .canonical import dumps_text, event_hash  # orjson fast path, byte-identical to verify_offline's rule
 from .models import LabelEvent, LedgerAppendOnlyError, LedgerChunk, TreeHead
-from .verify_offline import GENESIS_PREV_HASH, event_hash, tree_head_message
+from .verify_offline import GENESIS_PREV_HASH, tree_head_message
 
 # The offline verifier's own tree head check, so the server judges a signed head exactly as auditors do.
 from .verify_offline import _check_signed_head as _head_failures  # noqa: E402
@@ -543,7 +544,7 @@ def _copy_line(dataset_id: int, document: dict, prev_hash: str, hash_hex: str) -
                 _copy_text(document["source"]),
                 _copy_text(document["model_name"]),
                 _copy_text(document["model_version"]),
-                _copy_text(json.dumps(document["payload"])),
+                _copy_text(dumps_text(document["payload"])),
                 _copy_int(document["delivery_id"]),
                 _copy_int(document["version_number"]),
                 prev_hash,
