@@ -360,3 +360,7 @@ class ReviewTask(models.Model):
 
     def __str__(self) -> str:
         return f"Review of {self.item_id} ({self.status})"
+
+
+# The verification job lives in its own module (governance.verify_chain's); imported for Django to see it.
+from .verification_models import LedgerVerification  # noqa: E402, F401

@@ -22,3 +22,23 @@ def compute_quality_reports(version_id: int, force: bool = False) -> dict:
         return {"version": version_id, "skipped": "reports are current"}
     stored = reports.compute_quality_reports(version_id=version_id)
     return {"version": version_id, "computed": sorted(stored)}
+
+
+@shared_task(
+    acks_late=True,  # a chunk re-run records the same result; a recorded one is skipped
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def verify_ledger_chunk(job_id: int, index: int, lo: int, hi: int) -> dict:
+    """Verify events lo..hi-1 of a verification job and record the result on the job row."""
+    from governance import verify_chain
+
+    try:
+        verify_chain.run_chunk(job_id=job_id, index=index, lo=lo, hi=hi)
+    except (OperationalError, InterfaceError):
+        raise  # retried
+    except Exception as error:
+        verify_chain.fail_verification(job_id=job_id, reason=f"chunk {index}: {type(error).__name__}")
+        raise
+    return {"job": job_id, "chunk": index}

@@ -18,6 +18,9 @@ urlpatterns = [
     path("ledger/public-key/", views.PublicKeyView.as_view(), name="api-ledger-public-key"),
     path("ledger/verify/", views.VerifyView.as_view(), name="api-ledger-verify"),
     path(
+        "ledger/verify/<int:job_id>/", views.VerificationStatusView.as_view(), name="api-ledger-verification"
+    ),
+    path(
         "ledger/events/<int:event_id>/bundle/",
         views.EventBundleView.as_view(),
         name="api-ledger-event-bundle",

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 
-from governance import ledger
+from governance import ledger, verify_chain
 from governance.models import LabelEvent, TreeHead
 from marketplace.models import Dataset
 
@@ -35,7 +35,7 @@ class Command(BaseCommand):
             "--workers",
             type=int,
             default=None,
-            help="processes re-hashing events (PostgreSQL; default: one per CPU there, else 1)",
+            help="processes verifying chunks of the chain (PostgreSQL; default: one per CPU there, else 1)",
         )
         prove = commands.add_parser("prove", help="print the proof bundle of one event")
         prove.add_argument("event_id", type=int)
@@ -70,7 +70,7 @@ class Command(BaseCommand):
         broken = []
         for dataset in list(datasets):
             heads = [h for h in trusted if h.get("dataset") == dataset.slug]
-            report = ledger.verify_dataset(dataset=dataset, trusted_heads=heads, workers=workers)
+            report = verify_chain.verify_dataset(dataset=dataset, trusted_heads=heads, workers=workers)
             if report.ok:
                 self.stdout.write(
                     f"{dataset.slug}: intact — {report.events} events, {report.tree_heads} tree heads, "
