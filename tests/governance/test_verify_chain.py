@@ -191,3 +191,68 @@ def published_ledger(dataset):
     ledgered_version(dataset, items=3)
     dataset.events = LabelEvent.objects.filter(dataset=dataset).count()
     return dataset
+
+
+# --- through a real broker, on a real worker
+
+
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_real_celery_workers_verify_the_chunks_sent_through_the_broker(
+    api_for, auditor, dataset, monkeypatch
+):
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from django.conf import settings as django_settings
+    from django.db import connection
+
+    from .ledger_support import events
+
+    if not django_settings.CELERY_BROKER_URL:
+        pytest.skip("CELERY_BROKER_URL is not set (CI sets it to Redis)")
+    if connection.vendor != "postgresql":
+        pytest.skip("the worker process needs a database it can share: PostgreSQL")
+    monkeypatch.setattr(ledger, "CHUNK_LEVEL", 10)  # the worker runs with the real block size
+    ledgered_version(dataset, items=2)  # published: the auditor may read it
+    ledger.append_events(dataset=dataset, events=events(5000, start=100))
+    ledger.sign_tree_head(dataset=dataset)
+    size = LabelEvent.objects.filter(dataset=dataset).count()
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL,
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=prefork", "--concurrency=2",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", django_settings.CELERY_TASK_DEFAULT_QUEUE,
+         "--loglevel=WARNING"],
+        cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        started = api_for(auditor).post("/api/v1/ledger/verify/", {"dataset": dataset.slug}, format="json")
+        assert started.status_code == 202
+        job_id = started.json()["id"]
+        assert started.json()["chunks_total"] == -(-size // 1024)  # one chunk per block of 1,024 events
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and LedgerVerification.objects.get(pk=job_id).status not in (
+            "done",
+            "failed",
+        ):
+            time.sleep(0.2)
+        job = LedgerVerification.objects.get(pk=job_id)
+        assert job.status == "done", job.error
+        assert job.report["ok"] is True and job.report["events"] == size
+        assert job.report["root_hash"] == reference_verify(dataset=dataset).root_hash
+    finally:
+        worker.terminate()
+        try:
+            output, _ = worker.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            output, _ = worker.communicate()
+    assert "Traceback" not in output, output
