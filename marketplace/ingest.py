@@ -821,7 +821,9 @@ def validate_delivery(
     format = delivery.format if delivery.format in FORMATS else detect_format(source)
     if format != delivery.format:
         Delivery.objects.filter(pk=delivery.pk).update(format=format)  # the page shows it at once
-    images = ImageChecker(source)
+    from . import image_pool  # it imports this module: import late
+
+    images = image_pool.checker_for(source)  # checks on every core for a large delivery
     parsed = read_delivery(source, format, image_size=images.size)
 
     # Provenance: the sidecar, then the upload's defaults for what the sidecar's defaults leave out.
@@ -859,7 +861,7 @@ def validate_delivery(
     splits: Counter = Counter()
     total_bytes = 0
     try:
-        for n, record in enumerate(parsed.items, start=1):
+        for n, record in enumerate(image_pool.ahead(images, parsed.items), start=1):
             where = record.source_ref or record.key
             if len(record.key) > ITEM_KEY_MAX:
                 report.error(

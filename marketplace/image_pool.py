@@ -1,0 +1,166 @@
+"""Image checks on every core: ``ingest.inspect_image`` (hash, header, decode at reduced scale) in a pool.
+
+The delivery's archive is read in this process, in order, as before; each image's bytes go to a pool of
+forked worker processes that run the very same ``inspect_image`` on them. Ingest walks the delivery's
+items through ``ahead()``, which keeps a bounded window of images in flight (at most
+``WINDOW_PER_WORKER`` per worker and ``MAX_BYTES_IN_FLIGHT`` bytes) and yields the items in their
+order, so the report is the same as with one process, and memory stays flat however many images.
+
+Anything the pool cannot take (a missing file, an image above ``MAX_IMAGE_BYTES``, a read error) is
+left to the in-process check, which reports it exactly as before. A worker that dies makes the rest of
+the delivery fall back to the in-process check too.
+
+Small deliveries (fewer than ``MIN_IMAGES`` images) and one-core machines check in-process: a fork
+costs more than it saves there. ``IMAGE_CHECK_WORKERS`` (setting, environment) sets the pool size;
+0 means one per core, 1 turns the pool off.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict
+
+from django.conf import settings
+
+from . import ingest
+from .formats import model as fmt
+
+MIN_IMAGES = 64
+WINDOW_PER_WORKER = 16
+MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
+
+__all__ = ["PooledImageChecker", "ahead", "checker_for", "worker_count"]
+
+
+def worker_count() -> int:
+    """How many processes check images: the setting, or one per core the process may use."""
+    configured = int(getattr(settings, "IMAGE_CHECK_WORKERS", 0) or 0)
+    if configured > 0:
+        return configured
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def checker_for(source) -> ingest.ImageChecker:
+    """The pooled checker when the delivery is large enough and there are cores to use, else the plain one."""
+    workers = worker_count()
+    if workers > 1:
+        images = sum(1 for n in source.names() if n.lower().endswith(ingest.IMAGE_EXTENSIONS))
+        if images >= MIN_IMAGES:
+            return PooledImageChecker(source, workers=workers)
+    return ingest.ImageChecker(source)
+
+
+def ahead(images: ingest.ImageChecker, records: Iterable) -> Iterator:
+    """Yield ``records`` (items with a ``key``) in order; a pooled checker starts checking them early."""
+    if isinstance(images, PooledImageChecker):
+        return images.ahead(records)
+    return iter(records)
+
+
+class _BytesSource:
+    """The one-file source ``inspect_image`` reads from, in a worker."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def open(self, key: str):
+        return io.BytesIO(self.data)
+
+
+def _inspect_bytes(key: str, data: bytes) -> tuple[str, object]:
+    """In a worker: ``inspect_image`` on the bytes; plain tuples cross the process boundary."""
+    try:
+        return "ok", asdict(ingest.inspect_image(_BytesSource(data), key))
+    except fmt.FormatError as error:
+        return "error", [asdict(p) for p in error.problems]
+
+
+class PooledImageChecker(ingest.ImageChecker):
+    """An ``ImageChecker`` whose checks of upcoming images run in a pool of processes."""
+
+    def __init__(self, source, *, workers: int):
+        super().__init__(source)
+        self.workers = workers
+        self.pending: dict[str, tuple[Future, int]] = {}
+        self.in_flight_bytes = 0
+        self.pool: ProcessPoolExecutor | None = None
+        self.broken = False
+
+    def check(self, key: str) -> ingest.ImageInfo | fmt.FormatError:
+        waiting = self.pending.pop(key, None)
+        if waiting is not None and key not in self.results:
+            future, size = waiting
+            self.in_flight_bytes -= size
+            try:
+                kind, value = future.result()
+            except BrokenProcessPool:
+                self._give_up()
+            else:
+                if kind == "ok":
+                    self.results[key] = ingest.ImageInfo(**value)
+                else:
+                    self.results[key] = fmt.FormatError([fmt.Problem(**p) for p in value])
+        return super().check(key)  # the stored outcome, or the in-process check
+
+    def ahead(self, records: Iterable) -> Iterator:
+        window: deque = deque()
+        limit = self.workers * WINDOW_PER_WORKER
+        try:
+            for record in records:
+                self._submit(record.key)
+                window.append(record)
+                while len(window) > limit or self.in_flight_bytes > MAX_BYTES_IN_FLIGHT:
+                    yield window.popleft()
+            while window:
+                yield window.popleft()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+        self.pending.clear()
+        self.in_flight_bytes = 0
+
+    def _submit(self, key: str) -> None:
+        if self.broken or key in self.results or key in self.pending:
+            return
+        try:
+            with self.source.open(key) as stream:
+                data = stream.read(ingest.MAX_IMAGE_BYTES + 1)
+        except Exception:  # noqa: BLE001 - missing or unreadable: the in-process check reports it as before
+            return
+        if len(data) > ingest.MAX_IMAGE_BYTES:
+            return
+        if self.pool is None:
+            # Forked: the workers need no Django setup, and they never touch this process's database
+            # connection (they only decode bytes and exit without running its finalisers).
+            self.pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("fork")
+            )
+        try:
+            future = self.pool.submit(_inspect_bytes, key, data)
+        except BrokenProcessPool:
+            self._give_up()
+            return
+        self.pending[key] = (future, len(data))
+        self.in_flight_bytes += len(data)
+
+    def _give_up(self) -> None:
+        """A worker died (killed, out of memory): check the rest in this process."""
+        self.broken = True
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+        self.pending.clear()
+        self.in_flight_bytes = 0
