@@ -44,7 +44,6 @@ _OPTIONS = (
 # orjson prints a float below 1e-4 as a number token (after ":", "," or "[", or alone) that starts
 # "0.0000" or has a negative exponent "e-"; Python prints neither form. The same bytes inside a string
 # (a uuid segment ending in "e", say) only cost a fallback.
-_SMALL_DECIMALS = (b":0.0000", b",0.0000", b"[0.0000", b"-0.0000")
 _DIGITS_AND_POINT = frozenset(b"0123456789.")
 _dumps = orjson.dumps
 _Error = orjson.JSONEncodeError
@@ -63,7 +62,9 @@ def canonical_json(obj: Any) -> bytes:
 
 def _may_hold_a_small_float(out: bytes) -> bool:
     """True when orjson's output may hold a float below 1e-4 (printed unlike Python); never a miss."""
-    if out.startswith(b"0.0000") or any(marker in out for marker in _SMALL_DECIMALS):
+    if b":0.0000" in out or b",0.0000" in out or b"[0.0000" in out or b"-0.0000" in out:
+        return True
+    if out.startswith(b"0.0000"):
         return True
     # Substring scans, not a regex: a regex over the whole output costs as much as the encoding.
     at = out.find(b"e-")

@@ -22,16 +22,19 @@ Tree head signatures are checked once, by the combining step, with the offline v
 from __future__ import annotations
 
 import itertools
+import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
 from marketplace.models import Dataset
 
 from . import ledger, merkle, signing
-from .canonical import event_hash, loads_text
+from .canonical import event_hash
 from .verify_offline import GENESIS_PREV_HASH
 
 
@@ -92,17 +95,35 @@ def plan_chunks(size: int, parts: int) -> list[tuple[int, int]]:
 # --------------------------------------------------------------------------- one chunk
 
 # The same server-side formatting as ledger._PG_EVENT_ROWS: the timestamps come out as ledger._iso
-# writes them and the uuid as str(UUID), so a row needs no conversion but the payload's parse.
-_PG_COPY = """
+# writes them and the uuid as str(UUID), so a row needs no conversion but the payload's parse. The last
+# column says whether the payload holds a run of 19+ digits (an integer orjson would read as a float):
+# PostgreSQL answers that in C, alongside the rows, instead of a regex per row here.
+_PG_COPY = r"""
 COPY (SELECT id, seq, label_uid::text, action, actor,
        to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
        to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
        guideline_version, source, model_name, model_version, payload::text,
-       delivery_id, version_number, prev_hash, hash
+       delivery_id, version_number, prev_hash, hash, payload::text ~ '\d{{19}}'
 FROM governance_labelevent WHERE dataset_id = {dataset_id} AND seq >= {lo} AND seq < {hi} ORDER BY seq)
 TO STDOUT
 """
-_PG_TYPES = ["int8", "int8", *["text"] * 10, "int8", "int8", "text", "text"]
+_COPY_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r", "b": "\b", "f": "\f", "v": "\v"}
+_COPY_ESCAPE = re.compile(r"\\(.)")
+
+
+def _unescape(field: str) -> str:
+    """A text field of COPY's text format as it was stored (PostgreSQL escapes only these on output)."""
+    if "\\" not in field:
+        return field
+    return _COPY_ESCAPE.sub(lambda m: _COPY_UNESCAPES.get(m.group(1), m.group(1)), field)
+
+
+def _int_or_none(field: str) -> int | None:
+    return None if field == "\\N" else int(field)
+
+
+def _text_or_none(field: str) -> str | None:
+    return None if field == "\\N" else _unescape(field)
 
 
 def _rows(dataset_id: int, lo: int, hi: int) -> Iterator[tuple]:
@@ -110,12 +131,35 @@ def _rows(dataset_id: int, lo: int, hi: int) -> Iterator[tuple]:
     if connection.vendor != "postgresql":
         yield from ledger._event_rows(dataset_id, lo, hi)
         return
-    # COPY streams the rows with no cursor round trips; psycopg's C loaders parse the integer columns.
+    # COPY streams the rows with no cursor round trips. Each row is split here rather than by psycopg's
+    # row parser, which costs three times as much per row (bench/scale).
     sql = _PG_COPY.format(dataset_id=int(dataset_id), lo=int(lo), hi=int(hi))
+    orjson_loads, std_loads = orjson.loads, json.loads
     with connection.cursor() as cursor, cursor.connection.cursor() as raw, raw.copy(sql) as copy:
-        copy.set_types(_PG_TYPES)
-        for row in copy.rows():
-            yield (*row[:11], loads_text(row[11]), *row[12:])
+        for block in copy:
+            for line in bytes(block).decode().split("\n"):
+                if not line:
+                    continue
+                f = line.split("\t")
+                payload = _unescape(f[11])
+                yield (
+                    int(f[0]),
+                    int(f[1]),
+                    None if f[2] == "\\N" else f[2],
+                    _unescape(f[3]),
+                    _unescape(f[4]),
+                    f[5],
+                    f[6],
+                    _unescape(f[7]),
+                    _unescape(f[8]),
+                    _unescape(f[9]),
+                    _unescape(f[10]),
+                    std_loads(payload) if f[16] == "t" else orjson_loads(payload),
+                    _int_or_none(f[12]),
+                    _int_or_none(f[13]),
+                    _text_or_none(f[14]),
+                    _text_or_none(f[15]),
+                )
 
 
 def verify_chunk(

@@ -256,3 +256,21 @@ def test_real_celery_workers_verify_the_chunks_sent_through_the_broker(
             worker.kill()
             output, _ = worker.communicate()
     assert "Traceback" not in output, output
+
+
+def test_rows_with_escapes_big_integers_and_tiny_floats_verify_as_the_reference_does(dataset):
+    from .ledger_support import events
+
+    awkward = {
+        "note": "tab\there\nnew\\line\r\x0b\x0c\x08 \\N",
+        "big": [2**70, -(2**64), 10**19],
+        "tiny": [1e-7, 0.00001, -3.5e-300],
+        "é": "ü😀\u2028",
+    }
+    ledger.append_events(dataset=dataset, events=events(5, actor="A\t1\\x\nB", payload=awkward))
+    ledger.sign_tree_head(dataset=dataset)
+
+    report = verify_chain.verify_dataset(dataset=dataset, workers=2)
+    reference = reference_verify(dataset=dataset)
+    assert report.ok, report.problems
+    assert (report.events, report.root_hash) == (reference.events, reference.root_hash)
