@@ -72,8 +72,11 @@ def _may_hold_a_small_float(out: bytes) -> bool:
         start = at
         while start > 0 and out[start - 1] in _DIGITS_AND_POINT:
             start -= 1
-        if start < at and (start == 0 or out[start - 1] in b":,[-"):
-            return True
+        if start < at:
+            if start and out[start - 1] == 0x2D:  # a minus sign: look before it
+                start -= 1
+            if start == 0 or out[start - 1] in b":,[":
+                return True
         at = out.find(b"e-", at + 2)
     return False
 
