@@ -1,7 +1,8 @@
 """Image checks on every core: ``ingest.inspect_image`` (hash, header, decode at reduced scale) in a pool.
 
-The delivery's archive is read in this process, in order, as before; each image's bytes go to a pool of
-forked worker processes that run the very same ``inspect_image`` on them. Ingest walks the delivery's
+Each image goes to a pool of forked worker processes that run the very same ``inspect_image`` on it:
+a zip on disk is opened by each worker (with the same limits) and read there; otherwise this process
+reads the entry and sends its bytes. Ingest walks the delivery's
 items through ``ahead()``, which keeps a bounded window of images in flight (at most
 ``WINDOW_PER_WORKER`` per worker and ``MAX_BYTES_IN_FLIGHT`` bytes) and yields the items in their
 order, so the report is the same as with one process, and memory stays flat however many images.
@@ -30,6 +31,7 @@ from django.conf import settings
 
 from . import ingest
 from .formats import model as fmt
+from .formats.archive import ZipLimits, ZipSource
 
 MIN_IMAGES = 64
 WINDOW_PER_WORKER = 16
@@ -78,10 +80,42 @@ class _BytesSource:
 
 def _inspect_bytes(key: str, data: bytes) -> tuple[str, object]:
     """In a worker: ``inspect_image`` on the bytes; plain tuples cross the process boundary."""
+    return _inspect(_BytesSource(data), key)
+
+
+_worker_archive: dict[str, ZipSource] = {}
+
+
+def _inspect_in_archive(path: str, limits: ZipLimits, key: str) -> tuple[str, object]:
+    """In a worker: ``inspect_image`` on the entry, read from the worker's own handle on the archive.
+
+    The handle the worker inherited from the parent shares its file offset with it; a fresh one
+    does not. It is opened (and checked, with the same limits) once per worker and delivery.
+    """
+    source = _worker_archive.get(path)
+    if source is None:
+        for stale in _worker_archive.values():
+            stale.close()
+        _worker_archive.clear()
+        source = _worker_archive[path] = ZipSource(path, limits=limits)
+    return _inspect(source, key)
+
+
+def _inspect(source, key: str) -> tuple[str, object]:
     try:
-        return "ok", asdict(ingest.inspect_image(_BytesSource(data), key))
+        return "ok", asdict(ingest.inspect_image(source, key))
     except fmt.FormatError as error:
         return "error", [asdict(p) for p in error.problems]
+    except Exception:  # noqa: BLE001 - anything else: the parent checks it again and reports it its way
+        return "local", None
+
+
+def _archive_path(source) -> str | None:
+    """The archive's file path when the source is a zip opened from one (workers then read it themselves)."""
+    if not isinstance(source, ZipSource):
+        return None
+    name = getattr(getattr(source, "_zip", None), "filename", None)
+    return name if isinstance(name, str) and os.path.isfile(name) else None
 
 
 class PooledImageChecker(ingest.ImageChecker):
@@ -94,6 +128,9 @@ class PooledImageChecker(ingest.ImageChecker):
         self.in_flight_bytes = 0
         self.pool: ProcessPoolExecutor | None = None
         self.broken = False
+        # A zip on disk is read by the workers themselves: the bytes need not cross a pipe (which costs
+        # about as much as the check). Otherwise (a temporary file from object storage) they are sent.
+        self.path = _archive_path(source)
 
     def check(self, key: str) -> ingest.ImageInfo | fmt.FormatError:
         waiting = self.pending.pop(key, None)
@@ -107,7 +144,7 @@ class PooledImageChecker(ingest.ImageChecker):
             else:
                 if kind == "ok":
                     self.results[key] = ingest.ImageInfo(**value)
-                else:
+                elif kind == "error":
                     self.results[key] = fmt.FormatError([fmt.Problem(**p) for p in value])
         return super().check(key)  # the stored outcome, or the in-process check
 
@@ -135,13 +172,23 @@ class PooledImageChecker(ingest.ImageChecker):
     def _submit(self, key: str) -> None:
         if self.broken or key in self.results or key in self.pending:
             return
-        try:
-            with self.source.open(key) as stream:
-                data = stream.read(ingest.MAX_IMAGE_BYTES + 1)
-        except Exception:  # noqa: BLE001 - missing or unreadable: the in-process check reports it as before
-            return
-        if len(data) > ingest.MAX_IMAGE_BYTES:
-            return
+        if self.path is not None:
+            try:
+                size = self.source.size(key)
+            except KeyError:  # missing: the in-process check reports it as before
+                return
+            if size > ingest.MAX_IMAGE_BYTES:
+                return
+            task = (_inspect_in_archive, self.path, self.source.limits, key)
+        else:
+            try:
+                with self.source.open(key) as stream:
+                    data = stream.read(ingest.MAX_IMAGE_BYTES + 1)
+            except Exception:  # noqa: BLE001 - missing or unreadable: the in-process check reports it
+                return
+            if len(data) > ingest.MAX_IMAGE_BYTES:
+                return
+            task, size = (_inspect_bytes, key, data), len(data)
         if self.pool is None:
             # Forked: the workers need no Django setup, and they never touch this process's database
             # connection (they only decode bytes and exit without running its finalisers).
@@ -149,12 +196,12 @@ class PooledImageChecker(ingest.ImageChecker):
                 max_workers=self.workers, mp_context=multiprocessing.get_context("fork")
             )
         try:
-            future = self.pool.submit(_inspect_bytes, key, data)
+            future = self.pool.submit(*task)
         except BrokenProcessPool:
             self._give_up()
             return
-        self.pending[key] = (future, len(data))
-        self.in_flight_bytes += len(data)
+        self.pending[key] = (future, size)
+        self.in_flight_bytes += size
 
     def _give_up(self) -> None:
         """A worker died (killed, out of memory): check the rest in this process."""

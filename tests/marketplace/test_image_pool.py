@@ -40,12 +40,19 @@ class Record:
         self.key = key
 
 
-def test_the_pool_gives_the_one_process_outcome_for_every_image(settings):
+@pytest.mark.parametrize("on_disk", [True, False], ids=["workers-read-the-zip", "bytes-sent-to-workers"])
+def test_the_pool_gives_the_one_process_outcome_for_every_image(tmp_path, on_disk):
     files = hostile_and_good_images()
     keys = [*files, "images/missing.jpg"]
-    source = ZipSource(io.BytesIO(zip_bytes(files)))
+    if on_disk:
+        archive = tmp_path / "delivery.zip"
+        archive.write_bytes(zip_bytes(files))
+        source = ZipSource(archive)
+    else:
+        source = ZipSource(io.BytesIO(zip_bytes(files)))
 
     pooled = image_pool.PooledImageChecker(source, workers=2)
+    assert (pooled.path is not None) is on_disk
     seen = []
     for record in pooled.ahead(Record(k) for k in keys):
         seen.append(record.key)
