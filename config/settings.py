@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "marketplace.middleware.DomainErrorMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -165,7 +166,7 @@ DELIVERY_MAX_ENTRIES = envint("DELIVERY_MAX_ENTRIES", "250000")  # COCO train201
 DELIVERY_MAX_UNCOMPRESSED_BYTES = envint("DELIVERY_MAX_UNCOMPRESSED_BYTES", str(20 * 1024**3))
 DELIVERY_MAX_ENTRY_BYTES = envint("DELIVERY_MAX_ENTRY_BYTES", str(4 * 1024**3))
 DELIVERY_MAX_RATIO = envint("DELIVERY_MAX_RATIO", "200")  # compression ratio of one entry
-# Processes that check a large delivery's images (marketplace.image_pool): 0 = one per core, 1 = no pool.
+# Processes that check a large delivery's images (marketplace.deliveries.image_pool): 0 = one per core, 1 = no pool.
 IMAGE_CHECK_WORKERS = envint("IMAGE_CHECK_WORKERS", "0")
 DELIVERY_MAX_JSON_BYTES = envint("DELIVERY_MAX_JSON_BYTES", str(2 * 1024**3))
 
@@ -179,7 +180,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_TASK_DEFAULT_QUEUE", "registry")
-# Chunks a ledger verification started through the API is cut into (governance.verify_chain).
+# Chunks a ledger verification started through the API is cut into (governance.ledger.verify_chain).
 LEDGER_VERIFY_PARTS = envint("LEDGER_VERIFY_PARTS", "8")
 
 # Ledger signing key (Ed25519, PEM). Unset: a development key is generated under VAR_DIR.

@@ -57,12 +57,12 @@ class TreeHeadAdmin(ReadOnlyAdmin):
     search_fields = ["root_hash", "dataset__slug"]
 
 
-# --------------------------------------------------------------------------- quality (governance.reports, governance.consensus)
+# --------------------------------------------------------------------------- quality (governance.quality.reports, governance.quality.consensus)
 
 
 @admin.register(models.QualityReport)
 class QualityReportAdmin(admin.ModelAdmin):
-    """Derived data: recomputed by governance.reports, never edited by hand."""
+    """Derived data: recomputed by governance.quality.reports, never edited by hand."""
 
     list_display = ["version", "kind", "computed_at"]
     list_filter = ["kind"]
@@ -78,7 +78,7 @@ class QualityReportAdmin(admin.ModelAdmin):
 
 @admin.register(models.ReviewTask)
 class ReviewTaskAdmin(admin.ModelAdmin):
-    """Decisions are made through governance.consensus (they write ledger events): read-only here."""
+    """Decisions are made through governance.quality.consensus (they write ledger events): read-only here."""
 
     list_display = ["version", "item", "score", "status", "reviewer", "decided_at"]
     list_filter = ["status"]

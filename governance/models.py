@@ -279,7 +279,7 @@ class LedgerChunk(models.Model):
 class QualityReport(models.Model):
     """One stored quality result of a version: stats, agreement, balance or the compliance pack.
 
-    Derived data: ``governance.reports`` recomputes it at will, so it is a cache keyed by version and
+    Derived data: ``governance.quality.reports`` recomputes it at will, so it is a cache keyed by version and
     kind, not evidence in itself (the ledger is).
     """
 
@@ -362,5 +362,5 @@ class ReviewTask(models.Model):
         return f"Review of {self.item_id} ({self.status})"
 
 
-# The verification job lives in its own module (governance.verify_chain's); imported for Django to see it.
+# The verification job lives in its own module (governance.ledger.verify_chain's); imported for Django to see it.
 from .verification_models import LedgerVerification  # noqa: E402, F401

@@ -11,12 +11,13 @@ from collections import Counter
 from collections.abc import Iterable
 
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
-from django.http import Http404
 
+from marketplace.errors import not_found
 from marketplace.formats import model as fmt
 from marketplace.models import Dataset, DatasetVersion, Entitlement, Label, Membership, Role, org_ids
 
 from . import ledger
+from .ledger import signing
 from .models import Annotator, GuidelineVersion, LabelEvent, TreeHead
 
 RELEASED = [DatasetVersion.Status.PUBLISHED, DatasetVersion.Status.DEPRECATED]
@@ -66,14 +67,14 @@ def get_readable_version(user, slug: str, number: int) -> DatasetVersion:
             .get(dataset__slug=slug, number=number)
         )
     except DatasetVersion.DoesNotExist:
-        raise Http404("No such version") from None
+        raise not_found("No such version") from None
 
 
 def get_readable_dataset(user, slug: str) -> Dataset:
     try:
         return readable_datasets(user).select_related("supplier").get(slug=slug)
     except Dataset.DoesNotExist:
-        raise Http404("No such dataset") from None
+        raise not_found("No such dataset") from None
 
 
 def may_read_annotators(user, dataset: Dataset) -> bool:
@@ -84,14 +85,14 @@ def may_read_annotators(user, dataset: Dataset) -> bool:
 
 
 def label_history_events(user, uid, *, dataset_slug: str | None = None) -> tuple[Dataset, list[LabelEvent]]:
-    """The ledger events of one label that this user may read, oldest first; Http404 if none."""
+    """The ledger events of one label that this user may read, oldest first; a not-found DomainError if none."""
     versions = readable_versions(user)
     labels = Label.objects.filter(uid=uid, version__in=versions)
     if dataset_slug:
         labels = labels.filter(version__dataset__slug=dataset_slug)
     newest = labels.select_related("version__dataset").order_by("-version__created_at", "-id").first()
     if newest is None:
-        raise Http404("No such label")
+        raise not_found("No such label")
     dataset = newest.version.dataset
     numbers = list(versions.filter(dataset=dataset).values_list("number", flat=True))
     events = list(
@@ -107,12 +108,12 @@ def readable_event(user, event_id: int) -> LabelEvent:
     """One ledger event, if the user may read the version it belongs to (or its dataset, for dataset events)."""
     event = LabelEvent.objects.select_related("dataset").filter(pk=event_id).first()
     if event is None:
-        raise Http404("No such event")
+        raise not_found("No such event")
     versions = readable_versions(user).filter(dataset_id=event.dataset_id)
     if event.version_number is not None:
         versions = versions.filter(number=event.version_number)
     if not versions.exists():
-        raise Http404("No such event")
+        raise not_found("No such event")
     return event
 
 
@@ -147,51 +148,9 @@ def version_provenance(version: DatasetVersion) -> dict:
     total = counts["total"]
     in_ledger_count = labels.filter(in_ledger).count() if total else 0
 
-    used = dict(
-        labels.exclude(guideline_version=None).values_list("guideline_version").annotate(n=Count("id"))
-    )
-    superseded_ids = set(
-        GuidelineVersion.objects.superseded().filter(pk__in=used).values_list("pk", flat=True)
-    )
-    guideline_versions = []
-    for gv in (
-        GuidelineVersion.objects.filter(pk__in=used)
-        .select_related("guideline")
-        .order_by("guideline__title", "effective_date")
-    ):
-        later = gv.superseded_by() if gv.pk in superseded_ids else None
-        guideline_versions.append(
-            {
-                "guideline": gv.guideline.title,
-                "tag": gv.tag,
-                "sha256": gv.sha256,
-                "effective_date": gv.effective_date.isoformat(),
-                "labels": used[gv.pk],
-                "superseded": gv.pk in superseded_ids,
-                "superseded_by": later.tag if later else None,
-            }
-        )
-
-    annotators = [
-        {
-            "pseudonym": row["annotator__pseudonym"],
-            "role": row["annotator__role"],
-            "labels": row["n"],
-            "first_made_at": row["first"].isoformat() if row["first"] else None,
-            "last_made_at": row["last"].isoformat() if row["last"] else None,
-        }
-        for row in labels.exclude(annotator=None)
-        .values("annotator__pseudonym", "annotator__role")
-        .annotate(n=Count("id"), first=Min("made_at"), last=Max("made_at"))
-        .order_by("annotator__pseudonym")
-    ]
-    models = [
-        {"model_name": row["model_name"], "model_version": row["model_version"], "labels": row["n"]}
-        for row in labels.filter(source=fmt.MODEL)
-        .values("model_name", "model_version")
-        .annotate(n=Count("id"))
-        .order_by("model_name", "model_version")
-    ]
+    guideline_versions = _guideline_versions(labels)
+    annotators = _annotators(labels)
+    models = _models(labels)
     head = TreeHead.objects.filter(version=version).select_related("dataset").order_by("-tree_size").first()
     latest = (
         TreeHead.objects.filter(dataset_id=version.dataset_id)
@@ -234,6 +193,63 @@ def version_provenance(version: DatasetVersion) -> dict:
         "tree_head": ledger.tree_head_document(head) if head else None,
         "latest_tree_head": ledger.tree_head_document(latest) if latest else None,
     }
+
+
+def _guideline_versions(labels: QuerySet) -> list[dict]:
+    """The guideline versions a version's labels were made under, with how many labels each."""
+    used = dict(
+        labels.exclude(guideline_version=None).values_list("guideline_version").annotate(n=Count("id"))
+    )
+    superseded_ids = set(
+        GuidelineVersion.objects.superseded().filter(pk__in=used).values_list("pk", flat=True)
+    )
+    guideline_versions = []
+    for gv in (
+        GuidelineVersion.objects.filter(pk__in=used)
+        .select_related("guideline")
+        .order_by("guideline__title", "effective_date")
+    ):
+        later = gv.superseded_by() if gv.pk in superseded_ids else None
+        guideline_versions.append(
+            {
+                "guideline": gv.guideline.title,
+                "tag": gv.tag,
+                "sha256": gv.sha256,
+                "effective_date": gv.effective_date.isoformat(),
+                "labels": used[gv.pk],
+                "superseded": gv.pk in superseded_ids,
+                "superseded_by": later.tag if later else None,
+            }
+        )
+    return guideline_versions
+
+
+def _annotators(labels: QuerySet) -> list[dict]:
+    """Each annotator's pseudonym, role, label count and first and last labelling time."""
+    return [
+        {
+            "pseudonym": row["annotator__pseudonym"],
+            "role": row["annotator__role"],
+            "labels": row["n"],
+            "first_made_at": row["first"].isoformat() if row["first"] else None,
+            "last_made_at": row["last"].isoformat() if row["last"] else None,
+        }
+        for row in labels.exclude(annotator=None)
+        .values("annotator__pseudonym", "annotator__role")
+        .annotate(n=Count("id"), first=Min("made_at"), last=Max("made_at"))
+        .order_by("annotator__pseudonym")
+    ]
+
+
+def _models(labels: QuerySet) -> list[dict]:
+    """Each model that made labels, by name and version, with its label count."""
+    return [
+        {"model_name": row["model_name"], "model_version": row["model_version"], "labels": row["n"]}
+        for row in labels.filter(source=fmt.MODEL)
+        .values("model_name", "model_version")
+        .annotate(n=Count("id"))
+        .order_by("model_name", "model_version")
+    ]
 
 
 def superseded_labels(version: DatasetVersion) -> QuerySet[Label]:
@@ -291,3 +307,29 @@ def aggregate_demographics(annotators: Iterable[Annotator], *, min_group: int = 
             shown["(groups under the minimum size)"] = small if small >= min_group else f"<{min_group}"
         result["attributes"][key] = shown
     return result
+
+
+VERIFY_HINT = (
+    "Save public_key as key.pem and {tree_head, event, proof} as bundle.json, then run "
+    "python verify_offline.py --key key.pem --bundle bundle.json"
+)
+
+
+def history_payload(dataset, events) -> dict:
+    """A label's events, each with its inclusion proof against the latest signed tree head."""
+    head = ledger.latest_tree_head(dataset)
+    if head is not None:
+        proofs = ledger.proofs_for(events, head=head)
+    else:
+        proofs = [(None, "no tree head has been signed for this dataset yet")] * len(events)
+    return {
+        "dataset": dataset.slug,
+        "public_key": signing.public_key_pem(),
+        "key_id": signing.key_id(),
+        "tree_head": ledger.tree_head_document(head) if head else None,
+        "events": [
+            {"id": event.pk, "event": ledger.event_document(event), "proof": proof, "proof_error": error}
+            for event, (proof, error) in zip(events, proofs, strict=True)
+        ],
+        "how_to_verify": VERIFY_HINT,
+    }

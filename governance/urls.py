@@ -1,35 +1,30 @@
 from django.urls import path
 
-from . import views
+from governance.views import ledger as ledger_pages
+from governance.views import quality as quality_pages
 
 urlpatterns = [
-    path("labels/<uuid:uid>/", views.label_history, name="label-history"),
+    path("labels/<uuid:uid>/", ledger_pages.label_history, name="label-history"),
     path(
         "datasets/<slug:slug>/versions/<int:number>/provenance/",
-        views.version_provenance,
+        ledger_pages.version_provenance,
         name="version-provenance",
     ),
-    path("events/<int:event_id>/bundle.json", views.event_bundle, name="ledger-event-bundle"),
-    path("public-key.pem", views.public_key, name="ledger-public-key"),
-]
-
-# --------------------------------------------------------------------------- quality pages (governance.quality_views)
-from . import quality_views  # noqa: E402
-
-urlpatterns += [
+    path("events/<int:event_id>/bundle.json", ledger_pages.event_bundle, name="ledger-event-bundle"),
+    path("public-key.pem", ledger_pages.public_key, name="ledger-public-key"),
     path(
         "datasets/<slug:slug>/versions/<int:number>/quality/",
-        quality_views.quality_overview,
+        quality_pages.quality_overview,
         name="quality-overview",
     ),
     path(
         "datasets/<slug:slug>/versions/<int:number>/quality/compliance/",
-        quality_views.compliance_report,
+        quality_pages.compliance_report,
         name="quality-compliance",
     ),
     path(
         "datasets/<slug:slug>/versions/<int:number>/quality/review/",
-        quality_views.review_queue,
+        quality_pages.review_queue,
         name="quality-review",
     ),
 ]

@@ -1,4 +1,4 @@
-"""The job row of a ledger verification started through the API (``governance.verify_chain``)."""
+"""The job row of a ledger verification started through the API (``governance.ledger.verify_chain``)."""
 
 from django.conf import settings
 from django.db import models

@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class MarketplaceConfig(AppConfig):
     name = "marketplace"
     verbose_name = "Marketplace"
+
+    def ready(self):
+        from .notifications import tasks as notification_tasks
+        from .signals import notifications_created
+
+        notifications_created.connect(
+            notification_tasks.email_after_commit, dispatch_uid="notification-emails"
+        )

@@ -1,34 +1,25 @@
+"""The pages (marketplace/views/), grouped by audience."""
+
 from django.urls import path
 
-from . import views
+from .views import catalogue, library, supplier
+from .views import workspace as ws
 
 urlpatterns = [
-    path("", views.catalogue, name="catalogue"),
-    path("datasets/<slug:slug>/", views.dataset_detail, name="dataset-detail"),
-]
-
-# The supplier's delivery pages (marketplace.supplier_views)
-from . import supplier_views  # noqa: E402
-
-urlpatterns += [
-    path("supplier/deliveries/", supplier_views.deliveries, name="supplier-deliveries"),
-    path("supplier/deliveries/<int:pk>/", supplier_views.delivery_detail, name="supplier-delivery"),
-]
-
-# The buyer's marketplace: samples, licensing, library; the supplier's requests and orders (marketplace.views)
-urlpatterns += [
-    path("datasets/<slug:slug>/versions/<int:number>/samples/", views.samples, name="samples"),
-    path("datasets/<slug:slug>/offers/<int:offer_id>/", views.offer, name="offer"),
-    path("library/", views.library, name="library"),
-    path("library/actions/", views.library_action, name="library-action"),
-    path("supplier/requests/", views.supplier_requests, name="supplier-requests"),
-    path("supplier/orders/", views.supplier_orders, name="supplier-orders"),
-]
-
-# The supplier's workspace and everyone's notifications (marketplace.workspace_views)
-from . import workspace_views as ws  # noqa: E402
-
-urlpatterns += [
+    # Everyone: the catalogue, a dataset, its samples, an offer.
+    path("", catalogue.catalogue, name="catalogue"),
+    path("datasets/<slug:slug>/", catalogue.dataset_detail, name="dataset-detail"),
+    path("datasets/<slug:slug>/versions/<int:number>/samples/", catalogue.samples, name="samples"),
+    path("datasets/<slug:slug>/offers/<int:offer_id>/", catalogue.offer, name="offer"),
+    # Buyers: the library and its buttons.
+    path("library/", library.library, name="library"),
+    path("library/actions/", library.library_action, name="library-action"),
+    # Suppliers: deliveries, access requests, orders.
+    path("supplier/deliveries/", supplier.deliveries, name="supplier-deliveries"),
+    path("supplier/deliveries/<int:pk>/", supplier.delivery_detail, name="supplier-delivery"),
+    path("supplier/requests/", supplier.supplier_requests, name="supplier-requests"),
+    path("supplier/orders/", supplier.supplier_orders, name="supplier-orders"),
+    # Suppliers: the workspace; everyone: notifications.
     path("workspace/", ws.home, name="workspace"),
     path("workspace/<slug:slug>/", ws.dataset_editor, name="workspace-dataset"),
     path("workspace/<slug:slug>/drafts/", ws.start_draft, name="workspace-start-draft"),

@@ -10,7 +10,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from marketplace import catalogue
+from marketplace.catalogue import publication as catalogue_publication
 from marketplace.formats import model as fmt
 from marketplace.models import Role
 
@@ -92,7 +92,7 @@ def build_version(dataset, *, number=1, items=3, publish=True, guideline_version
             annotator=annotator,
         )
     if publish:
-        catalogue.publish_version(version=version, release_notes=f"Release {number}")
+        catalogue_publication.publish_version(version=version, release_notes=f"Release {number}")
         version.refresh_from_db()
     return version
 

@@ -13,7 +13,7 @@ with ``bulk_create``: the point is the export, not the ingest.
 Measured, each in its own process so that peak memory (``ru_maxrss``) is its own, on the same
 labels in the same run, labels only (no image files on either side):
 
-- **ours**: ``marketplace.exports.build_archive`` for coco, yolo (``yolo_task=detect``, what
+- **ours**: ``marketplace.exports.packaging.build_archive`` for coco, yolo (``yolo_task=detect``, what
   datumaro's YOLO writes) and voc: the labels streamed from PostgreSQL through the writer into a
   zip, with datasheet, license, provenance.csv, croissant.json and the SHA-256 manifest;
 - **datumaro**: ``Dataset.import_from(<the same labels as COCO JSON>, "coco_instances")`` then
@@ -233,7 +233,8 @@ def child_ours(version_id: str, format: str, out: str, images: str = "no") -> di
     _django()
     from django.urls import get_resolver
 
-    from marketplace import exports
+    from marketplace.exports import packaging as export_packaging
+    from marketplace.exports import service as export_service
     from marketplace.models import DatasetVersion
 
     # A worker has its URLconf loaded long before an export runs; importing it (and what it imports,
@@ -243,11 +244,11 @@ def child_ours(version_id: str, format: str, out: str, images: str = "no") -> di
     options = {"include_images": images == "yes"}
     if format == "yolo":
         options["yolo_task"] = "detect"
-    options = exports.normalise_options(version=version, format=format, options=options)
+    options = export_service.normalise_options(version=version, format=format, options=options)
     baseline = _peak_mb()
     started = time.perf_counter()
     with open(out, "wb") as fh:
-        result = exports.build_archive(version=version, format=format, options=options, fileobj=fh)
+        result = export_packaging.build_archive(version=version, format=format, options=options, fileobj=fh)
     return {
         "seconds": time.perf_counter() - started,
         "peak_mb": _peak_mb(),

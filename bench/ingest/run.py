@@ -13,7 +13,7 @@ bench/data/ and reused.
 In the same run, on the same annotation file, each in its own process so that peak memory
 (``ru_maxrss``) is its own:
 
-- **ingest**: ``marketplace.ingest.ingest_delivery`` into a scratch PostgreSQL database
+- **ingest**: ``marketplace.deliveries.service.ingest_delivery`` into a scratch PostgreSQL database
   (``registry_bench_ingest`` on BENCH_DATABASE_URL's server, default postgres://postgres@127.0.0.1:5432),
   everything included: zip checks, JSON, image checks, labels, the write transaction with its
   ledger events, and the image files copied to storage after the commit;
@@ -190,14 +190,16 @@ def child_ingest(archive: str) -> dict:
     from django.core.files import File
 
     from governance.models import LabelEvent
-    from marketplace import ingest
+    from marketplace.deliveries import service as ingest
+    from marketplace.deliveries import write as delivery_write
     from marketplace.models import Dataset, Label, Organization
 
     phases = _Phases()
     check, write, copy = "read and check", "write transaction", "copy images to storage"
     ingest.validate_delivery = phases.wrap(check, ingest.validate_delivery)
     ingest.write_version = phases.wrap(write, ingest.write_version)
-    ingest.store_delivery_files = phases.wrap(copy, ingest.store_delivery_files)
+    # The copy runs from write_version's on_commit, which looks the name up in deliveries.write.
+    delivery_write.store_delivery_files = phases.wrap(copy, delivery_write.store_delivery_files)
 
     org = Organization.objects.create(name="Bench", slug="bench")
     dataset = Dataset.objects.create(

@@ -113,7 +113,8 @@ def main(argv=None) -> int:
     from django.core.management import call_command
     from django.db import connection, transaction
 
-    from governance import ledger, merkle
+    from governance import ledger
+    from governance.ledger import merkle
     from governance.models import LabelEvent
     from marketplace.models import Dataset, Organization
 
@@ -143,13 +144,13 @@ def main(argv=None) -> int:
         vendor = connection.vendor
 
         def append_bulk_create():
-            use_copy = ledger._use_copy
-            ledger._use_copy = lambda: False
+            use_copy = ledger.chain._use_copy
+            ledger.chain._use_copy = lambda: False
             try:
                 with transaction.atomic():
                     return ledger.append_events(dataset=peer_set, events=_events(sample, seed=9))
             finally:
-                ledger._use_copy = use_copy
+                ledger.chain._use_copy = use_copy
 
         _, t_bulk = _timed(append_bulk_create)
         rows.append(
@@ -182,7 +183,7 @@ def main(argv=None) -> int:
         rows.append(("fetch all hashes + leaf hashes (shared by peers)", t_fetch + t_leaves, ""))
         root, t_root = _timed(merkle.root, leaves)
         assert root.hex() == head.root_hash
-        rows.append(("root: governance.merkle (level by level)", t_root, "= signed root"))
+        rows.append(("root: governance.ledger.merkle (level by level)", t_root, "= signed root"))
         sys.setrecursionlimit(10_000)
         peer_root, t_peer = _timed(_rfc6962_root, leaves)
         rows.append(

@@ -7,7 +7,7 @@ annotators gives the class (right 80% of the time, nothing 10% of the time) and 
 N(0, 3 px) noise, missing 5% of them and adding a stray box on 3% of images. Measured in the same
 run, on the same arrays:
 
-* Krippendorff's alpha (nominal, missing ratings): ``governance.agreement`` next to the
+* Krippendorff's alpha (nominal, missing ratings): ``governance.quality.agreement`` next to the
   ``krippendorff`` package (``pip install krippendorff``; a test dependency), and the two values;
 * Cohen's and Fleiss' kappa next to scikit-learn and statsmodels when installed;
 * box agreement (optimal matching, IoU >= 0.5, all three pairs, clusters, per-image scores) next to
@@ -57,7 +57,7 @@ def class_ratings(rng, items: int) -> np.ndarray:
 
 
 def box_frame(rng, items: int):
-    from governance.agreement import LabelFrame
+    from governance.quality.agreement import LabelFrame
 
     per_item = rng.integers(1, 6, items)
     obj_item = np.repeat(np.arange(items), per_item)
@@ -91,7 +91,7 @@ def loop_with_scipy(frame, items: int) -> int:
     """The per-image Python loop a first version would write: IoU matrix and Hungarian per image and class."""
     from scipy.optimize import linear_sum_assignment
 
-    from governance.agreement import box_iou
+    from governance.quality.agreement import box_iou
 
     order = np.argsort(frame.item, kind="stable")
     item_sorted = frame.item[order]
@@ -113,7 +113,7 @@ def loop_with_scipy(frame, items: int) -> int:
 
 
 def balance_columns(rng, labels: int):
-    from governance.balance import Attribute, BalanceInput
+    from governance.quality.balance import Attribute, BalanceInput
 
     items = labels // 10
     data = BalanceInput(
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     import django
 
     django.setup()
-    from governance import agreement, balance
+    from governance.quality import agreement, balance
 
     rng = np.random.default_rng(2026)
     results: dict = {"items": args.items, "annotators": 3, "labels": args.labels, "cpu_count": os.cpu_count()}

@@ -11,11 +11,11 @@ verify   Appends ``--events`` label events (bench/ledger's generator) to a scrat
          chain over them, against ``manage.py ledger verify``'s path (``verify_chain``, one worker per
          core) and the previous verifier (``ledger.verify_dataset``, one process and forked workers).
 encode   Canonical JSON of the same events' documents: the standard library (the documented rule,
-         ``verify_offline.canonical_json``) against the orjson fast path (``governance.canonical``),
+         ``verify_offline.canonical_json``) against the orjson fast path (``governance.ledger.canonical``),
          in microseconds per event, CPU time of this process (the machine is shared).
 images   Generates ``--images`` JPEGs of 640x480, about 100 kB each, zips them (stored), and times the
          ingest image checks (hash, header, decode at 1/8 scale) in one process and in the pool
-         (``marketplace.image_pool``, one worker per core) against ``sha256sum`` over the same files.
+         (``marketplace.deliveries.image_pool``, one worker per core) against ``sha256sum`` over the same files.
 
 Results go to bench/results/scale.json. Wall-clock figures on a shared machine vary by +-30 %.
 """
@@ -83,7 +83,8 @@ def bench_verify(n: int, rows: list) -> None:
     from django.db import connection, transaction
 
     from bench.ledger.run import _events
-    from governance import ledger, verify_chain
+    from governance import ledger
+    from governance.ledger import chain, verify_chain
     from marketplace.models import Dataset, Organization
 
     org = Organization.objects.create(name="Bench", slug="bench")
@@ -96,12 +97,12 @@ def bench_verify(n: int, rows: list) -> None:
 
     from governance import verify_offline
 
-    fast_hash = ledger.event_hash
-    ledger.event_hash = verify_offline.event_hash  # the encoder before this change
+    fast_hash = chain.event_hash
+    chain.event_hash = verify_offline.event_hash  # the encoder before this change
     try:
         _, t_std = _timed(append, peer)
     finally:
-        ledger.event_hash = fast_hash
+        chain.event_hash = fast_hash
     _, t_fast = _timed(append, dataset)
     rows.append(
         (
@@ -172,11 +173,12 @@ def bench_verify(n: int, rows: list) -> None:
 
 def bench_encode(n: int, rows: list) -> None:
     from bench.ledger.run import _events
-    from governance import canonical, ledger, verify_offline
+    from governance import verify_offline
+    from governance.ledger import canonical, chain
 
-    recorded = ledger._iso(ledger.timezone.now())
+    recorded = chain._iso(chain.timezone.now())
     documents = [
-        ledger._document(
+        chain._document(
             "bench-scale",
             seq,
             str(e.label_uid),
@@ -188,7 +190,7 @@ def bench_encode(n: int, rows: list) -> None:
             e.source,
             e.model_name,
             e.model_version,
-            ledger._plain(e.payload),
+            chain._plain(e.payload),
             e.delivery_id,
             e.version_number,
         )  # fmt: skip
@@ -250,7 +252,8 @@ def _jpeg(rng: random.Random, index: int) -> bytes:
 
 
 def bench_images(count: int, rows: list) -> None:
-    from marketplace import image_pool, ingest
+    from marketplace.deliveries import image_pool
+    from marketplace.deliveries.images import ImageChecker
     from marketplace.formats.archive import ZipLimits, ZipSource
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-images-"))
@@ -298,7 +301,7 @@ def bench_images(count: int, rows: list) -> None:
             source.close()
             return good
 
-        good, t_one = _timed(check_all, ingest.ImageChecker, False)
+        good, t_one = _timed(check_all, ImageChecker, False)
         assert good == count
         rows.append(
             ("images", "image checks, 1 process", t_one, f"{count / t_one:,.0f} images/s", t_one / t_sum)

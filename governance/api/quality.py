@@ -15,35 +15,12 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from governance import consensus, reports
 from governance.models import Annotator, ReviewTask
-from marketplace.api.errors import DomainError
-from marketplace.models import DatasetVersion, Role, org_ids
-
-
-def readable_version(user, slug: str, number: int) -> DatasetVersion:
-    """The version if this user may read it; a 404 otherwise (its existence is not revealed)."""
-    version = (
-        DatasetVersion.objects.visible_to(user)
-        .select_related("dataset", "dataset__supplier")
-        .filter(dataset__slug=slug, number=number)
-        .first()
-    )
-    if version is None:
-        raise DomainError("No such dataset version.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
-    return version
-
-
-def is_supplier(user, version: DatasetVersion) -> bool:
-    return version.dataset.supplier_id in org_ids(user, Role.SUPPLIER)
-
-
-def supplied_version(user, slug: str, number: int) -> DatasetVersion:
-    """The version if this user supplies it; a 404 for anyone else, staff included."""
-    version = readable_version(user, slug, number)
-    if not is_supplier(user, version):
-        raise DomainError("No such dataset version.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
-    return version
+from governance.quality import consensus, reports
+from governance.quality.access import readable_version, supplied_version
+from governance.quality.tasks import compute_quality_reports
+from marketplace.errors import DomainError
+from marketplace.models import DatasetVersion
 
 
 def report_payload(version: DatasetVersion, kind: str) -> dict:
@@ -77,8 +54,6 @@ class RecomputeView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, slug, number):
-        from governance.tasks import compute_quality_reports
-
         version = supplied_version(request.user, slug, number)
         transaction.on_commit(lambda: compute_quality_reports.delay(version.pk, force=True))
         return Response(

@@ -1,37 +1,32 @@
 from django.urls import path
 
-from . import views
+from . import ledger, quality
+
+_VERSION = "datasets/<slug:slug>/versions/<int:number>/"
 
 urlpatterns = [
-    path("labels/<uuid:uid>/history/", views.LabelHistoryView.as_view(), name="api-label-history"),
+    path("labels/<uuid:uid>/history/", ledger.LabelHistoryView.as_view(), name="api-label-history"),
     path(
         "datasets/<slug:slug>/versions/<int:number>/provenance/",
-        views.VersionProvenanceView.as_view(),
+        ledger.VersionProvenanceView.as_view(),
         name="api-version-provenance",
     ),
     path(
         "datasets/<slug:slug>/versions/<int:number>/superseded-labels/",
-        views.SupersededLabelsView.as_view(),
+        ledger.SupersededLabelsView.as_view(),
         name="api-superseded-labels",
     ),
-    path("datasets/<slug:slug>/annotators/", views.AnnotatorsView.as_view(), name="api-dataset-annotators"),
-    path("ledger/public-key/", views.PublicKeyView.as_view(), name="api-ledger-public-key"),
-    path("ledger/verify/", views.VerifyView.as_view(), name="api-ledger-verify"),
+    path("datasets/<slug:slug>/annotators/", ledger.AnnotatorsView.as_view(), name="api-dataset-annotators"),
+    path("ledger/public-key/", ledger.PublicKeyView.as_view(), name="api-ledger-public-key"),
+    path("ledger/verify/", ledger.VerifyView.as_view(), name="api-ledger-verify"),
     path(
-        "ledger/verify/<int:job_id>/", views.VerificationStatusView.as_view(), name="api-ledger-verification"
+        "ledger/verify/<int:job_id>/", ledger.VerificationStatusView.as_view(), name="api-ledger-verification"
     ),
     path(
         "ledger/events/<int:event_id>/bundle/",
-        views.EventBundleView.as_view(),
+        ledger.EventBundleView.as_view(),
         name="api-ledger-event-bundle",
     ),
-]
-
-# --------------------------------------------------------------------------- quality (governance.api.quality)
-from . import quality  # noqa: E402
-
-_VERSION = "datasets/<slug:slug>/versions/<int:number>/"
-urlpatterns += [
     *[
         path(f"{_VERSION}{kind}/", quality.QualityReportView.as_view(kind=kind), name=f"api-version-{kind}")
         for kind in ("stats", "agreement", "balance", "compliance")

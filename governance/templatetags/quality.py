@@ -2,9 +2,9 @@
 
 from django import template
 
-from governance.api.quality import is_supplier
 from governance.models import QualityReport
-from governance.quality_views import chart_context
+from governance.quality.access import is_supplier
+from governance.views.quality import chart_context
 
 register = template.Library()
 

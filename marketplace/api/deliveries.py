@@ -17,18 +17,11 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import ingest, tasks
+from .. import visibility
+from ..deliveries import service as deliveries
+from ..deliveries import tasks as delivery_tasks
 from ..models import Dataset, Delivery
 from .pagination import Pagination
-
-
-def deliveries_visible_to(user):
-    """Deliveries of the datasets the user supplies (nothing for anyone else)."""
-    return (
-        Delivery.objects.filter(dataset__in=Dataset.objects.supplied_by(user))
-        .select_related("dataset", "version")
-        .order_by("-created_at", "-pk")
-    )
 
 
 class DeliverySerializer(serializers.ModelSerializer):
@@ -120,7 +113,7 @@ class DeliveryUploadSerializer(serializers.Serializer):
 
 
 def _supplied_dataset(user, slug: str) -> Dataset:
-    return get_object_or_404(Dataset.objects.supplied_by(user), slug=slug)
+    return get_object_or_404(visibility.supplied_datasets(user), slug=slug)
 
 
 class DatasetDeliveriesView(APIView):
@@ -135,7 +128,7 @@ class DatasetDeliveriesView(APIView):
         dataset = _supplied_dataset(request.user, dataset_slug)
         paginator = Pagination()
         page = paginator.paginate_queryset(
-            deliveries_visible_to(request.user).filter(dataset=dataset), request
+            visibility.deliveries(request.user).filter(dataset=dataset), request
         )
         return paginator.get_paginated_response(DeliverySerializer(page, many=True).data)
 
@@ -145,7 +138,7 @@ class DatasetDeliveriesView(APIView):
         upload = DeliveryUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         archive = upload.validated_data["archive"]
-        delivery = ingest.create_delivery(
+        delivery = deliveries.create_delivery(
             dataset=dataset,
             archive=archive,
             format=upload.validated_data["format"],
@@ -155,7 +148,7 @@ class DatasetDeliveriesView(APIView):
         )
         # Enqueue once the delivery row is committed, never before (a worker could not see it).
         # Without a broker the task runs eagerly right here, so the answer already has the outcome.
-        transaction.on_commit(lambda: tasks.ingest_delivery.delay(delivery.pk))
+        transaction.on_commit(lambda: delivery_tasks.ingest_delivery.delay(delivery.pk))
         delivery.refresh_from_db()
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 
@@ -168,7 +161,7 @@ class DeliveryListView(APIView):
     @extend_schema(responses=DeliverySerializer(many=True))
     def get(self, request):
         paginator = Pagination()
-        page = paginator.paginate_queryset(deliveries_visible_to(request.user), request)
+        page = paginator.paginate_queryset(visibility.deliveries(request.user), request)
         return paginator.get_paginated_response(DeliverySerializer(page, many=True).data)
 
 
@@ -179,5 +172,5 @@ class DeliveryDetailView(APIView):
 
     @extend_schema(responses=DeliverySerializer)
     def get(self, request, pk: int):
-        delivery = get_object_or_404(deliveries_visible_to(request.user), pk=pk)
+        delivery = get_object_or_404(visibility.deliveries(request.user), pk=pk)
         return Response(DeliverySerializer(delivery).data)

@@ -1,27 +1,17 @@
-"""One JSON error shape for the whole API: {"code": "...", "detail": "...", "fields"?: {...}}."""
+"""One JSON error shape for the whole API: {"code": "...", "detail": "...", "fields"?: {...}}.
+
+Renders ``marketplace.errors.DomainError`` (the services' vocabulary) and DRF's and Django's own
+exceptions; it defines no error of its own.
+"""
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-
-class DomainError(Exception):
-    """A business rule said no; services raise it, the API turns it into a 4xx."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "invalid"
-
-    def __init__(self, detail: str, *, code: str | None = None, status_code: int | None = None, extra=None):
-        super().__init__(detail)
-        self.detail = detail
-        if code:
-            self.code = code
-        if status_code:
-            self.status_code = status_code
-        self.extra = extra or {}
+from marketplace.errors import DomainError, LoginRequired
 
 
 def _first_code(codes):
@@ -36,8 +26,11 @@ def _first_code(codes):
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, DomainError):
-        return Response({"code": exc.code, "detail": exc.detail, **exc.extra}, status=exc.status_code)
+    if isinstance(exc, LoginRequired):
+        # DRF's own NotAuthenticated adds the WWW-Authenticate header of the first authenticator.
+        exc = exceptions.NotAuthenticated(exc.detail)
+    elif isinstance(exc, DomainError):
+        return Response({"code": str(exc.code), "detail": exc.detail, **exc.extra}, status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
         code = exc.code or "invalid"
         exc = exceptions.ValidationError(detail={"non_field_errors": exc.messages}, code=code)

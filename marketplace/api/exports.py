@@ -1,6 +1,6 @@
 """Exports API: ask for a version in a format (202), follow the job, download over a signed link.
 
-Access, in this order (marketplace.access): a version or export the user cannot see is a 404;
+Access, in this order (marketplace.visibility): a version or export the user cannot see is a 404;
 anonymous callers get 401; a user who can see the version but holds no license that covers it
 gets 403. The download view checks the signed token, the user and the license again, records
 the download, then streams the file or redirects to a presigned S3 URL.
@@ -17,9 +17,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import access, exports
-from ..models import Dataset, DatasetVersion, Download, Export
-from .errors import DomainError
+from marketplace.errors import DomainError
+
+from .. import visibility
+from ..exports import documents as export_documents
+from ..exports import downloads as export_downloads
+from ..exports import tasks as export_tasks
+from ..models import Download, Export
 from .pagination import Pagination
 
 
@@ -56,7 +60,7 @@ class ExportSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         if obj.status != Export.Status.READY or request is None:
             return None
-        return exports.download_url_for(export=obj, user=request.user, request=request)
+        return export_downloads.download_url_for(export=obj, user=request.user, request=request)
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_download_expires_in(self, obj):
@@ -86,9 +90,9 @@ class DownloadSerializer(serializers.ModelSerializer):
 def _export_for(user, pk: int) -> Export:
     """The export, if the user can see its version (404 otherwise) and may export it (401/403)."""
     export = Export.objects.select_related("version__dataset__supplier").filter(pk=pk).first()
-    if export is None or not DatasetVersion.objects.visible_to(user).filter(pk=export.version_id).exists():
+    if export is None or not visibility.versions(user).filter(pk=export.version_id).exists():
         raise DomainError("No such export.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
-    access.require_export(user, export.version)
+    visibility.require_export(user, export.version)
     return export
 
 
@@ -99,11 +103,11 @@ class VersionExportsView(APIView):
 
     @extend_schema(request=ExportRequestSerializer, responses={202: ExportSerializer})
     def post(self, request, dataset_slug: str, number: int):
-        version = access.visible_version(request.user, dataset_slug, number)
-        access.require_export(request.user, version)
+        version = visibility.visible_version(request.user, dataset_slug, number)
+        visibility.require_export(request.user, version)
         body = ExportRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        export = exports.request_export(
+        export = export_tasks.request_export(
             version=version,
             user=request.user,
             format=body.validated_data["format"],
@@ -116,8 +120,8 @@ class VersionExportsView(APIView):
 
     @extend_schema(responses=ExportSerializer(many=True))
     def get(self, request, dataset_slug: str, number: int):
-        version = access.visible_version(request.user, dataset_slug, number)
-        access.require_export(request.user, version)
+        version = visibility.visible_version(request.user, dataset_slug, number)
+        visibility.require_export(request.user, version)
         qs = Export.objects.filter(version=version).select_related("version__dataset").order_by("-created_at")
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
@@ -148,13 +152,17 @@ class ExportDownloadView(APIView):
     )
     def get(self, request, pk: int):
         export = _export_for(request.user, pk)
-        exports.check_download_token(request.query_params.get("token", ""), export=export, user=request.user)
+        export_downloads.check_download_token(
+            request.query_params.get("token", ""), export=export, user=request.user
+        )
         if export.status != Export.Status.READY or not export.file.name:
             raise DomainError(
                 "The export is not ready yet.", code="not_ready", status_code=status.HTTP_409_CONFLICT
             )
-        exports.record_download(export=export, user=request.user, ip_address=request.META.get("REMOTE_ADDR"))
-        presigned = exports.storage_download_url(export)
+        export_downloads.record_download(
+            export=export, user=request.user, ip_address=request.META.get("REMOTE_ADDR")
+        )
+        presigned = export_downloads.storage_download_url(export)
         if presigned:
             return HttpResponseRedirect(presigned)
         content_type = (
@@ -163,7 +171,7 @@ class ExportDownloadView(APIView):
         response = FileResponse(
             export.file.open("rb"),
             as_attachment=True,
-            filename=exports.download_filename(export),
+            filename=export_downloads.download_filename(export),
             content_type=content_type,
         )
         response["X-Content-SHA256"] = export.sha256
@@ -177,12 +185,12 @@ class DatasetDownloadsView(APIView):
 
     @extend_schema(responses=DownloadSerializer(many=True))
     def get(self, request, dataset_slug: str):
-        dataset = Dataset.objects.visible_to(request.user).filter(slug=dataset_slug).first()
+        dataset = visibility.datasets(request.user).filter(slug=dataset_slug).first()
         if dataset is None:
             raise DomainError("No such dataset.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
         if not request.user.is_authenticated:
             raise NotAuthenticated("Log in to see downloads.")
-        if not access.can_list_downloads(request.user, dataset):
+        if not visibility.can_list_downloads(request.user, dataset):
             raise DomainError(
                 "Only the dataset's supplier and auditors see its downloads.",
                 code="forbidden",
@@ -205,9 +213,9 @@ class VersionCroissantView(APIView):
 
     @extend_schema(responses={(200, "application/ld+json"): OpenApiTypes.OBJECT})
     def get(self, request, dataset_slug: str, number: int):
-        version = access.visible_version(request.user, dataset_slug, number)
+        version = visibility.visible_version(request.user, dataset_slug, number)
         return JsonResponse(
-            exports.croissant_document(version),
+            export_documents.croissant_document(version),
             content_type="application/ld+json",
             json_dumps_params={"ensure_ascii": False},
         )

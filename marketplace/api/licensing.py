@@ -2,7 +2,7 @@
 
 Every queryset is scoped to the user before the view runs: a buyer sees their organisations' rows, a
 supplier the rows about the datasets they supply; anything else is a 404. The services in
-marketplace.licensing make the decisions; these views parse, look up, call and serialize.
+marketplace.licensing.service make the decisions; these views parse, look up, call and serialize.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import licensing
-from ..models import AccessRequest, Dataset, Entitlement, Offer, Order
+from .. import visibility
+from ..licensing import service as licensing
+from ..models import AccessRequest, Entitlement, Offer, Order
 from .serializers import LicenseSerializer, OrganizationSerializer
 
 # --------------------------------------------------------------------------- serializers
@@ -147,9 +148,7 @@ class MarkPaidSerializer(serializers.Serializer):
 
 def visible_offer(user, offer_id: int) -> Offer:
     return get_object_or_404(
-        Offer.objects.filter(dataset__in=Dataset.objects.visible_to(user)).select_related(
-            "license", "dataset"
-        ),
+        Offer.objects.filter(dataset__in=visibility.datasets(user)).select_related("license", "dataset"),
         pk=offer_id,
     )
 
@@ -209,7 +208,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     permission_classes = [IsAuthenticated]
 
     def get_queryset(self):
-        return Order.objects.visible_to(self.request.user).select_related(
+        return visibility.orders(self.request.user).select_related(
             "organization", "dataset", "license", "placed_by"
         )
 
@@ -237,7 +236,7 @@ class AccessRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     permission_classes = [IsAuthenticated]
 
     def get_queryset(self):
-        return AccessRequest.objects.visible_to(self.request.user).select_related(
+        return visibility.access_requests(self.request.user).select_related(
             "organization", "dataset", "offer__license", "requested_by"
         )
 
@@ -269,7 +268,7 @@ class EntitlementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
     def get_queryset(self):
         return (
-            licensing.entitlements_visible_to(self.request.user)
+            visibility.entitlements(self.request.user)
             .select_related("organization", "dataset", "license")
             .prefetch_related("versions", Prefetch("seats"))
             .order_by("-created_at", "-id")

@@ -11,7 +11,6 @@ import mimetypes
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -20,69 +19,18 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from .. import licensing, previews
-from ..models import Dataset, DatasetVersion, Item
-from .errors import DomainError
+from marketplace.errors import DomainError
+
+from .. import visibility
+from ..catalogue import previews
+from ..catalogue.selectors import samples_payload
+from ..models import DatasetVersion, Item
 
 
 class PreviewAnonThrottle(AnonRateThrottle):
     """Anonymous visitors may look, not scrape: rate in settings DEFAULT_THROTTLE_RATES["previews_anon"]."""
 
     scope = "previews_anon"
-
-
-def visible_version(user, slug: str, number: int) -> DatasetVersion:
-    dataset = get_object_or_404(Dataset.objects.visible_to(user), slug=slug)
-    return get_object_or_404(
-        DatasetVersion.objects.visible_to(user).select_related("dataset__supplier"),
-        dataset=dataset,
-        number=number,
-    )
-
-
-def preview_url(version: DatasetVersion, item: Item) -> str:
-    return reverse(
-        "api-sample-preview",
-        kwargs={"dataset_slug": version.dataset.slug, "number": version.number, "item_id": item.pk},
-    )
-
-
-def original_url(version: DatasetVersion, item: Item) -> str:
-    return reverse(
-        "api-sample-original",
-        kwargs={"dataset_slug": version.dataset.slug, "number": version.number, "item_id": item.pk},
-    )
-
-
-def samples_payload(*, user, version: DatasetVersion, category=None, split=None, limit=None) -> dict:
-    """What the samples endpoint and the sample viewer page show: items, their labels, a legend."""
-    items = previews.sample_items(
-        version=version, category=category, split=split, limit=limit or previews.SAMPLE_LIMIT_DEFAULT
-    )
-    views = previews.label_views(items, version)
-    entitled = licensing.may_use(user=user, version=version)
-    results = []
-    for item in items:
-        results.append(
-            {
-                "id": item.pk,
-                "key": item.key,
-                "split": item.split,
-                "width": item.width,
-                "height": item.height,
-                "attributes": previews.item_attributes(item, version),
-                "preview_url": preview_url(version, item),
-                "original_url": original_url(version, item) if entitled else None,
-                "labels": [v.as_json() for v in views[item.pk]],
-            }
-        )
-    return {
-        "dataset": version.dataset.slug,
-        "version": version.number,
-        "entitled": entitled,
-        "legend": previews.legend([v for vs in views.values() for v in vs]),
-        "results": results,
-    }
 
 
 class LabelSampleSerializer(serializers.Serializer):
@@ -144,7 +92,7 @@ class SamplesView(APIView):
         responses=SamplesSerializer,
     )
     def get(self, request, dataset_slug: str, number: int):
-        version = visible_version(request.user, dataset_slug, number)
+        version = visibility.visible_version(request.user, dataset_slug, number, detail="Not found.")
         limit = request.query_params.get("limit") or previews.SAMPLE_LIMIT_DEFAULT
         try:
             limit = int(limit)
@@ -169,10 +117,10 @@ class PreviewView(APIView):
 
     @extend_schema(responses={(200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY)})
     def get(self, request, dataset_slug: str, number: int, item_id: int):
-        version = visible_version(request.user, dataset_slug, number)
+        version = visibility.visible_version(request.user, dataset_slug, number, detail="Not found.")
         item = get_object_or_404(Item.objects.filter(version=version), pk=item_id)
         item.version = version
-        entitled = licensing.may_use(user=request.user, version=version)
+        entitled = visibility.may_use(user=request.user, version=version)
         response = HttpResponse(
             previews.preview_bytes(item=item, entitled=entitled), content_type="image/jpeg"
         )
@@ -188,9 +136,9 @@ class OriginalView(APIView):
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)})
     def get(self, request, dataset_slug: str, number: int, item_id: int):
-        version = visible_version(request.user, dataset_slug, number)
+        version = visibility.visible_version(request.user, dataset_slug, number, detail="Not found.")
         item = get_object_or_404(Item.objects.filter(version=version), pk=item_id)
-        if not licensing.may_use(user=request.user, version=version):
+        if not visibility.may_use(user=request.user, version=version):
             raise DomainError(
                 "Originals are for licensed users: license the dataset and accept its terms.",
                 code="not_entitled",

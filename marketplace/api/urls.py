@@ -1,29 +1,36 @@
+"""The API under /api/v1/, one module per resource; every route is declared here, in one list."""
+
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from . import views
+from . import datasets, deliveries, samples
+from . import exports as ex
+from . import licensing as licensing_api
+from . import workspace as ws
 
 router = SimpleRouter()
-router.register("datasets", views.DatasetViewSet, basename="api-dataset")
+router.register("datasets", datasets.DatasetViewSet, basename="api-dataset")
+
+licensing_router = SimpleRouter()
+licensing_router.register("orders", licensing_api.OrderViewSet, basename="api-order")
+licensing_router.register(
+    "access-requests", licensing_api.AccessRequestViewSet, basename="api-access-request"
+)
+licensing_router.register("entitlements", licensing_api.EntitlementViewSet, basename="api-entitlement")
+
+_WS = "workspace/datasets/<slug:slug>"
+_VERSION = "datasets/<slug:dataset_slug>/versions/<int:number>"
 
 urlpatterns = [
+    # The catalogue (marketplace.api.datasets)
     *router.urls,
     path(
         "datasets/<slug:dataset_slug>/versions/",
-        views.VersionViewSet.as_view({"get": "list"}),
+        datasets.VersionViewSet.as_view({"get": "list"}),
         name="api-version-list",
     ),
-    path(
-        "datasets/<slug:dataset_slug>/versions/<int:number>/",
-        views.VersionViewSet.as_view({"get": "retrieve"}),
-        name="api-version-detail",
-    ),
-]
-
-# Supplier deliveries (marketplace.api.deliveries)
-from . import deliveries  # noqa: E402
-
-urlpatterns += [
+    path(f"{_VERSION}/", datasets.VersionViewSet.as_view({"get": "retrieve"}), name="api-version-detail"),
+    # Supplier deliveries (marketplace.api.deliveries)
     path(
         "datasets/<slug:dataset_slug>/deliveries/",
         deliveries.DatasetDeliveriesView.as_view(),
@@ -31,13 +38,7 @@ urlpatterns += [
     ),
     path("deliveries/", deliveries.DeliveryListView.as_view(), name="api-delivery-list"),
     path("deliveries/<int:pk>/", deliveries.DeliveryDetailView.as_view(), name="api-delivery-detail"),
-]
-
-# The supplier's workspace, the version diff and notifications (marketplace.api.workspace)
-from . import workspace as ws  # noqa: E402
-
-_WS = "workspace/datasets/<slug:slug>"
-urlpatterns += [
+    # The supplier's workspace, the version diff and notifications (marketplace.api.workspace)
     path("workspace/datasets/", ws.DatasetListView.as_view(), name="api-ws-dataset-list"),
     path(f"{_WS}/", ws.DatasetDetailView.as_view(), name="api-ws-dataset-detail"),
     path(f"{_WS}/versions/", ws.VersionListView.as_view(), name="api-ws-version-list"),
@@ -54,13 +55,7 @@ urlpatterns += [
     path("datasets/<slug:slug>/diff/", ws.DatasetDiffView.as_view(), name="api-dataset-diff"),
     path("notifications/", ws.NotificationListView.as_view(), name="api-notification-list"),
     path("notifications/read/", ws.NotificationReadView.as_view(), name="api-notification-read"),
-]
-
-# Buyer exports, signed downloads and Croissant metadata (marketplace.api.exports)
-from . import exports as ex  # noqa: E402
-
-_VERSION = "datasets/<slug:dataset_slug>/versions/<int:number>"
-urlpatterns += [
+    # Buyer exports, signed downloads and Croissant metadata (marketplace.api.exports)
     path(f"{_VERSION}/exports/", ex.VersionExportsView.as_view(), name="api-export-list"),
     path(f"{_VERSION}/croissant/", ex.VersionCroissantView.as_view(), name="api-version-croissant"),
     path("exports/<int:pk>/", ex.ExportDetailView.as_view(), name="api-export-detail"),
@@ -70,35 +65,17 @@ urlpatterns += [
         ex.DatasetDownloadsView.as_view(),
         name="api-dataset-downloads",
     ),
-]
-
-# Buyer's marketplace: samples and previews (marketplace.api.samples), licensing (marketplace.api.licensing)
-from . import licensing as licensing_api  # noqa: E402
-from . import samples  # noqa: E402
-
-licensing_router = SimpleRouter()
-licensing_router.register("orders", licensing_api.OrderViewSet, basename="api-order")
-licensing_router.register(
-    "access-requests", licensing_api.AccessRequestViewSet, basename="api-access-request"
-)
-licensing_router.register("entitlements", licensing_api.EntitlementViewSet, basename="api-entitlement")
-
-urlpatterns += [
+    # Samples and previews (marketplace.api.samples)
+    path(f"{_VERSION}/samples/", samples.SamplesView.as_view(), name="api-samples"),
     path(
-        "datasets/<slug:dataset_slug>/versions/<int:number>/samples/",
-        samples.SamplesView.as_view(),
-        name="api-samples",
+        f"{_VERSION}/items/<int:item_id>/preview/", samples.PreviewView.as_view(), name="api-sample-preview"
     ),
     path(
-        "datasets/<slug:dataset_slug>/versions/<int:number>/items/<int:item_id>/preview/",
-        samples.PreviewView.as_view(),
-        name="api-sample-preview",
-    ),
-    path(
-        "datasets/<slug:dataset_slug>/versions/<int:number>/items/<int:item_id>/original/",
+        f"{_VERSION}/items/<int:item_id>/original/",
         samples.OriginalView.as_view(),
         name="api-sample-original",
     ),
+    # Licensing (marketplace.api.licensing)
     path("offers/<int:offer_id>/purchase/", licensing_api.PurchaseView.as_view(), name="api-offer-purchase"),
     path(
         "offers/<int:offer_id>/request-access/",

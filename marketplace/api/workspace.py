@@ -1,6 +1,6 @@
 """The supplier's write API: datasets, datasheets, schemas, guidelines, offers and the version lifecycle.
 
-Every view resolves the dataset through ``workspace.access_dataset``, which looks only among the
+Every view resolves the dataset through ``visibility.access_dataset``, which looks only among the
 datasets of the caller's supplier organisations: for anyone else -- a buyer, another supplier --
 the dataset is a 404, whatever the method, so the API does not tell them it exists.
 Services in ``marketplace.workspace`` validate and raise ``DomainError``; the views parse, call
@@ -19,7 +19,14 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import notifications, workspace
+from governance.models import GuidelineVersion
+from marketplace.errors import DomainError
+from marketplace.workspace import diff as workspace_diff
+from marketplace.workspace import editing as workspace_editing
+from marketplace.workspace import lifecycle as workspace_lifecycle
+from marketplace.workspace import schema as workspace_schema
+
+from .. import visibility
 from ..models import (
     DATASHEET_SECTIONS,
     Dataset,
@@ -31,7 +38,7 @@ from ..models import (
     Offer,
     Organization,
 )
-from .errors import DomainError
+from ..notifications import service as notifications
 from .pagination import Pagination
 from .serializers import LicenseSerializer
 
@@ -77,7 +84,7 @@ class WorkspaceVersionSerializer(serializers.ModelSerializer):
         """What a draft needs before it can be published (empty for released versions)."""
         if obj.status != DatasetVersion.Status.DRAFT:
             return []
-        return workspace.check_publishable(obj)
+        return workspace_lifecycle.check_publishable(obj)
 
 
 class WorkspaceVersionDetailSerializer(WorkspaceVersionSerializer):
@@ -90,7 +97,7 @@ class WorkspaceVersionDetailSerializer(WorkspaceVersionSerializer):
 
     @extend_schema_field(serializers.DictField())
     def get_counts(self, obj):
-        return workspace.version_counts(obj)
+        return workspace_lifecycle.version_counts(obj)
 
     @extend_schema_field(serializers.ListField(child=serializers.DictField()))
     def get_deliveries(self, obj):
@@ -185,7 +192,7 @@ class DatasetWriteSerializer(serializers.Serializer):
 def _datasheet_fields():
     return {
         name: serializers.CharField(required=False, allow_blank=True, help_text=question)
-        for name, question in workspace.DATASHEET_FIELDS.items()
+        for name, question in workspace_editing.DATASHEET_FIELDS.items()
     }
 
 
@@ -342,7 +349,7 @@ def _parse(serializer_class, request, *, partial=False) -> dict:
 
 def _workspace_datasets(user):
     return (
-        Dataset.objects.supplied_by(user)
+        visibility.supplied_datasets(user)
         .select_related("supplier")
         .prefetch_related(Prefetch("versions", queryset=DatasetVersion.objects.order_by("-number")))
         .order_by("-created_at", "slug")
@@ -352,14 +359,14 @@ def _workspace_datasets(user):
 def _supplier_org(user, slug: str | None) -> Organization | None:
     if not slug:
         return None
-    for org in workspace.supplier_orgs(user):
+    for org in workspace_editing.supplier_orgs(user):
         if org.slug == slug:
             return org
-    raise workspace.InvalidInput({"supplier": ["You are not a supplier of that organisation."]})
+    raise workspace_editing.InvalidInput({"supplier": ["You are not a supplier of that organisation."]})
 
 
 def _version(request, slug: str, number: int) -> DatasetVersion:
-    return workspace.access_version(request.user, slug, number)
+    return visibility.access_version(request.user, slug, number)
 
 
 class WorkspaceView(APIView):
@@ -382,7 +389,7 @@ class DatasetListView(WorkspaceView):
     def post(self, request):
         data = _parse(DatasetWriteSerializer, request)
         organization = _supplier_org(request.user, data.pop("supplier", None))
-        dataset = workspace.create_dataset(user=request.user, organization=organization, **data)
+        dataset = workspace_editing.create_dataset(user=request.user, organization=organization, **data)
         dataset = _workspace_datasets(request.user).get(pk=dataset.pk)
         return Response(WorkspaceDatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
@@ -398,10 +405,10 @@ class DatasetDetailView(WorkspaceView):
 
     @extend_schema(request=DatasetWriteSerializer, responses=WorkspaceDatasetSerializer)
     def patch(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         data = _parse(DatasetWriteSerializer, request, partial=True)
         data.pop("supplier", None)
-        workspace.update_dataset(dataset=dataset, **data)
+        workspace_editing.update_dataset(dataset=dataset, **data)
         return Response(WorkspaceDatasetSerializer(_workspace_datasets(request.user).get(pk=dataset.pk)).data)
 
 
@@ -413,7 +420,7 @@ class VersionListView(WorkspaceView):
 
     @extend_schema(responses=WorkspaceVersionSerializer(many=True), operation_id="workspace_versions_list")
     def get(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         versions = dataset.versions.order_by("-number")
         return Response(WorkspaceVersionSerializer(versions, many=True).data)
 
@@ -421,9 +428,9 @@ class VersionListView(WorkspaceView):
         request=None, responses={201: WorkspaceVersionDetailSerializer, 200: WorkspaceVersionDetailSerializer}
     )
     def post(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
-        before = workspace.current_draft(dataset)
-        version = workspace.start_draft(dataset=dataset)
+        dataset = visibility.access_dataset(request.user, slug)
+        before = workspace_editing.current_draft(dataset)
+        version = workspace_lifecycle.start_draft(dataset=dataset)
         code = (
             status.HTTP_200_OK if before is not None and before.pk == version.pk else status.HTTP_201_CREATED
         )
@@ -449,11 +456,11 @@ class DatasheetView(WorkspaceView):
             "completeness": round(sheet.completeness(), 3),
             "required": [
                 {"section": DATASHEET_SECTIONS[s][0], "field": f}
-                for s, f in workspace.REQUIRED_DATASHEET_FIELDS.items()
+                for s, f in workspace_editing.REQUIRED_DATASHEET_FIELDS.items()
             ],
-            "missing": workspace.datasheet_gaps(version),
+            "missing": workspace_editing.datasheet_gaps(version),
             "sections": sheet.sections(),
-            "answers": {f: getattr(sheet, f) for f in workspace.DATASHEET_FIELDS},
+            "answers": {f: getattr(sheet, f) for f in workspace_editing.DATASHEET_FIELDS},
         }
 
     @extend_schema(responses=OpenApiTypes.OBJECT, operation_id="workspace_datasheet_retrieve")
@@ -463,14 +470,14 @@ class DatasheetView(WorkspaceView):
     @extend_schema(request=DatasheetWriteSerializer, responses=OpenApiTypes.OBJECT)
     def patch(self, request, slug, number):
         version = _version(request, slug, number)
-        workspace.update_datasheet(version=version, answers=_body(request))
+        workspace_editing.update_datasheet(version=version, answers=_body(request))
         return Response(self._payload(version))
 
     @extend_schema(request=DatasheetWriteSerializer, responses=OpenApiTypes.OBJECT)
     def put(self, request, slug, number):
         version = _version(request, slug, number)
-        answers = dict.fromkeys(workspace.DATASHEET_FIELDS, "") | _body(request)
-        workspace.update_datasheet(version=version, answers=answers)
+        answers = dict.fromkeys(workspace_editing.DATASHEET_FIELDS, "") | _body(request)
+        workspace_editing.update_datasheet(version=version, answers=answers)
         return Response(self._payload(version))
 
 
@@ -479,16 +486,16 @@ class SchemaView(WorkspaceView):
 
     @extend_schema(responses=SchemaWriteSerializer, operation_id="workspace_schema_retrieve")
     def get(self, request, slug, number):
-        return Response(workspace.schema_as_dict(_version(request, slug, number)))
+        return Response(workspace_schema.schema_as_dict(_version(request, slug, number)))
 
     @extend_schema(request=SchemaWriteSerializer, responses=SchemaWriteSerializer)
     def put(self, request, slug, number):
         version = _version(request, slug, number)
         body = _body(request)
-        workspace.set_schema(
+        workspace_schema.set_schema(
             version=version, categories=body.get("categories", []), attributes=body.get("attributes", [])
         )
-        return Response(workspace.schema_as_dict(version))
+        return Response(workspace_schema.schema_as_dict(version))
 
 
 class PublishView(WorkspaceView):
@@ -501,7 +508,9 @@ class PublishView(WorkspaceView):
     def post(self, request, slug, number):
         version = _version(request, slug, number)
         notes = _body(request).get("release_notes", "")
-        version = workspace.publish_draft(version=version, release_notes=str(notes or ""), user=request.user)
+        version = workspace_lifecycle.publish_draft(
+            version=version, release_notes=str(notes or ""), user=request.user
+        )
         return Response(WorkspaceVersionDetailSerializer(version).data)
 
 
@@ -515,7 +524,9 @@ class DeprecateView(WorkspaceView):
     def post(self, request, slug, number):
         version = _version(request, slug, number)
         reason = _body(request).get("reason", "")
-        version = workspace.deprecate_version(version=version, reason=str(reason or ""), user=request.user)
+        version = workspace_lifecycle.deprecate_version(
+            version=version, reason=str(reason or ""), user=request.user
+        )
         return Response(WorkspaceVersionDetailSerializer(version).data)
 
 
@@ -559,7 +570,7 @@ def _diff_response(request, versions) -> Response:
         old_n = max(earlier)
     if old_n == new_n:
         raise DomainError("Compare two different versions.", code="same_version")
-    return Response(workspace.cached_diff(old=by_number[old_n], new=by_number[new_n]))
+    return Response(workspace_diff.cached_diff(old=by_number[old_n], new=by_number[new_n]))
 
 
 class WorkspaceDiffView(WorkspaceView):
@@ -569,7 +580,7 @@ class WorkspaceDiffView(WorkspaceView):
         parameters=DIFF_PARAMETERS, responses=DiffSerializer, operation_id="workspace_diff_retrieve"
     )
     def get(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         return _diff_response(request, dataset.versions.select_related("dataset"))
 
 
@@ -580,10 +591,10 @@ class DatasetDiffView(APIView):
         parameters=DIFF_PARAMETERS, responses=DiffSerializer, operation_id="datasets_diff_retrieve"
     )
     def get(self, request, slug):
-        dataset = get_object_or_404(Dataset.objects.visible_to(request.user), slug=slug)
+        dataset = get_object_or_404(visibility.datasets(request.user), slug=slug)
         return _diff_response(
             request,
-            DatasetVersion.objects.visible_to(request.user).filter(dataset=dataset).select_related("dataset"),
+            visibility.versions(request.user).filter(dataset=dataset).select_related("dataset"),
         )
 
 
@@ -596,8 +607,6 @@ class GuidelineListView(WorkspaceView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def _queryset(self, dataset):
-        from governance.models import GuidelineVersion
-
         return (
             GuidelineVersion.objects.filter(guideline__dataset=dataset)
             .select_related("guideline")
@@ -606,14 +615,14 @@ class GuidelineListView(WorkspaceView):
 
     @extend_schema(responses=GuidelineVersionSerializer(many=True), operation_id="workspace_guidelines_list")
     def get(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         return Response(GuidelineVersionSerializer(self._queryset(dataset), many=True).data)
 
     @extend_schema(request=GuidelineWriteSerializer, responses={201: GuidelineVersionSerializer})
     def post(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         data = _parse(GuidelineWriteSerializer, request)
-        gv = workspace.add_guideline_version(dataset=dataset, **data)
+        gv = workspace_editing.add_guideline_version(dataset=dataset, **data)
         return Response(GuidelineVersionSerializer(gv).data, status=status.HTTP_201_CREATED)
 
 
@@ -622,9 +631,11 @@ class GuidelineListView(WorkspaceView):
 
 def _license_for(dataset, license_id) -> License:
     try:
-        return workspace.licenses_for(dataset.supplier).get(pk=license_id)
+        return workspace_editing.licenses_for(dataset.supplier).get(pk=license_id)
     except License.DoesNotExist:
-        raise workspace.InvalidInput({"license": ["Choose a standard license or one of your own."]}) from None
+        raise workspace_editing.InvalidInput(
+            {"license": ["Choose a standard license or one of your own."]}
+        ) from None
 
 
 class OfferListView(WorkspaceView):
@@ -632,7 +643,7 @@ class OfferListView(WorkspaceView):
 
     @extend_schema(responses=WorkspaceOfferSerializer(many=True), operation_id="workspace_offers_list")
     def get(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         return Response(
             WorkspaceOfferSerializer(
                 dataset.offers.select_related("license").order_by("-active", "price"), many=True
@@ -641,14 +652,14 @@ class OfferListView(WorkspaceView):
 
     @extend_schema(request=OfferWriteSerializer, responses={201: WorkspaceOfferSerializer})
     def post(self, request, slug):
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         data = _parse(OfferWriteSerializer, request)
         if "license" not in data or "access_mode" not in data:
-            raise workspace.InvalidInput(
+            raise workspace_editing.InvalidInput(
                 {k: ["This field is required."] for k in ("license", "access_mode") if k not in data}
             )
         data["license"] = _license_for(dataset, data["license"])
-        offer = workspace.set_offer(dataset=dataset, **data)
+        offer = workspace_editing.set_offer(dataset=dataset, **data)
         return Response(WorkspaceOfferSerializer(offer).data, status=status.HTTP_201_CREATED)
 
 
@@ -656,7 +667,7 @@ class OfferDetailView(WorkspaceView):
     """One offer; PATCH changes its price, terms or whether it is active. Offers are never deleted."""
 
     def _offer(self, request, slug, pk) -> Offer:
-        dataset = workspace.access_dataset(request.user, slug)
+        dataset = visibility.access_dataset(request.user, slug)
         return get_object_or_404(dataset.offers.select_related("license", "dataset__supplier"), pk=pk)
 
     @extend_schema(responses=WorkspaceOfferSerializer, operation_id="workspace_offers_retrieve")
@@ -677,7 +688,7 @@ class OfferDetailView(WorkspaceView):
         }
         if "license" in data:
             data["license"] = _license_for(offer.dataset, data["license"])
-        offer = workspace.set_offer(dataset=offer.dataset, offer=offer, **(current | data))
+        offer = workspace_editing.set_offer(dataset=offer.dataset, offer=offer, **(current | data))
         return Response(WorkspaceOfferSerializer(offer).data)
 
 
@@ -686,28 +697,28 @@ class LicenseListView(WorkspaceView):
 
     @extend_schema(responses=LicenseSerializer(many=True), operation_id="workspace_licenses_list")
     def get(self, request):
-        orgs = workspace.supplier_orgs(request.user)
+        orgs = workspace_editing.supplier_orgs(request.user)
         if not orgs:
             return Response([])
         qs = License.objects.none()
         for org in orgs:
-            qs = qs | workspace.licenses_for(org)
+            qs = qs | workspace_editing.licenses_for(org)
         return Response(LicenseSerializer(qs.distinct().order_by("name"), many=True).data)
 
     @extend_schema(request=LicenseWriteSerializer, responses={201: LicenseSerializer})
     def post(self, request):
         data = _parse(LicenseWriteSerializer, request)
-        orgs = workspace.supplier_orgs(request.user)
+        orgs = workspace_editing.supplier_orgs(request.user)
         if not orgs:
             raise DomainError("Only suppliers write license terms.", code="not_a_supplier", status_code=403)
         organization = _supplier_org(request.user, data.pop("supplier", None))
         if organization is None:
             if len(orgs) > 1:
-                raise workspace.InvalidInput(
+                raise workspace_editing.InvalidInput(
                     {"supplier": ["Say which of your organisations owns the terms."]}
                 )
             organization = orgs[0]
-        license = workspace.create_license(organization=organization, **data)
+        license = workspace_editing.create_license(organization=organization, **data)
         return Response(LicenseSerializer(license).data, status=status.HTTP_201_CREATED)
 
 
@@ -743,5 +754,5 @@ class NotificationReadView(WorkspaceView):
     def post(self, request):
         ids = request.data.get("ids") if isinstance(request.data, dict) else None  # JSON only
         if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
-            raise workspace.InvalidInput({"ids": ["A list of notification ids."]})
+            raise workspace_editing.InvalidInput({"ids": ["A list of notification ids."]})
         return Response({"marked": notifications.mark_read(user=request.user, ids=ids)})

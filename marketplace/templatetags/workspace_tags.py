@@ -2,7 +2,8 @@
 
 from django import template
 
-from .. import workspace
+from marketplace.models import Datasheet
+from marketplace.workspace import diff as workspace_diff
 
 register = template.Library()
 
@@ -17,13 +18,11 @@ def changelog_for(dataset) -> list[dict]:
     versions = getattr(dataset, "visible_versions", None)
     if versions is None:
         versions = list(dataset.versions.released())
-    return workspace.changelog(list(versions))
+    return workspace_diff.changelog(list(versions))
 
 
 @register.filter
 def datasheet_completeness(version) -> int | None:
     """A version's datasheet completeness in percent (None without a datasheet), for catalogue cards."""
-    from ..models import Datasheet
-
     sheet = Datasheet.objects.filter(version=version).first() if version is not None else None
     return round(sheet.completeness() * 100) if sheet else None

@@ -40,9 +40,9 @@ def ledgered_version(dataset, *, number=1, items=3, **kwargs):
     ledger.append_events(
         dataset=dataset, events=ledger.label_created_events(Label.objects.filter(version=version))
     )
-    from marketplace import catalogue
+    from marketplace.catalogue import publication as catalogue_publication
 
-    catalogue.publish_version(version=version, release_notes=f"Release {number}")
+    catalogue_publication.publish_version(version=version, release_notes=f"Release {number}")
     version.refresh_from_db()
     return version
 

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.test import override_settings
 
 from governance.models import Annotator
-from marketplace import catalogue
+from marketplace.catalogue import publication as catalogue_publication
 from marketplace.formats import model as fmt
 from marketplace.models import Label
 from tests import factories as f
@@ -123,7 +123,7 @@ def multi_annotated_version(dataset, *, number=1, items=5, publish=True, finals=
     Label.objects.bulk_create(rows)
     version.guideline_versions.set([guideline])
     if publish:
-        catalogue.publish_version(version=version, release_notes="Three annotators")
+        catalogue_publication.publish_version(version=version, release_notes="Three annotators")
         version.refresh_from_db()
     return version
 
@@ -135,7 +135,7 @@ def demo_catalogue(django_db_setup, django_db_blocker, tmp_path_factory):
     Rolled back, not deleted: published versions and ledger events refuse deletion by design.
     Each test still runs in its own savepoint inside this transaction.
     """
-    from marketplace.demo import load_demo
+    from marketplace.demo.loader import load_demo
 
     media = tmp_path_factory.mktemp("demo-media")
     with django_db_blocker.unblock(), override_settings(MEDIA_ROOT=media), transaction.atomic():

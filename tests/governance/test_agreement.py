@@ -13,7 +13,7 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss
 
-from governance import agreement as ag
+from governance.quality import agreement as ag
 from marketplace.formats import model as fmt
 from tests import factories as f
 

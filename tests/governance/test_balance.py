@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import chisquare
 from scipy.stats import entropy as scipy_entropy
 
-from governance import balance
 from governance.models import Annotator
+from governance.quality import balance
 from marketplace.formats import model as fmt
 from tests import factories as f
 

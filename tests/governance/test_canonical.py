@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from governance import canonical, verify_offline
+from governance import verify_offline
+from governance.ledger import canonical
 
 
 def documented_rule(obj) -> bytes:

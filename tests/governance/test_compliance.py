@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from governance import compliance, consensus, reports
+from governance.quality import compliance, consensus, reports
 from marketplace.models import DatasetVersion, Label
 
 from .quality_support import demo_catalogue  # noqa: F401  (the module-scoped demo)
@@ -77,7 +77,7 @@ def test_a_supplier_draft_with_nothing_in_it_is_mostly_missing():
 
 
 def test_the_croissant_rai_fields_come_from_the_measurements():
-    fields = compliance.croissant_rai_fields(DatasetVersion.objects.get(dataset__slug="pedestrian-poses"))
+    fields = reports.croissant_rai_fields(DatasetVersion.objects.get(dataset__slug="pedestrian-poses"))
     assert set(fields) == {
         "rai:annotationsPerItem", "rai:dataAnnotationAnalysis", "rai:dataBiases", "rai:annotatorDemographics",
     }  # fmt: skip
@@ -89,7 +89,7 @@ def test_the_croissant_rai_fields_come_from_the_measurements():
     assert fields["rai:dataBiases"][0] == version.datasheet.biases  # the datasheet's own words first
     assert fields["rai:annotatorDemographics"][0].startswith("3 pseudonymous annotators")
 
-    street = compliance.croissant_rai_fields(
+    street = reports.croissant_rai_fields(
         DatasetVersion.objects.filter(dataset__slug="urban-street-scenes", status="published").first()
     )
     assert street["rai:annotationsPerItem"].startswith("One annotator per label")

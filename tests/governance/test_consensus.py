@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from governance import agreement as ag
-from governance import consensus
 from governance.models import Annotator, LabelEvent, ReviewTask
-from marketplace.api.errors import DomainError
+from governance.quality import agreement as ag
+from governance.quality import consensus
+from marketplace.errors import DomainError
 from marketplace.formats import model as fmt
 from marketplace.models import Label
 

@@ -10,9 +10,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
-from governance import ledger, merkle, signing, verify_offline
+from governance import ledger, verify_offline
+from governance.ledger import merkle, signing
 from governance.models import LabelEvent, LedgerChunk, TreeHead
-from marketplace import catalogue
+from marketplace.catalogue import publication as catalogue_publication
 from marketplace.models import Label
 from tests import factories as f
 
@@ -79,9 +80,9 @@ def test_appending_continues_the_chain_of_earlier_appends(dataset):
 
 
 def test_a_generator_is_consumed_in_batches_not_all_at_once(dataset, monkeypatch):
-    monkeypatch.setattr(ledger, "BATCH_SIZE", 4)
+    monkeypatch.setattr(ledger.chain, "BATCH_SIZE", 4)
     pulled, written = [], []
-    real_write = ledger._write
+    real_write = ledger.chain._write
 
     def spy_write(dataset_id, prepared, recorded_at):
         written.append((len(pulled), len(prepared)))
@@ -92,7 +93,7 @@ def test_a_generator_is_consumed_in_batches_not_all_at_once(dataset, monkeypatch
             pulled.append(event)
             yield event
 
-    monkeypatch.setattr(ledger, "_write", spy_write)
+    monkeypatch.setattr(ledger.chain, "_write", spy_write)
     assert ledger.append_events(dataset=dataset, events=generator()) == 10
     # Each batch is written after pulling at most one batch more than has been written.
     assert written == [(4, 4), (8, 4), (10, 2)]
@@ -198,7 +199,7 @@ def test_version_events_record_new_changed_and_removed_labels_by_uid(dataset):
     v1 = build_version(dataset, number=1, items=2, publish=False)
     ledger.append_events(dataset=dataset, events=ledger.label_version_events(version=v1))
     assert {e.action for e in LabelEvent.objects.filter(dataset=dataset)} == {"created"}
-    catalogue.publish_version(version=v1)
+    catalogue_publication.publish_version(version=v1)
     v2 = build_version(dataset, number=2, items=0, publish=False)
     kept, changed = Label.objects.filter(version=v1, item__key="images/train/0000.jpg").order_by("id")
     item = f.ItemFactory(version=v2, key="images/train/0000.jpg", split="val")
@@ -264,7 +265,8 @@ def test_the_tree_head_signature_verifies_with_the_public_key_and_names_its_key_
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31])
 def test_inclusion_proofs_from_cached_chunks_equal_proofs_over_all_leaves(dataset, monkeypatch, size):
-    monkeypatch.setattr(ledger, "CHUNK_LEVEL", 2)  # chunks of 4 leaves, so small ledgers span several
+    # chunks of 4 leaves, so small ledgers span several
+    monkeypatch.setattr(ledger.tree_heads, "CHUNK_LEVEL", 2)
     ledger.append_events(dataset=dataset, events=events(size))
     head = ledger.sign_tree_head(dataset=dataset)
     docs = documents(dataset)
@@ -280,7 +282,7 @@ def test_inclusion_proofs_from_cached_chunks_equal_proofs_over_all_leaves(datase
 
 @pytest.mark.parametrize(("old", "new"), [(1, 2), (3, 7), (4, 8), (5, 17), (8, 9), (6, 6), (0, 5), (13, 31)])
 def test_consistency_proofs_between_tree_heads_verify_offline(dataset, monkeypatch, old, new):
-    monkeypatch.setattr(ledger, "CHUNK_LEVEL", 2)
+    monkeypatch.setattr(ledger.tree_heads, "CHUNK_LEVEL", 2)
     ledger.append_events(dataset=dataset, events=events(old))
     old_head = ledger.sign_tree_head(dataset=dataset)
     ledger.append_events(dataset=dataset, events=events(new - old, start=old))

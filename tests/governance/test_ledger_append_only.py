@@ -3,6 +3,7 @@
 import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, connection, models, transaction
+from django.utils import timezone
 
 from governance import ledger
 from governance.models import LabelEvent, LedgerAppendOnlyError, TreeHead
@@ -37,7 +38,7 @@ def test_saving_an_existing_event_is_refused(ledgered):
 
 def test_creating_an_event_outside_the_ledger_service_is_refused(ledgered):
     with pytest.raises(LedgerAppendOnlyError, match="append_events"):
-        LabelEvent(dataset=ledgered, seq=99, action="created", occurred_at=ledger.timezone.now()).save()
+        LabelEvent(dataset=ledgered, seq=99, action="created", occurred_at=timezone.now()).save()
 
 
 def test_deleting_an_event_is_refused(ledgered):

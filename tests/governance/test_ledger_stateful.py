@@ -22,7 +22,7 @@ from hypothesis.stateful import (
 
 from governance import ledger, verify_offline
 from governance.models import LabelEvent, TreeHead
-from marketplace import catalogue
+from marketplace.catalogue import publication as catalogue_publication
 from tests import factories as f
 
 from ..conftest import build_version
@@ -82,7 +82,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def publish(self):
         self.versions += 1
         version = build_version(self.dataset, number=self.versions, items=0, publish=False)
-        catalogue.publish_version(
+        catalogue_publication.publish_version(
             version=version, at=datetime(2026, 3, 2, tzinfo=UTC) + timedelta(days=self.versions)
         )
         self.appended += 1  # version_published
@@ -125,7 +125,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 def test_any_sequence_of_appends_publications_and_signatures_verifies_offline(monkeypatch):
-    monkeypatch.setattr(ledger, "CHUNK_LEVEL", 1)  # two-leaf chunks: small ledgers exercise the cache
+    # two-leaf chunks: small ledgers exercise the cache
+    monkeypatch.setattr(ledger.tree_heads, "CHUNK_LEVEL", 1)
     run_state_machine_as_test(
         LedgerMachine,
         settings=settings(

@@ -13,7 +13,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from governance import ledger, signing, verify_offline
+from governance import ledger, verify_offline
+from governance.ledger import signing
 from governance.models import LabelEvent, TreeHead
 from tests import factories as f
 
@@ -311,5 +312,5 @@ def test_verification_in_parallel_workers_finds_the_same_first_broken_event(supp
 
     report = ledger.verify_dataset(dataset=dataset, workers=2)
 
-    assert (report.first_broken_seq, report.reason) == (27, ledger.EDITED)
+    assert (report.first_broken_seq, report.reason) == (27, ledger.verification.EDITED)
     assert [p.split(":")[0] for p in report.problems] == ["event 27", "event 31"]

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from governance import merkle
-from governance.merkle import ProofError
+from governance.ledger import merkle
+from governance.ledger.merkle import ProofError
 
 # Test vectors published by transparency-dev/merkle (the Go library behind Certificate Transparency and
 # Trillian), copied from testonly/constants.go (LeafInputs, RootHashes), proof/verify_test.go

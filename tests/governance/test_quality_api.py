@@ -1,10 +1,11 @@
 """Quality API and pages: who may read which report, the review loop over HTTP, reports on publication."""
 
 import pytest
+from django.db import transaction
 
 from governance.models import LabelEvent, QualityReport, ReviewTask
-from governance.tasks import compute_quality_reports
-from marketplace import catalogue
+from governance.quality.tasks import compute_quality_reports
+from marketplace.catalogue import publication as catalogue_publication
 from tests import factories as f
 
 from ..conftest import build_version
@@ -169,8 +170,27 @@ def test_publishing_a_version_computes_its_reports_after_the_commit(
 ):
     version = build_version(dataset, publish=False)
     with django_capture_on_commit_callbacks(execute=True):
-        catalogue.publish_version(version=version)
+        catalogue_publication.publish_version(version=version)
     assert set(QualityReport.objects.filter(version=version).values_list("kind", flat=True)) == set(KINDS)
+
+
+def test_the_quality_task_keeps_the_name_that_queued_messages_carry():
+    from config.celery import app
+
+    assert compute_quality_reports.name == "governance.tasks.compute_quality_reports"
+    assert app.tasks["governance.tasks.compute_quality_reports"].run.__module__ == "governance.quality.tasks"
+
+
+def test_a_publication_rolled_back_starts_no_reports(dataset, django_capture_on_commit_callbacks):
+    version = build_version(dataset, publish=False)
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        catalogue_publication.publish_version(version=version)
+        raise RuntimeError("the caller's transaction fails after the publication")
+    assert callbacks == [] and not QualityReport.objects.filter(version=version).exists()
 
 
 def test_the_supplier_can_ask_for_the_reports_again(

@@ -1,4 +1,4 @@
-"""Chunked verification (governance.verify_chain) reaches the same verdicts as the ledger's own verifier.
+"""Chunked verification (governance.ledger.verify_chain) reaches the same verdicts as the ledger's own verifier.
 
 Every tampering scenario of test_ledger_tampering runs again here with ``ledger.verify_dataset`` swapped
 for the chunked verifier, on blocks of two events and chunks of one block, so a 12-event ledger is cut
@@ -7,7 +7,8 @@ into six chunks and every cross-chunk link, gap and root is exercised.
 
 import pytest
 
-from governance import ledger, verify_chain
+from governance import ledger
+from governance.ledger import tree_heads, verify_chain
 from governance.models import LabelEvent, LedgerVerification
 
 from .ledger_support import ledgered_version, tampering
@@ -21,7 +22,7 @@ reference_verify = ledger.verify_dataset
 
 @pytest.fixture(autouse=True)
 def chunked(monkeypatch):
-    monkeypatch.setattr(ledger, "CHUNK_LEVEL", 1)
+    monkeypatch.setattr(tree_heads, "CHUNK_LEVEL", 1)
     monkeypatch.setattr(verify_chain, "MIN_CHUNK_BLOCKS", 1)
 
     def chunked_verify(*, dataset, trusted_heads=(), workers=1):
@@ -216,7 +217,7 @@ def test_real_celery_workers_verify_the_chunks_sent_through_the_broker(
         pytest.skip("CELERY_BROKER_URL is not set (CI sets it to Redis)")
     if connection.vendor != "postgresql":
         pytest.skip("the worker process needs a database it can share: PostgreSQL")
-    monkeypatch.setattr(ledger, "CHUNK_LEVEL", 10)  # the worker runs with the real block size
+    monkeypatch.setattr(tree_heads, "CHUNK_LEVEL", 10)  # the worker runs with the real block size
     ledgered_version(dataset, items=2)  # published: the auditor may read it
     ledger.append_events(dataset=dataset, events=events(5000, start=100))
     ledger.sign_tree_head(dataset=dataset)

@@ -14,7 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from governance import merkle, verify_offline
+from governance import verify_offline
+from governance.ledger import merkle
 from governance.verify_offline import (
     GENESIS_PREV_HASH,
     canonical_json,
@@ -154,7 +155,7 @@ def test_the_signed_message_is_the_canonical_head_without_its_signature(head):
 
 
 def test_the_verifier_and_the_server_build_the_same_tree(events):
-    # The verifier carries its own copy of the Merkle code; it must agree with governance.merkle.
+    # The verifier carries its own copy of the Merkle code; it must agree with governance.ledger.merkle.
     leaves = [event_leaf_hash(e) for e in events]
     assert verify_offline._root(leaves) == merkle.root(leaves)
 
@@ -440,6 +441,65 @@ def test_the_verifier_imports_only_the_standard_library_and_cryptography():
             assert node.level == 0, "relative import"
             imported.add(node.module.split(".")[0])
     assert imported - sys.stdlib_module_names == {"cryptography"}
+
+
+# cryptography and what it needs at run time (its cffi backend); nothing else of the virtualenv.
+CRYPTOGRAPHY_DISTRIBUTIONS = {"cryptography", "cffi", "pycparser"}
+
+
+@pytest.fixture
+def cryptography_only_path(tmp_path):
+    """A directory holding links to cryptography and its own dependencies only: no Django, no project."""
+    import importlib.metadata
+    import importlib.util
+
+    folder = tmp_path / "cryptography-only"
+    folder.mkdir()
+    for top_level, distributions in importlib.metadata.packages_distributions().items():
+        if not CRYPTOGRAPHY_DISTRIBUTIONS & set(distributions):
+            continue
+        spec = importlib.util.find_spec(top_level)
+        if spec is None or spec.origin in (None, "namespace"):
+            continue
+        source = Path(spec.submodule_search_locations[0] if spec.submodule_search_locations else spec.origin)
+        (folder / source.name).symlink_to(source)
+    return folder
+
+
+def bare_python(args, *, pythonpath, cwd):
+    """Run the interpreter without site-packages (-S): only the standard library and ``pythonpath``."""
+    return subprocess.run(
+        [sys.executable, "-S", *args],
+        cwd=cwd,
+        env={"PYTHONPATH": str(pythonpath), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_verifier_runs_at_its_path_with_the_standard_library_and_cryptography_only(
+    cryptography_only_path, auditor_dir, key_pem, events, head
+):
+    # The bare interpreter really lacks Django and the project, so this test can fail.
+    for module in ("django", "marketplace", "governance.ledger"):
+        refused = bare_python(["-c", f"import {module}"], pythonpath=cryptography_only_path, cwd=auditor_dir)
+        assert refused.returncode != 0 and "ModuleNotFoundError" in refused.stderr, module
+
+    completed = bare_python(
+        [
+            str(MODULE_PATH),  # the file at governance/verify_offline.py, as the README runs it
+            "--head", write_json(auditor_dir, "head.json", head),
+            "--key", key_pem,
+            "--event", write_json(auditor_dir, "event.json", events[4]),
+            "--proof", write_json(auditor_dir, "proof.json", proof_for(events, 4)),
+        ],
+        pythonpath=cryptography_only_path,
+        cwd=auditor_dir,
+    )  # fmt: skip
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == "VALID\n"
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import io
 import pytest
 from PIL import Image, ImageDraw
 
-from marketplace import catalogue
 from marketplace.blobs import put_blob
+from marketplace.catalogue import publication as catalogue_publication
 from marketplace.models import Entitlement, LicenseAcceptance, Offer
 from tests import factories as f
 from tests.conftest import build_version
@@ -38,7 +38,7 @@ def version_with_images(dataset, *, number: int = 1, items: int = 3, publish: bo
     version = build_version(dataset, number=number, items=items, publish=False, **kwargs)
     attach_images(version)
     if publish:
-        catalogue.publish_version(version=version, release_notes=f"Release {number}")
+        catalogue_publication.publish_version(version=version, release_notes=f"Release {number}")
         version.refresh_from_db()
     return version
 

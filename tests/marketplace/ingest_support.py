@@ -14,7 +14,7 @@ from django.apps import apps
 from django.core.files.base import ContentFile
 from PIL import Image
 
-from marketplace import ingest
+from marketplace.deliveries import service as deliveries
 from marketplace.models import Delivery
 
 from .formats.builders import image_bytes, zip_bytes
@@ -62,7 +62,7 @@ def make_delivery(
 ) -> Delivery:
     """A pending delivery whose archive holds the given files (or exactly the given zip bytes)."""
     data = files if isinstance(files, bytes) else zip_bytes(files)
-    return ingest.create_delivery(
+    return deliveries.create_delivery(
         dataset=dataset,
         archive=ContentFile(data, name="delivery.zip"),
         format=format,
@@ -151,9 +151,9 @@ def run(django_capture_on_commit_callbacks):
 
     def go(delivery):
         with django_capture_on_commit_callbacks(execute=True):
-            result = ingest.ingest_delivery(delivery_id=delivery.pk)
+            result = deliveries.ingest_delivery(delivery_id=delivery.pk)
         # What the delivery says once the commit callbacks (the file copy) have run.
         delivery.refresh_from_db()
-        return ingest.delivery_result(delivery, created=result.created)
+        return deliveries.delivery_result(delivery, created=result.created)
 
     return go

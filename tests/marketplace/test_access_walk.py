@@ -26,7 +26,7 @@ from django.apps import apps
 from django.core.cache import cache
 from django.utils import timezone
 
-from marketplace import licensing
+from marketplace.licensing import service as licensing
 from marketplace.models import Dataset, Delivery, Download, Export, Role
 from tests import factories as f
 from tests.conftest import build_version

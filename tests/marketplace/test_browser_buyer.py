@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from marketplace import licensing
+from marketplace.licensing import service as licensing
 from marketplace.models import AccessRequest, Order
 from tests import factories as f
 from tests.browser import chromium_page

@@ -29,9 +29,9 @@ def catalogue_fixture(published_version, dataset, supplier_org):
     )
     version = build_version(inspection, publish=False, items=1)
     version.schema.categories.filter(name="person").update(geometry_types=[fmt.CUBOID_2D])
-    from marketplace import catalogue
+    from marketplace.catalogue import publication as catalogue_publication
 
-    catalogue.publish_version(version=version)
+    catalogue_publication.publish_version(version=version)
     f.OfferFactory(dataset=inspection, license=research, access_mode=Offer.AccessMode.REQUEST, price=0)
     return {"streets": dataset, "bridges": inspection}
 

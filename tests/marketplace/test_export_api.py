@@ -19,7 +19,10 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
-from marketplace import exports, licensing, tasks
+from marketplace import tasks
+from marketplace.exports import downloads as export_downloads
+from marketplace.exports import service as export_service
+from marketplace.licensing import service as licensing
 from marketplace.models import Download, Entitlement, Export, Offer, Role
 
 from .. import factories as f
@@ -208,7 +211,7 @@ def test_everyone_without_a_license_is_refused_request_status_and_download(
     # Even holding a correctly signed link for themselves, or the supplier's own link.
     links = [done["download_url"]]
     if user is not None:
-        links.append(exports.download_url_for(export=export, user=user))
+        links.append(export_downloads.download_url_for(export=export, user=user))
     for link in links:
         response, body = fetch(api, link)
         assert response.status_code == code and export.sha256 not in body.decode(errors="ignore")
@@ -246,10 +249,10 @@ def test_a_signed_link_expires(
     settings.DOWNLOAD_URL_TTL = 60
     # Signed two minutes ago: past its 60 seconds.
     with mock.patch("django.core.signing.time.time", return_value=time.time() - 120):
-        old = exports.download_url_for(export=export, user=buyer)
+        old = export_downloads.download_url_for(export=export, user=buyer)
     response, _ = fetch(api_for(buyer), old)
     assert response.status_code == 403 and response.json()["code"] == "link_expired"
-    response, _ = fetch(api_for(buyer), exports.download_url_for(export=export, user=buyer))
+    response, _ = fetch(api_for(buyer), export_downloads.download_url_for(export=export, user=buyer))
     assert response.status_code == 200
     assert Download.objects.count() == 1
 
@@ -310,7 +313,7 @@ def test_bad_formats_and_options_are_refused_with_a_code(api_for, supplier, publ
 def test_a_failed_export_says_why_and_is_retried_when_asked_again(
     api_for, supplier, published_version, django_capture_on_commit_callbacks
 ):
-    with mock.patch.object(exports, "build_archive", side_effect=RuntimeError("disk full")):
+    with mock.patch.object(export_service, "build_archive", side_effect=RuntimeError("disk full")):
         failed = ready(api_for, supplier, published_version, django_capture_on_commit_callbacks)
     status = api_for(supplier).get(f"/api/v1/exports/{failed['id']}/").json()
     assert status["status"] == "failed" and "disk full" in status["error"] and status["download_url"] is None

@@ -29,7 +29,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from marketplace import exports, ingest
+from marketplace.deliveries import service as deliveries
+from marketplace.exports import packaging as export_packaging
+from marketplace.exports import service as export_service
 from marketplace.formats import model as fmt
 from marketplace.formats.voc_writer import voc_box
 from marketplace.models import Category, DatasetVersion, Label
@@ -63,11 +65,11 @@ def build(demo, slug: str, format: str, **options) -> Path:
     key = (slug, format, json.dumps(options, sort_keys=True))
     if key not in demo["built"]:
         version = latest(slug)
-        opts = exports.normalise_options(version=version, format=format, options=options)
+        opts = export_service.normalise_options(version=version, format=format, options=options)
         folder = demo["root"] / f"{slug}-{format}-{len(demo['built'])}"
         archive = folder.with_suffix(".zip")
         with open(archive, "wb") as fh:
-            result = exports.build_archive(version=version, format=format, options=opts, fileobj=fh)
+            result = export_packaging.build_archive(version=version, format=format, options=opts, fileobj=fh)
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(folder)
         demo["built"][key] = (folder, archive, result)
@@ -438,10 +440,10 @@ def test_ingesting_an_export_gives_back_the_same_labels(
     build(demo, slug, format)
     archive = demo["built"][(slug, format, json.dumps({}, sort_keys=True))][1]
     with open(archive, "rb") as fh, django_capture_on_commit_callbacks(execute=True):
-        delivery = ingest.create_delivery(
+        delivery = deliveries.create_delivery(
             dataset=version.dataset, archive=File(fh, name=archive.name), format=format
         )
-        result = ingest.ingest_delivery(delivery_id=delivery.pk)
+        result = deliveries.ingest_delivery(delivery_id=delivery.pk)
     delivery.refresh_from_db()  # the image copy runs after the commit: read the final status
     assert delivery.status == "ingested", json.dumps(delivery.report)[:2000]
     back = DatasetVersion.objects.get(dataset=version.dataset, number=result.version_number)
@@ -533,7 +535,7 @@ def test_building_the_same_export_twice_gives_the_same_bytes(demo, tmp_path):
     for n in range(2):
         path = tmp_path / f"{n}.zip"
         with open(path, "wb") as fh:
-            exports.build_archive(
+            export_packaging.build_archive(
                 version=version, format="voc", options={"include_images": False}, fileobj=fh
             )
         digests.append(hashlib.sha256(path.read_bytes()).hexdigest())

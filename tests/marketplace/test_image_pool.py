@@ -4,7 +4,8 @@ import io
 
 import pytest
 
-from marketplace import image_pool, ingest
+from marketplace.deliveries import image_pool
+from marketplace.deliveries.images import ImageChecker
 from marketplace.formats.archive import ZipSource
 from marketplace.models import Item
 
@@ -57,7 +58,7 @@ def test_the_pool_gives_the_one_process_outcome_for_every_image(tmp_path, on_dis
     for record in pooled.ahead(Record(k) for k in keys):
         seen.append(record.key)
         outcome = outcomes(pooled, [record.key])[0]
-        assert outcome == outcomes(ingest.ImageChecker(source), [record.key])[0], record.key
+        assert outcome == outcomes(ImageChecker(source), [record.key])[0], record.key
     assert seen == keys  # in the delivery's order
     assert pooled.pool is None  # shut down when the items ran out
 
@@ -79,10 +80,10 @@ def test_the_window_bounds_what_is_in_flight(monkeypatch):
 def test_a_small_delivery_or_one_worker_checks_in_process(settings):
     source = ZipSource(io.BytesIO(zip_bytes({f"{i}.jpg": picture(8, 8, i) for i in range(3)})))
     settings.IMAGE_CHECK_WORKERS = 4
-    assert type(image_pool.checker_for(source)) is ingest.ImageChecker  # fewer than MIN_IMAGES
+    assert type(image_pool.checker_for(source)) is ImageChecker  # fewer than MIN_IMAGES
     settings.IMAGE_CHECK_WORKERS = 1
     many = ZipSource(io.BytesIO(zip_bytes({f"{i}.jpg": picture(8, 8, i) for i in range(70)})))
-    assert type(image_pool.checker_for(many)) is ingest.ImageChecker
+    assert type(image_pool.checker_for(many)) is ImageChecker
 
 
 @pytest.mark.django_db

@@ -11,7 +11,10 @@ import pytest
 from django.db import connection
 
 from governance.models import Annotator, LabelEvent
-from marketplace import catalogue, exports, ingest
+from marketplace.catalogue import publication as catalogue_publication
+from marketplace.deliveries import archive, report, service
+from marketplace.exports import packaging as export_packaging
+from marketplace.exports import service as export_service
 from marketplace.formats import model as fmt
 from marketplace.models import Category, DatasetVersion, Delivery, Item, Label
 from tests import factories as f
@@ -136,13 +139,13 @@ def test_a_run_that_stopped_after_the_commit_finishes_the_files_when_run_again(
 ):
     delivery = make_delivery(dataset, coco_files())
     with django_capture_on_commit_callbacks(execute=False):  # the worker died before the copy
-        ingest.ingest_delivery(delivery_id=delivery.pk)
+        service.ingest_delivery(delivery_id=delivery.pk)
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.VALIDATING and delivery.version is not None
     assert not any(p.startswith("blobs/") for p in storage_files(media))
 
     with django_capture_on_commit_callbacks(execute=True):
-        result = ingest.ingest_delivery(delivery_id=delivery.pk)
+        result = service.ingest_delivery(delivery_id=delivery.pk)
 
     assert result.ok and result.version_number == 1
     assert Item.objects.filter(version=delivery.version).count() == 2
@@ -189,7 +192,7 @@ def test_the_report_is_capped(dataset, media, run, settings):
     annotations = [{"image_id": 1, "category_id": 99, "bbox": [1, 1, 5, 5]} for _ in range(30)]
     delivery = make_delivery(dataset, coco_files(doc=coco_doc([("0000.jpg", 64, 48)], annotations)))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ingest, "MAX_REPORTED_PROBLEMS", 10)
+        mp.setattr(report, "MAX_REPORTED_PROBLEMS", 10)
         result = run(delivery)
     assert len(result.problems) == 10
     assert delivery.report["problems_not_listed"] == 20 and delivery.report["problem_counts"]["error"] == 30
@@ -372,7 +375,7 @@ def test_sidecar_problems_are_located_by_line(dataset, media, run):
 
 
 def test_invalid_upload_defaults_are_refused_before_anything_is_stored(dataset, media):
-    from marketplace.api.errors import DomainError
+    from marketplace.errors import DomainError
 
     with pytest.raises(DomainError) as caught:
         make_delivery(dataset, coco_files(), defaults={"source": "robot"})
@@ -444,15 +447,15 @@ def test_progress_is_written_outside_the_write_transaction(supplier_org, media, 
     dataset = f.DatasetFactory(supplier=supplier_org)
     delivery = make_delivery(dataset, coco_files(n_images=3))
     seen = []
-    original = ingest.Progress.set
+    original = report.Progress.set
 
     def spy(self, percent, **kwargs):
         seen.append((percent, connection.in_atomic_block))
-        monkeypatch.setattr(ingest, "PROGRESS_INTERVAL", 0)
+        monkeypatch.setattr(report, "PROGRESS_INTERVAL", 0)
         return original(self, percent, **kwargs)
 
-    monkeypatch.setattr(ingest.Progress, "set", spy)
-    result = ingest.ingest_delivery(delivery_id=delivery.pk)
+    monkeypatch.setattr(report.Progress, "set", spy)
+    result = service.ingest_delivery(delivery_id=delivery.pk)
 
     assert result.ok
     assert seen and not any(in_atomic for _, in_atomic in seen)
@@ -463,7 +466,7 @@ def test_progress_is_written_outside_the_write_transaction(supplier_org, media, 
 
 def test_a_published_version_is_never_touched_by_a_later_delivery(dataset, media, run):
     v1 = build_version(dataset, number=1, publish=False)
-    catalogue.publish_version(version=v1)
+    catalogue_publication.publish_version(version=v1)
     labels_before = list(Label.objects.filter(version=v1).values_list("uid", "geometry"))
     run(make_delivery(dataset, coco_files()))
     assert list(Label.objects.filter(version=v1).values_list("uid", "geometry")) == labels_before
@@ -485,8 +488,8 @@ def test_our_coco_export_of_a_version_ingests_back_to_the_same_labels(dataset, g
     run(first := make_delivery(dataset, files))
     v1 = first.version
     archive = io.BytesIO()
-    options = exports.normalise_options(version=v1, format="coco", options={})
-    exports.build_archive(version=v1, format="coco", options=options, fileobj=archive)
+    options = export_service.normalise_options(version=v1, format="coco", options={})
+    export_packaging.build_archive(version=v1, format="coco", options=options, fileobj=archive)
 
     result = run(second := make_delivery(dataset, archive.getvalue()))
 
@@ -564,10 +567,10 @@ def test_a_lost_database_leaves_the_delivery_pending_for_the_tasks_retry(dataset
     def down(**kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(ingest, "write_version", down)
+    monkeypatch.setattr(service, "write_version", down)
     delivery = make_delivery(dataset, coco_files())
     with pytest.raises(OperationalError):
-        ingest.ingest_delivery(delivery_id=delivery.pk)
+        service.ingest_delivery(delivery_id=delivery.pk)
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.PENDING and delivery.version is None
 
@@ -589,6 +592,6 @@ def test_a_yolo_export_with_its_croissant_metadata_is_detected_as_yolo():
             path = Path(root) / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        assert ingest.detect_format(DirectorySource(root)) == "yolo"
+        assert archive.detect_format(DirectorySource(root)) == "yolo"
         (Path(root) / "croissant.json").write_bytes(b'{"images": [], "annotations": [], "categories": []}')
-        assert ingest.detect_format(DirectorySource(root)) == "coco"
+        assert archive.detect_format(DirectorySource(root)) == "coco"

@@ -7,8 +7,9 @@ import pytest
 from django.utils import timezone
 
 from governance.models import LabelEvent
-from marketplace import licensing
-from marketplace.api.errors import DomainError
+from marketplace import visibility
+from marketplace.errors import DomainError
+from marketplace.licensing import service as licensing
 from marketplace.models import (
     AccessRequest,
     Entitlement,
@@ -44,7 +45,7 @@ def test_buying_creates_an_invoice_an_entitlement_and_the_buyers_seat(published_
     assert entitlement.ends_at - entitlement.starts_at == timedelta(days=365)
     seat = LicenseAcceptance.objects.get(entitlement=entitlement)
     assert seat.user == buyer and seat.text_sha256 == licensing.license_text_sha256(offer.license)
-    assert licensing.may_use(user=buyer, version=published_version)
+    assert visibility.may_use(user=buyer, version=published_version)
 
 
 def test_the_same_idempotency_key_gives_the_same_order(published_version, dataset, buyer):
@@ -132,11 +133,11 @@ def test_an_entitlement_expires_with_its_license_and_can_then_be_bought_again(
 ):
     offer = purchase_offer(dataset, duration_days=30)
     licensing.purchase(user=buyer, offer=offer, idempotency_key="k1", accept_license=True)
-    assert licensing.may_use(user=buyer, version=published_version)
+    assert visibility.may_use(user=buyer, version=published_version)
 
     later = timezone.now() + timedelta(days=31)
     with mock.patch("django.utils.timezone.now", return_value=later):
-        assert not licensing.may_use(user=buyer, version=published_version)
+        assert not visibility.may_use(user=buyer, version=published_version)
         assert not Entitlement.objects.active().exists()
         renewed = licensing.purchase(user=buyer, offer=offer, idempotency_key="k2", accept_license=True)
     assert renewed.entitlement.ends_at == later + timedelta(days=30)
@@ -151,9 +152,9 @@ def test_each_colleague_accepts_the_license_and_takes_a_seat_until_none_is_left(
     ).entitlement
     second, third = colleague_of(buyer, "second"), colleague_of(buyer, "third")
 
-    assert not licensing.may_use(user=second, version=published_version)  # entitled org, no acceptance yet
+    assert not visibility.may_use(user=second, version=published_version)  # entitled org, no acceptance yet
     licensing.claim_seat(user=second, entitlement=entitlement)
-    assert licensing.may_use(user=second, version=published_version)
+    assert visibility.may_use(user=second, version=published_version)
     assert licensing.claim_seat(user=second, entitlement=entitlement).entitlement == entitlement  # idempotent
 
     with pytest.raises(DomainError) as caught:
@@ -172,8 +173,8 @@ def test_someone_outside_the_organisation_cannot_take_a_seat(published_version, 
 def test_a_buyer_never_uses_a_draft_and_the_supplier_always_may(draft_dataset, supplier, buyer):
     version = draft_dataset.versions.get()
     entitle(buyer, draft_dataset)
-    assert not licensing.may_use(user=buyer, version=version)
-    assert licensing.may_use(user=supplier, version=version)
+    assert not visibility.may_use(user=buyer, version=version)
+    assert visibility.may_use(user=supplier, version=version)
 
 
 # --------------------------------------------------------------------------- requests
@@ -186,14 +187,14 @@ def test_a_request_waits_for_the_supplier_who_approves_it(published_version, dat
     )
     assert request.status == AccessRequest.Status.PENDING
     assert licensing.request_access(user=buyer, offer=offer, accept_license=True).pk == request.pk
-    assert not licensing.may_use(user=buyer, version=published_version)
+    assert not visibility.may_use(user=buyer, version=published_version)
 
     decided = licensing.decide_request(user=supplier, request=request, approve=True)
 
     assert decided.status == AccessRequest.Status.APPROVED and decided.entitlement.organization == org_of(
         buyer
     )
-    assert licensing.may_use(user=buyer, version=published_version)  # the request's acceptance is the seat
+    assert visibility.may_use(user=buyer, version=published_version)  # the request's acceptance is the seat
     assert not Order.objects.exists()  # a free offer: nothing to invoice
 
 
@@ -269,7 +270,7 @@ def test_cancelling_an_unpaid_invoice_revokes_its_entitlement(published_version,
     )
     licensing.cancel_order(user=supplier, order=order)
     assert Order.objects.get().status == Order.Status.CANCELLED
-    assert not licensing.may_use(user=buyer, version=published_version)
+    assert not visibility.may_use(user=buyer, version=published_version)
 
 
 def test_the_payment_provider_is_pluggable(published_version, dataset, buyer, supplier, settings):

@@ -8,8 +8,8 @@ import threading
 import pytest
 from django.db import connection
 
-from marketplace import licensing
-from marketplace.api.errors import DomainError
+from marketplace.errors import DomainError
+from marketplace.licensing import service as licensing
 from marketplace.models import AccessRequest, Entitlement, LicenseAcceptance, Order, Role
 from tests import factories as f
 

@@ -3,7 +3,8 @@
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from marketplace import catalogue
+from marketplace.catalogue import publication as catalogue_publication
+from marketplace.catalogue import stats as catalogue_stats
 from marketplace.formats import model as fmt
 from marketplace.models import Dataset, DatasetVersion, FrozenVersionError, Item, Label, Offer
 from tests import factories as f
@@ -34,7 +35,7 @@ def test_publishing_freezes_the_version_and_lists_the_dataset(dataset):
     version = build_version(dataset, publish=False)
     assert Dataset.objects.get(pk=dataset.pk).status == Dataset.Status.DRAFT
 
-    catalogue.publish_version(version=version)
+    catalogue_publication.publish_version(version=version)
 
     version.refresh_from_db()
     assert version.status == DatasetVersion.Status.PUBLISHED
@@ -153,8 +154,8 @@ def test_has_element_finds_a_string_in_a_json_list():
 
 def test_the_content_hash_changes_when_a_label_changes(dataset):
     version = build_version(dataset, publish=False, items=2)
-    before = catalogue.compute_content_hash(version=version)
+    before = catalogue_stats.compute_content_hash(version=version)
     label = version.labels.first()
     label.geometry = {"bbox": [11.0, 20.0, 100.0, 50.0]}
     label.save()
-    assert catalogue.compute_content_hash(version=version) != before
+    assert catalogue_stats.compute_content_hash(version=version) != before

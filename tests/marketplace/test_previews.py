@@ -11,8 +11,9 @@ from django.core.files.storage import default_storage
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
-from marketplace import catalogue, previews
 from marketplace.api.samples import PreviewAnonThrottle
+from marketplace.catalogue import previews
+from marketplace.catalogue import publication as catalogue_publication
 from marketplace.formats import model as fmt
 from marketplace.models import Item
 from tests import factories as f
@@ -217,7 +218,7 @@ def sampled(dataset, supplier_org):
     f.LabelFactory(item=rare, category=bicycle, geometry={"bbox": [1.0, 1.0, 20.0, 20.0]})
     f.AttributeSpecFactory(schema=version.schema, name="age_band", describes_person=True)
     attach_images(version)
-    catalogue.publish_version(version=version)
+    catalogue_publication.publish_version(version=version)
     version.refresh_from_db()
     return version
 
@@ -245,7 +246,7 @@ def test_samples_carry_labels_with_provenance_and_no_per_person_attributes(sampl
 def test_the_suppliers_pinned_items_come_first(dataset, api_for):
     version = build_version(dataset, items=4, publish=False)
     Item.objects.filter(version=version, key="images/train/0003.jpg").update(pinned=True)
-    catalogue.publish_version(version=version)
+    catalogue_publication.publish_version(version=version)
     body = api_for().get("/api/v1/datasets/street-scenes/versions/1/samples/?limit=2").json()
     assert body["results"][0]["key"] == "images/train/0003.jpg"
 

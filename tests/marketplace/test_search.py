@@ -3,7 +3,7 @@
 import pytest
 from django.db import connection
 
-from marketplace import catalogue
+from marketplace.catalogue import publication as catalogue_publication
 from marketplace.formats import model as fmt
 from marketplace.models import Offer
 from tests import factories as f
@@ -54,7 +54,7 @@ def shelf(supplier_org):
     )
     version = build_version(bridges, items=2, publish=False)
     version.schema.categories.filter(name="car").update(name="crack", geometry_types=[fmt.POLYLINE])
-    catalogue.publish_version(version=version)
+    catalogue_publication.publish_version(version=version)
     f.OfferFactory(dataset=bridges, license=commercial, access_mode=Offer.AccessMode.PURCHASE, price=4900)
 
     people = f.DatasetFactory(
@@ -68,7 +68,7 @@ def shelf(supplier_org):
     )
     version = build_version(people, items=9, publish=False)
     f.AttributeSpecFactory(schema=version.schema, name="age_band", describes_person=True)
-    catalogue.publish_version(version=version)
+    catalogue_publication.publish_version(version=version)
     f.OfferFactory(dataset=people, license=research, access_mode=Offer.AccessMode.REQUEST, price=0)
     f.OfferFactory(dataset=people, license=commercial, access_mode=Offer.AccessMode.PURCHASE, price=12000)
 

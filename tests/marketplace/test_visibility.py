@@ -2,7 +2,8 @@
 
 import pytest
 
-from marketplace.models import Dataset, DatasetVersion
+from marketplace import visibility
+from marketplace.models import Dataset
 from tests import factories as f
 from tests.conftest import build_version
 
@@ -16,27 +17,26 @@ def slugs(qs):
 def test_a_draft_dataset_is_visible_to_its_supplier_only(
     draft_dataset, published_version, supplier, outsider, other_supplier, auditor
 ):
-    assert "secret-draft" in slugs(Dataset.objects.visible_to(supplier))
+    assert "secret-draft" in slugs(visibility.datasets(supplier))
     for user in (outsider, other_supplier, auditor, None):
-        assert "secret-draft" not in slugs(Dataset.objects.visible_to(user))
-        assert "street-scenes" in slugs(Dataset.objects.visible_to(user))
+        assert "secret-draft" not in slugs(visibility.datasets(user))
+        assert "street-scenes" in slugs(visibility.datasets(user))
 
 
 def test_staff_see_everything(draft_dataset):
     staff = f.UserFactory(username="staff", is_staff=True)
-    assert "secret-draft" in slugs(Dataset.objects.visible_to(staff))
+    assert "secret-draft" in slugs(visibility.datasets(staff))
 
 
 def test_a_draft_version_of_a_listed_dataset_is_hidden_from_others(
     published_version, dataset, supplier, outsider
 ):
     build_version(dataset, number=2, publish=False)
-    assert set(
-        DatasetVersion.objects.visible_to(outsider).filter(dataset=dataset).values_list("number", flat=True)
-    ) == {1}
-    assert set(
-        DatasetVersion.objects.visible_to(supplier).filter(dataset=dataset).values_list("number", flat=True)
-    ) == {1, 2}
+    assert set(visibility.versions(outsider).filter(dataset=dataset).values_list("number", flat=True)) == {1}
+    assert set(visibility.versions(supplier).filter(dataset=dataset).values_list("number", flat=True)) == {
+        1,
+        2,
+    }
 
 
 def test_a_delisted_dataset_stays_visible_to_entitled_buyers_only(
@@ -44,8 +44,8 @@ def test_a_delisted_dataset_stays_visible_to_entitled_buyers_only(
 ):
     Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.DELISTED)
     f.EntitlementFactory(organization=buyer.memberships.get().organization, dataset=dataset)
-    assert "street-scenes" in slugs(Dataset.objects.visible_to(buyer))
-    assert "street-scenes" not in slugs(Dataset.objects.visible_to(outsider))
+    assert "street-scenes" in slugs(visibility.datasets(buyer))
+    assert "street-scenes" not in slugs(visibility.datasets(outsider))
 
 
 def test_an_outsider_gets_404_on_a_draft_in_the_api(draft_dataset, api_for, outsider, other_supplier):

@@ -8,8 +8,10 @@ from collections import Counter
 import pytest
 from django.core.management import call_command
 
-from marketplace import catalogue, workspace
+from marketplace.catalogue import publication as catalogue_publication
 from marketplace.models import Dataset, Item, Label
+from marketplace.workspace import diff as workspace_diff
+from marketplace.workspace import lifecycle as workspace_lifecycle
 from tests import factories as f
 from tests.conftest import build_version
 
@@ -82,7 +84,7 @@ def test_the_diff_of_the_two_demo_versions_of_urban_street_scenes_is_exact(
 
     # A fixed number of aggregate queries, however many labels the versions hold.
     with django_assert_max_num_queries(16):
-        diff = workspace.diff_versions(old=v1, new=v2, examples=100)
+        diff = workspace_diff.diff_versions(old=v1, new=v2, examples=100)
     want = expected_diff(v1, v2)
 
     assert diff["items"] == want["items"]
@@ -133,8 +135,8 @@ def test_a_label_is_matched_by_uid_across_versions(dataset):
     new_gv = f.GuidelineVersionFactory(guideline=old_gv.guideline, tag="v2")
     v1 = build_version(dataset, number=1, items=4, guideline_version=old_gv, publish=False)
     v1.guideline_versions.add(old_gv)
-    catalogue.publish_version(version=v1)
-    v2 = workspace.start_draft(dataset=dataset)
+    catalogue_publication.publish_version(version=v1)
+    v2 = workspace_lifecycle.start_draft(dataset=dataset)
     uids = list(
         Label.objects.filter(version=v1).order_by("item__key", "category__name").values_list("uid", flat=True)
     )
@@ -146,7 +148,7 @@ def test_a_label_is_matched_by_uid_across_versions(dataset):
     )
     v2.guideline_versions.add(old_gv, new_gv)
 
-    diff = workspace.diff_versions(old=v1, new=v2)
+    diff = workspace_diff.diff_versions(old=v1, new=v2)
 
     assert diff["items"] == {"before": 4, "after": 4, "added": 0, "removed": 0, "changed": 1, "unchanged": 3}
     assert diff["labels"] == {
@@ -173,21 +175,21 @@ def test_a_label_is_matched_by_uid_across_versions(dataset):
 
 def test_candidate_labels_are_counted_apart(dataset):
     v1 = build_version(dataset, number=1, items=1)
-    v2 = workspace.start_draft(dataset=dataset)
+    v2 = workspace_lifecycle.start_draft(dataset=dataset)
     items = _copy(v1, v2)
     f.LabelFactory(
         item=items["images/train/0000.jpg"], category=v2.schema.categories.get(name="car"), is_final=False
     )
-    diff = workspace.diff_versions(old=v1, new=v2)
+    diff = workspace_diff.diff_versions(old=v1, new=v2)
     assert diff["labels"]["added"] == 0 and diff["candidate_labels"] == {"before": 0, "after": 1}
 
 
 def test_released_diffs_are_cached_and_drafts_are_not(dataset, django_assert_num_queries):
     v1 = build_version(dataset, number=1, items=2)
     v2 = build_version(dataset, number=2, items=3)
-    first = workspace.cached_diff(old=v1, new=v2)
+    first = workspace_diff.cached_diff(old=v1, new=v2)
     with django_assert_num_queries(0):
-        assert workspace.cached_diff(old=v1, new=v2) == first
+        assert workspace_diff.cached_diff(old=v1, new=v2) == first
     v3 = build_version(dataset, number=3, items=1, publish=False)
-    assert workspace.cached_diff(old=v2, new=v3)["items"]["removed"] == 2
-    catalogue.publish_version(version=v3)
+    assert workspace_diff.cached_diff(old=v2, new=v3)["items"]["removed"] == 2
+    catalogue_publication.publish_version(version=v3)

@@ -6,9 +6,10 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from marketplace import notifications, workspace
-from marketplace.api.errors import DomainError
+from marketplace.errors import DomainError
 from marketplace.models import AccessRequest, Notification, Role
+from marketplace.notifications import service as notifications
+from marketplace.workspace import lifecycle as workspace_lifecycle
 from tests import factories as f
 from tests.conftest import build_version
 
@@ -91,7 +92,7 @@ def test_a_refused_publication_tells_nobody(dataset, buyer, offer, django_captur
     )
     draft = build_version(dataset, publish=False)
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(DomainError) as refused:
-        workspace.publish_draft(version=draft, release_notes="Now.")
+        workspace_lifecycle.publish_draft(version=draft, release_notes="Now.")
     assert (
         refused.value.extra["missing"][-1] == "Deliveries: upload a delivery that ingests into this version."
     )

@@ -12,7 +12,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 
-from governance import ledger, verify_chain
+from governance import ledger
+from governance.ledger import verify_chain
 from governance.models import LabelEvent, TreeHead
 from marketplace.models import Dataset
 

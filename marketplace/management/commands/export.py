@@ -11,8 +11,10 @@ import tempfile
 
 from django.core.management.base import BaseCommand, CommandError
 
-from marketplace import exports
-from marketplace.api.errors import DomainError
+from marketplace.errors import DomainError
+from marketplace.exports import packaging as export_packaging
+from marketplace.exports import records as export_records
+from marketplace.exports import service as export_service
 from marketplace.models import DatasetVersion
 
 
@@ -22,7 +24,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("slug", help="dataset slug")
         parser.add_argument("version", type=int, help="version number")
-        parser.add_argument("--format", required=True, choices=exports.FORMATS)
+        parser.add_argument("--format", required=True, choices=export_records.FORMATS)
         parser.add_argument("--out", required=True, help="file to write (.zip; .json for croissant)")
         parser.add_argument("--no-images", action="store_true", help="labels and documents only")
         parser.add_argument("--splits", default="", help="comma-separated: train,val,test,unassigned")
@@ -49,7 +51,7 @@ class Command(BaseCommand):
         if opts["yolo_task"]:
             options["yolo_task"] = opts["yolo_task"]
         try:
-            options = exports.normalise_options(version=row, format=format, options=options)
+            options = export_service.normalise_options(version=row, format=format, options=options)
         except DomainError as exc:
             raise CommandError(exc.detail) from None
         folder = os.path.dirname(os.path.abspath(out))
@@ -57,7 +59,9 @@ class Command(BaseCommand):
         # Written next to the target and renamed: a failed export never leaves half a file at PATH.
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".export-", delete=False) as tmp:
             try:
-                result = exports.build_archive(version=row, format=format, options=options, fileobj=tmp)
+                result = export_packaging.build_archive(
+                    version=row, format=format, options=options, fileobj=tmp
+                )
             except BaseException:
                 os.unlink(tmp.name)
                 raise

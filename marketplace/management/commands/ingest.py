@@ -11,8 +11,8 @@ from pathlib import Path
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 
-from marketplace import ingest
-from marketplace.api.errors import DomainError
+from marketplace.deliveries import service as deliveries
+from marketplace.errors import DomainError
 from marketplace.models import Dataset, Delivery, Organization
 
 
@@ -64,7 +64,7 @@ class Command(BaseCommand):
                     delivery = self._create(
                         target, File(fh, name=source.name), format, provenance_defaults, source.name
                     )
-        result = ingest.ingest_delivery(delivery_id=delivery.pk)
+        result = deliveries.ingest_delivery(delivery_id=delivery.pk)
         delivery.refresh_from_db()
         self._print(delivery, result, as_json=as_json)
         if not result.ok:
@@ -96,13 +96,13 @@ class Command(BaseCommand):
 
     def _create(self, dataset, archive, format, defaults, name) -> Delivery:
         try:
-            return ingest.create_delivery(
+            return deliveries.create_delivery(
                 dataset=dataset, archive=archive, format=format, defaults=defaults, original_name=name
             )
         except DomainError as error:
             raise CommandError(error.detail) from None
 
-    def _print(self, delivery: Delivery, result: ingest.IngestResult, *, as_json: bool) -> None:
+    def _print(self, delivery: Delivery, result: deliveries.IngestResult, *, as_json: bool) -> None:
         report = delivery.report or {}
         counts = report.get("counts", {})
         if as_json:

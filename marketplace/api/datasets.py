@@ -1,0 +1,71 @@
+"""Catalogue API: every queryset is scoped to the requesting user before the view runs."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from .. import visibility
+from ..catalogue.search import DatasetFilter, facet_counts
+from ..catalogue.selectors import attach_versions, catalogue_queryset
+from ..models import DatasetVersion
+from .serializers import DatasetDetailSerializer, DatasetListSerializer, VersionDetailSerializer
+
+
+class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
+    """The catalogue: datasets, their versions, datasheets, schemas and offers."""
+
+    lookup_field = "slug"
+    filterset_class = DatasetFilter
+
+    def get_queryset(self):
+        return catalogue_queryset(self.request.user)
+
+    def get_serializer_class(self):
+        return DatasetDetailSerializer if self.action == "retrieve" else DatasetListSerializer
+
+    def get_object(self):
+        return attach_versions(super().get_object(), self.request.user)
+
+    @extend_schema(
+        filters=True,
+        responses=inline_serializer(
+            "CatalogueFacets",
+            {
+                "count": serializers.IntegerField(),
+                "facets": serializers.DictField(
+                    child=serializers.ListField(child=serializers.DictField()),
+                    help_text="Per filter: value, label, count (with the other filters applied), selected",
+                ),
+            },
+        ),
+    )
+    @action(detail=False, pagination_class=None)
+    def facets(self, request):
+        """How many datasets each filter value would give, with the other filters as they are."""
+        base = self.get_queryset()
+        filterset = DatasetFilter(request.query_params, queryset=base, request=request)
+        if not filterset.is_valid():
+            raise serializers.ValidationError(filterset.errors)
+        return Response({"count": filterset.qs.count(), "facets": facet_counts(filterset, base)})
+
+
+class VersionViewSet(viewsets.ReadOnlyModelViewSet):
+    """The versions of one dataset that the user may see."""
+
+    serializer_class = VersionDetailSerializer
+    lookup_field = "number"
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no URL kwargs to scope by
+            return DatasetVersion.objects.none()
+        dataset = get_object_or_404(visibility.datasets(self.request.user), slug=self.kwargs["dataset_slug"])
+        return (
+            visibility.versions(self.request.user)
+            .filter(dataset=dataset)
+            .select_related("dataset", "datasheet", "schema")
+            .prefetch_related("schema__categories", "schema__attributes")
+            .order_by("-number")
+        )

@@ -1,0 +1,628 @@
+"""Validating a delivery into a plan: every image and label checked, rows spooled to disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import pickle
+import posixpath
+import re
+import tempfile
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple
+
+from governance.models import Annotator, GuidelineVersion
+
+from ..blobs import blob_key
+from ..formats import model as fmt
+from ..formats.provenance import ProvenanceCoverage, apply_provenance, looks_like_email, read_provenance
+from ..models import (
+    AttributeSpec,
+    Category,
+    Dataset,
+    Delivery,
+    Label,
+)
+from . import image_pool
+from .archive import detect_format, read_delivery
+from .images import EXTENSIONS_FOR_FORMAT, IMAGE_EXTENSIONS, ImageChecker
+from .report import (
+    FORMATS,
+    ITEM_KEY_MAX,
+    PROVENANCE_FILE,
+    SPOOL_BATCH,
+    Progress,
+    Report,
+    _aware,
+    label_uid,
+    normalise_split,
+)
+from .schema import CategorySpec, merge_attribute_specs, merge_schema
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- provenance defaults
+
+
+def parse_defaults(
+    defaults: dict | None, *, name: str = "defaults"
+) -> tuple[fmt.Provenance, list[fmt.Problem]]:
+    """Delivery-level provenance defaults (the provenance.jsonl defaults keys) as a Provenance."""
+    if not defaults:
+        return fmt.Provenance(), []
+    if not isinstance(defaults, dict):
+        return fmt.Provenance(), [
+            fmt.Problem(file=name, message="defaults must be a JSON object", code="invalid")
+        ]
+    line = json.dumps({"defaults": defaults}).encode()
+    _, provenance, problems = read_provenance(io.BytesIO(line), name=name)
+    for p in problems:
+        p.line = None  # there is one line, and it is not in a file the supplier wrote
+    return provenance, problems
+
+
+def merge_defaults(first: fmt.Provenance, then: fmt.Provenance) -> fmt.Provenance:
+    """``first``'s fields, with what it leaves empty taken from ``then``."""
+    merged = dataclasses.replace(first)
+    for f in dataclasses.fields(fmt.Provenance):
+        if f.name == "source":
+            continue
+        if getattr(merged, f.name) in (None, "") and getattr(then, f.name) not in (None, ""):
+            setattr(merged, f.name, getattr(then, f.name))
+    if merged.source == fmt.HUMAN and then.source != fmt.HUMAN:
+        merged.source = then.source
+    return merged
+
+
+def find_provenance_file(names: list[str]) -> list[str]:
+    found = [n for n in names if posixpath.basename(n) == PROVENANCE_FILE]
+    return sorted(found, key=lambda n: (n.count("/"), n))
+
+
+# --------------------------------------------------------------------------- the spool
+
+
+class Spool:
+    """Rows written to a temporary file in pickled batches and read back in order."""
+
+    def __init__(self):
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self.batch: list = []
+        self.count = 0
+
+    def add(self, row) -> None:
+        self.batch.append(row)
+        self.count += 1
+        if len(self.batch) >= SPOOL_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.batch:
+            pickle.dump(self.batch, self.file, protocol=pickle.HIGHEST_PROTOCOL)
+            self.batch = []
+
+    def batches(self) -> Iterator[list]:
+        self._flush()
+        self.file.seek(0)
+        while True:
+            try:
+                # Only ever our own file, written above by this process: not untrusted input.
+                yield pickle.load(self.file)  # noqa: S301
+            except EOFError:
+                return
+
+    def close(self) -> None:
+        self.file.close()
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class LabelRow(NamedTuple):
+    """A validated label, spooled until the write transaction (names, not ids, for its relations)."""
+
+    item: str
+    category: str
+    geometry_type: str
+    geometry: dict
+    attributes: dict
+    iscrowd: bool
+    is_final: bool
+    annotator: str
+    guideline_version: int | None
+    source: str
+    model_name: str
+    model_version: str
+    made_at: datetime | None
+    source_ref: str
+
+
+@dataclass
+class ItemRow:
+    key: str
+    storage_key: str
+    sha256: str
+    size_bytes: int
+    width: int
+    height: int
+    split: str
+    attributes: dict
+
+
+@dataclass
+class Plan:
+    """Everything the write transaction needs, validated."""
+
+    format: str
+    categories: dict[str, CategorySpec]
+    attribute_specs: list[dict]
+    items: Spool
+    labels: Spool
+    annotators: set[str]
+    guideline_ids: dict[str, int]
+    counts: dict
+    provenance: dict
+
+    def close(self) -> None:
+        self.items.close()
+        self.labels.close()
+
+
+def _guideline_index(dataset: Dataset) -> dict[str, list[int]]:
+    index: dict[str, list[int]] = defaultdict(list)
+    for tag, pk in GuidelineVersion.objects.filter(guideline__dataset=dataset).values_list("tag", "pk"):
+        index[tag].append(pk)
+    return index
+
+
+def validate_delivery(
+    *, source, delivery: Delivery, report: Report, progress: Progress | None = None
+) -> Plan:
+    """Read and check everything; spool the rows to write. Errors go to the report, not raised."""
+    dataset = delivery.dataset
+    progress = progress or Progress(delivery.pk)
+    format = delivery.format if delivery.format in FORMATS else detect_format(source)
+    if format != delivery.format:
+        Delivery.objects.filter(pk=delivery.pk).update(format=format)  # the page shows it at once
+    images = image_pool.checker_for(source)  # checks on every core for a large delivery
+    parsed = read_delivery(source, format, image_size=images.size)
+    table, defaults, sidecars = _provenance_inputs(source, delivery, report)
+
+    # The schema builds on the latest version as it is now; a delivery of the same dataset that
+    # commits in between changes the number this one gets (taken under a lock), not its schema.
+    previous = dataset.versions.order_by("-number").first()
+    previous_categories = list(Category.objects.filter(schema__version=previous)) if previous else []
+    previous_attributes = list(AttributeSpec.objects.filter(schema__version=previous)) if previous else []
+    categories = merge_schema(parsed.categories, previous_categories, report)
+    attribute_specs = merge_attribute_specs(parsed.categories, previous_attributes)
+
+    items = Spool()
+    labels = Spool()
+    try:
+        checked = _check_items(
+            image_pool.ahead(images, parsed.items),
+            items,
+            source=source,
+            images=images,
+            report=report,
+            progress=progress,
+        )
+        progress.set(45, stage="checking labels", force=True, items=items.count, labels=0)
+        coverage = ProvenanceCoverage()
+        # Images a reader asked about (YOLO) and that failed were reported by the reader.
+        checked.rejected |= {k for k, r in images.results.items() if isinstance(r, fmt.FormatError)}
+        tally = _LabelTally(guidelines=_guideline_index(dataset))
+        labels_in = _with_provenance(_provenance_references(format, parsed.labels), table, defaults, coverage)
+        expected = max(items.count, 1) * 2
+        for n, record in enumerate(labels_in, start=1):
+            row = _check_label(
+                record,
+                checked.sizes,
+                categories,
+                tally.guidelines,
+                tally.guideline_ids,
+                tally.unknown_tags,
+                report,
+                checked.rejected,
+            )
+            if n % 1000 == 0:
+                progress.set(
+                    45 + 40 * n / (n + expected), stage="checking labels", items=items.count, labels=n
+                )
+            if row is not None:
+                tally.add(dataset_id=dataset.pk, record=record, row=row, labels=labels, report=report)
+        tally.report_unknown_guidelines(report)
+        # The readers' own findings are complete once both streams are exhausted.
+        report.extend(parsed.problems)
+        unmatched = coverage.unmatched(table)
+        if unmatched:
+            shown = ", ".join(repr(r) for r in unmatched[:5])
+            report.add(
+                fmt.Problem(
+                    file=sidecars[0] if sidecars else PROVENANCE_FILE,
+                    message=f"{len(unmatched)} record(s) name labels the delivery does not have: {shown}"
+                    + (" ..." if len(unmatched) > 5 else ""),
+                    code="unmatched_provenance",
+                )
+            )
+        if not items.count and not checked.rejected and not report.has_errors:
+            report.error("", "the delivery has no image", code="no_items")
+        for name, types in tally.seen_types.items():
+            spec = categories[name]
+            spec.geometry_types += sorted(types - set(spec.geometry_types))
+        provenance = _provenance_summary(coverage, sidecars=sidecars, unmatched=len(unmatched))
+        counts = {
+            "items": items.count,
+            "labels": tally.finals,
+            "candidate_labels": tally.candidates,
+            "labels_by_kind": dict(sorted(tally.kinds.items())),
+            "categories": len(categories),
+            "annotators": len(tally.annotators),
+            "splits": dict(checked.splits),
+            "bytes": checked.total_bytes,
+            "duplicate_images": items.count - len(checked.seen_content),
+        }
+    except BaseException:
+        items.close()
+        labels.close()
+        raise
+    return Plan(
+        format=format,
+        categories=categories,
+        attribute_specs=attribute_specs,
+        items=items,
+        labels=labels,
+        annotators=tally.annotators,
+        guideline_ids=tally.guideline_ids,
+        counts=counts,
+        provenance=provenance,
+    )
+
+
+def _provenance_inputs(source, delivery: Delivery, report: Report) -> tuple[dict, fmt.Provenance, list[str]]:
+    """The sidecar's per-label table, and its defaults completed by the upload's; the sidecars found."""
+    table: dict[str, fmt.Provenance] = {}
+    file_defaults = fmt.Provenance()
+    sidecars = find_provenance_file(source.names())
+    if len(sidecars) > 1:
+        report.error(
+            sidecars[1], f"a second {PROVENANCE_FILE} ({sidecars[0]} is used)", code="duplicate_file"
+        )
+    if sidecars:
+        with source.open(sidecars[0]) as stream:
+            table, file_defaults, sidecar_problems = read_provenance(stream, name=sidecars[0])
+        report.extend(sidecar_problems)
+    upload_defaults, default_problems = parse_defaults(delivery.defaults)
+    report.extend(default_problems)
+    return table, merge_defaults(file_defaults, upload_defaults), sidecars
+
+
+@dataclass
+class _ItemsChecked:
+    """What the item pass leaves for the label pass and the counts."""
+
+    sizes: dict[str, tuple[int, int, bool]] = field(default_factory=dict)  # key -> real (w, h, recheck?)
+    rejected: set[str] = field(default_factory=set)  # items refused (and reported): labels skipped silently
+    seen_content: dict[str, str] = field(default_factory=dict)
+    splits: Counter = field(default_factory=Counter)
+    total_bytes: int = 0
+
+
+def _check_items(
+    records: Iterable[fmt.ItemRecord], items: Spool, *, source, images: ImageChecker, report: Report, progress
+) -> _ItemsChecked:
+    """Check every declared image (path, duplicates, the image itself, its size) and spool its row."""
+    image_files = sum(1 for n in source.names() if n.lower().endswith(IMAGE_EXTENSIONS)) or 1
+    progress.set(5, stage="checking images", force=True, items=0)
+    checked = _ItemsChecked()
+    for n, record in enumerate(records, start=1):
+        row = _check_item(record, checked, images=images, report=report)
+        if row is None:
+            continue
+        items.add(row)
+        progress.set(5 + 40 * n / max(image_files, n), stage="checking images", items=n)
+    return checked
+
+
+def _check_item(record: fmt.ItemRecord, checked: _ItemsChecked, *, images: ImageChecker, report: Report):
+    """One item's row, or None after reporting why it cannot be written."""
+    where = record.source_ref or record.key
+    if len(record.key) > ITEM_KEY_MAX:
+        report.error(**_where(where), message=f"path longer than {ITEM_KEY_MAX} characters", code="invalid")
+        checked.rejected.add(record.key)
+        return None
+    if record.key in checked.sizes or record.key in checked.rejected:
+        report.error(
+            **_where(where), message=f"image {record.key!r} is declared twice", code="duplicate_image"
+        )
+        return None
+    result = images.check(record.key)
+    images.forget(record.key)
+    if isinstance(result, fmt.FormatError):
+        report.extend(result.problems)
+        checked.rejected.add(record.key)
+        return None
+    declared = (record.width, record.height)
+    if None not in declared and declared != (result.width, result.height):
+        hint = ""
+        if declared == (result.raw_width, result.raw_height):
+            hint = " (the size before its EXIF orientation is applied)"
+        report.error(
+            **_where(where),
+            message=f"{record.key!r} is declared {declared[0]}x{declared[1]}{hint} but the image "
+            f"is {result.width}x{result.height}",
+            code="size_mismatch",
+        )
+        checked.rejected.add(record.key)
+        return None
+    if not record.key.lower().endswith(EXTENSIONS_FOR_FORMAT[result.format]):
+        report.add(
+            fmt.Problem(
+                file=record.key,
+                message=f"the file is a {result.format} image; stored as {result.suffix}",
+                code="extension_mismatch",
+            )
+        )
+    if result.sha256 in checked.seen_content:
+        report.add(
+            fmt.Problem(
+                file=record.key,
+                message=f"same content as {checked.seen_content[result.sha256]!r}",
+                code="duplicate_content",
+            )
+        )
+    else:
+        checked.seen_content[result.sha256] = record.key
+    split = normalise_split(record.split)
+    attributes = dict(record.attributes)
+    if record.split and record.split != split:
+        attributes.setdefault("subset", record.split)
+    checked.splits[split or "unassigned"] += 1
+    # The third value: did the reader check the geometry against this very size? Readers
+    # validate against the size they declare, and a declared size that is not the real
+    # one was refused above, so only undeclared sizes need the check again.
+    checked.sizes[record.key] = (result.width, result.height, None in declared)
+    checked.total_bytes += result.size_bytes
+    return ItemRow(
+        key=record.key,
+        storage_key=blob_key(result.sha256, result.suffix),
+        sha256=result.sha256,
+        size_bytes=result.size_bytes,
+        width=result.width,
+        height=result.height,
+        split=split,
+        attributes=attributes,
+    )
+
+
+@dataclass
+class _LabelTally:
+    """What the label pass counts and remembers: uids, annotators, kinds, guideline tags."""
+
+    guidelines: dict[str, list[int]]
+    guideline_ids: dict[str, int] = field(default_factory=dict)
+    unknown_tags: dict[str, list] = field(default_factory=dict)
+    annotators: set[str] = field(default_factory=set)
+    uids: set[uuid.UUID] = field(default_factory=set)
+    kinds: Counter = field(default_factory=Counter)
+    finals: int = 0
+    candidates: int = 0
+    seen_types: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def add(self, *, dataset_id: int, record: fmt.LabelRecord, row: LabelRow, labels: Spool, report: Report):
+        """Spool a checked label unless its source uid repeats one of the delivery's."""
+        uid = label_uid(dataset_id, record.uid)
+        if record.uid:  # a fresh uuid4 never collides: only the source's own ids are remembered
+            if uid in self.uids:
+                report.error(
+                    **_locate(record),
+                    message=f"label uid {record.uid!r} is used by another label of the delivery",
+                    code="duplicate_uid",
+                )
+                return
+            self.uids.add(uid)
+        if row.annotator:
+            self.annotators.add(row.annotator)
+        self.seen_types[row.category].add(row.geometry_type)
+        if row.is_final:
+            self.finals += 1
+            self.kinds[row.geometry_type] += 1
+        else:
+            self.candidates += 1
+        labels.add((uid, row))
+
+    def report_unknown_guidelines(self, report: Report) -> None:
+        for tag, (where, count) in self.unknown_tags.items():
+            known = ", ".join(sorted(self.guidelines)) or "none"
+            report.error(
+                **_where(where),
+                message=f"guideline version {tag!r} is not one of this dataset's guideline versions "
+                f"(known: {known}); {count} label(s) name it. Add it on the dataset's guideline first.",
+                code="unknown_guideline",
+            )
+
+
+def _provenance_summary(coverage: ProvenanceCoverage, *, sidecars: list[str], unmatched: int) -> dict:
+    total = coverage.total or 1
+    return {
+        **coverage.as_dict(),
+        "shares": {
+            "per_label": round((coverage.per_label + coverage.native) / total, 4),
+            "defaults": round(coverage.defaults / total, 4),
+            "none": round(coverage.nothing / total, 4),
+        },
+        "sidecar": sidecars[0] if sidecars else None,
+        "unmatched_records": unmatched,
+    }
+
+
+def _provenance_references(format: str, labels: Iterable[fmt.LabelRecord]) -> Iterator[fmt.LabelRecord]:
+    """For YOLO, match provenance.jsonl records by ``<label file>:<line>`` only.
+
+    apply_provenance tries a label's ``source_id`` first; the YOLO reader's is the bare line
+    number, so a record ``{"label": 3}`` would give its provenance to line 3 of every label file.
+    The id is not stored anywhere, so it is dropped here, for matching only.
+    """
+    for label in labels:
+        if format == "yolo":
+            label.source_id = None
+        yield label
+
+
+def _with_provenance(labels, table, defaults: fmt.Provenance, coverage: ProvenanceCoverage):
+    """apply_provenance, or -- with no sidecar and no defaults -- just the coverage count.
+
+    apply_provenance copies every label twice to merge nothing: at a million labels that is
+    seconds spent for no change.
+    """
+    if table or defaults != fmt.Provenance():
+        yield from apply_provenance(labels, table, defaults, coverage=coverage)
+        return
+    for label in labels:
+        if label.provenance.annotator or label.provenance.made_at:
+            coverage.native += 1
+        else:
+            coverage.nothing += 1
+        yield label
+
+
+def _line_of(where: str) -> int | None:
+    m = re.search(r":(\d+)$", where)
+    return int(m.group(1)) if m else None
+
+
+def _locate(record: fmt.LabelRecord) -> dict:
+    return _where(record.source_ref or record.item_key)
+
+
+def _where(ref: str) -> dict:
+    """file, pointer and line of a reference such as ``a.json#/annotations/3`` or ``labels/a.txt:7``."""
+    file, _, pointer = ref.partition("#")
+    line = _line_of(file)
+    if line is not None:
+        file = file.rsplit(":", 1)[0]
+    return {"file": file, "pointer": pointer or None, "line": line}
+
+
+def _check_label(
+    record: fmt.LabelRecord,
+    sizes: dict,
+    categories: dict[str, CategorySpec],
+    guidelines: dict[str, list[int]],
+    guideline_ids: dict[str, int],
+    unknown_tags: dict[str, list],
+    report: Report,
+    rejected: set[str],
+) -> LabelRow | None:
+    """One label's row, or None after reporting why it cannot be written."""
+    size = sizes.get(record.item_key)
+    if size is None:
+        if record.item_key not in rejected:
+            report.error(
+                **_locate(record),
+                message=f"label refers to image {record.item_key!r}, which the delivery does not have",
+                code="unknown_image",
+            )
+        return None
+    ok = True
+    category = categories.get(record.category)
+    if category is None:
+        report.error(
+            **_locate(record), message=f"unknown category {record.category!r}", code="unknown_category"
+        )
+        ok = False
+    if size[2]:
+        for message in fmt.validate_geometry(record.geometry_type, record.geometry, size[0], size[1]):
+            report.error(**_locate(record), message=message, code="invalid_geometry")
+            ok = False
+    elif record.geometry_type not in fmt.GEOMETRY_TYPES:
+        report.error(
+            **_locate(record),
+            message=f"unknown geometry type {record.geometry_type!r}",
+            code="invalid_geometry",
+        )
+        ok = False
+    kp = record.geometry.get("keypoints")
+    if ok and kp is not None and category.keypoint_names and len(kp) != 3 * len(category.keypoint_names):
+        report.error(
+            **_locate(record),
+            message=f"{len(kp) // 3} keypoints, but category {category.name!r} has {len(category.keypoint_names)}",
+            code="invalid_geometry",
+        )
+        ok = False
+    prov = record.provenance
+    annotator = prov.annotator or ""
+    if annotator and looks_like_email(annotator):
+        report.error(
+            **_locate(record),
+            message="the annotator must be a pseudonymous id, not an e-mail address",
+            code="personal_data",
+        )
+        ok = False
+    elif len(annotator) > Annotator._meta.get_field("pseudonym").max_length:
+        report.error(
+            **_locate(record), message=f"annotator id {annotator[:80]!r}... is too long", code="invalid"
+        )
+        ok = False
+    for value, name in ((prov.model_name, "model_name"), (prov.model_version, "model_version")):
+        limit = Label._meta.get_field(name).max_length
+        if value and len(value) > limit:
+            report.error(
+                **_locate(record), message=f"{name} is longer than {limit} characters", code="invalid"
+            )
+            ok = False
+    if prov.source not in fmt.SOURCES:
+        report.error(**_locate(record), message=f"unknown source {prov.source!r}", code="invalid")
+        ok = False
+    elif prov.source == fmt.MODEL and not prov.model_name:
+        report.error(
+            **_locate(record),
+            message="a label made by a model must name the model (model_name)",
+            code="missing_model_name",
+        )
+        ok = False
+    guideline_id = None
+    tag = prov.guideline_version
+    if tag:
+        ids = guidelines.get(tag, [])
+        if len(ids) == 1:
+            guideline_id = guideline_ids[tag] = ids[0]
+        elif len(ids) > 1:
+            report.error(
+                **_locate(record),
+                message=f"guideline version {tag!r} exists in several of the dataset's guidelines",
+                code="ambiguous_guideline",
+            )
+            ok = False
+        else:
+            seen = unknown_tags.get(tag)
+            if seen is None:
+                unknown_tags[tag] = [record.source_ref or record.item_key, 1]
+            else:
+                seen[1] += 1
+            ok = False
+    if not ok:
+        return None
+    return LabelRow(
+        item=record.item_key,
+        category=record.category,
+        geometry_type=record.geometry_type,
+        geometry=record.geometry,
+        attributes=record.attributes,
+        iscrowd=bool(record.iscrowd),
+        is_final=bool(record.is_final),
+        annotator=annotator,
+        guideline_version=guideline_id,
+        source=prov.source,
+        model_name=prov.model_name or "",
+        model_version=prov.model_version or "",
+        made_at=_aware(prov.made_at),
+        source_ref=(record.source_ref or "")[:300],
+    )

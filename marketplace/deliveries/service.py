@@ -1,0 +1,184 @@
+"""Supplier deliveries: an uploaded archive becomes a new draft version, or a report and nothing else.
+
+The flow of :func:`ingest_delivery`, and why it is cut where it is:
+
+1. **Claim** the delivery (short transaction): an ingested delivery returns its version and
+   nothing runs again; a failed one returns its report.
+2. **Open and check** the archive (:class:`~marketplace.formats.archive.ZipSource`: traversal,
+   symlinks, bombs ...), detect the format, run the codec, read ``provenance.jsonl``.
+3. **Check every image** (Pillow, allowed formats only, pixel limit kept, decompression-bomb
+   warning as an error, decoded to its last byte, size compared with what the labels declare) and
+   **every label** (item, category, geometry against the real image size, annotator
+   pseudonym, guideline tag). Validated rows are spooled to a temporary file, so neither a
+   million labels nor the images sit in memory. Progress is written to the Delivery row in
+   short transactions all along, so the supplier's page can show it.
+4. **One transaction** writes the version, datasheet, schema, items, labels and their ledger
+   events -- or, when step 2 or 3 found an error, nothing is written and the delivery is
+   marked failed with its report.
+5. **After commit** (``transaction.on_commit``) the image files are copied from the archive
+   into content-addressed storage, and only then is the delivery marked ingested. Nothing is
+   written to storage before the commit, so a failed or rolled-back ingest leaves no file
+   behind; a crash between commit and the end of the copy leaves the delivery "validating"
+   with its version set, and running it again finishes the copy (each copy is idempotent).
+
+A delivery is a **full snapshot**: the new version holds exactly the delivery's items and
+labels, nothing is carried forward from the previous version except its datasheet and its
+schema (categories keep their ids; the delivery's new categories are added).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import posixpath
+import re
+
+from django.conf import settings
+from django.db import transaction
+from django.db.utils import InterfaceError, OperationalError
+from django.utils import timezone
+
+from ..errors import DomainError
+from ..formats import model as fmt
+from ..models import (
+    Dataset,
+    Delivery,
+)
+from .archive import open_archive
+from .plan import Plan, parse_defaults, validate_delivery
+from .report import DeliveryFailed, IngestResult, Progress, Report
+from .write import _report_body, store_delivery_files, write_version
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- the service
+
+
+def delivery_result(delivery: Delivery, *, created: bool = False) -> IngestResult:
+    """The outcome recorded on a delivery, as an IngestResult."""
+    report = delivery.report or {}
+    return IngestResult(
+        delivery_id=delivery.pk,
+        status=delivery.status,
+        version_number=delivery.version.number if delivery.version_id else None,
+        counts=report.get("counts", {}),
+        problems=report.get("problems", []),
+        created=created,
+    )
+
+
+def _claim(delivery_id: int) -> tuple[Delivery, bool]:
+    """Mark the delivery as being validated; False when there is nothing to do."""
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update(of=("self",))
+            .select_related("dataset", "version")
+            .get(pk=delivery_id)
+        )
+        if delivery.status in (Delivery.Status.INGESTED, Delivery.Status.FAILED):
+            return delivery, False
+        if delivery.version_id is not None:
+            return delivery, False  # written; only the files remain
+        delivery.status = Delivery.Status.VALIDATING
+        delivery.progress = 0
+        delivery.report = {"stage": "opening the archive"}
+        delivery.finished_at = None
+        delivery.save(update_fields=["status", "progress", "report", "finished_at"])
+    return delivery, True
+
+
+def _fail(delivery_id: int, report: Report, plan: Plan | None = None, format: str = "") -> None:
+    Delivery.objects.filter(pk=delivery_id).update(
+        status=Delivery.Status.FAILED,
+        progress=100,
+        report=_report_body(plan=plan, report=report, stage="failed", format=format),
+        finished_at=timezone.now(),
+    )
+
+
+def ingest_delivery(*, delivery_id: int) -> IngestResult:
+    """Validate a delivery and write it as the dataset's next draft version, all or nothing."""
+    delivery, claimed = _claim(delivery_id)
+    if not claimed:
+        if delivery.version_id is not None and delivery.status != Delivery.Status.INGESTED:
+            store_delivery_files(delivery_id=delivery_id)  # finish what a crashed run left
+            delivery.refresh_from_db()
+        return delivery_result(delivery)
+
+    report = Report()
+    plan: Plan | None = None
+    created = False
+    progress = Progress(delivery_id)
+    try:
+        with open_archive(delivery) as source:
+            plan = validate_delivery(source=source, delivery=delivery, report=report, progress=progress)
+        if report.has_errors:
+            raise DeliveryFailed
+        progress.set(85, stage="writing", force=True, **{k: plan.counts[k] for k in ("items", "labels")})
+        _, created = write_version(delivery_id=delivery_id, plan=plan, report=report)
+    except fmt.FormatError as exc:
+        report.extend(exc.problems)
+        _fail(delivery_id, report, plan)
+    except DeliveryFailed:
+        _fail(delivery_id, report, plan)
+    except (OperationalError, InterfaceError):
+        # The database went away: leave the delivery pending so the task's retry starts it again.
+        with contextlib.suppress(OperationalError, InterfaceError):
+            Delivery.objects.filter(pk=delivery_id).update(status=Delivery.Status.PENDING, progress=0)
+        raise
+    except Exception as exc:
+        log.exception("ingest of delivery %s failed", delivery_id)
+        report.error("", f"internal error while ingesting: {type(exc).__name__}", code="internal_error")
+        _fail(delivery_id, report, plan)
+    finally:
+        if plan is not None:
+            plan.close()
+    delivery = Delivery.objects.select_related("version").get(pk=delivery_id)
+    return delivery_result(delivery, created=created)
+
+
+# --------------------------------------------------------------------------- creating deliveries
+
+
+def create_delivery(
+    *,
+    dataset: Dataset,
+    archive,
+    format: str = Delivery.Format.AUTO,
+    defaults: dict | None = None,
+    uploaded_by=None,
+    original_name: str = "",
+) -> Delivery:
+    """Store an uploaded archive as a pending delivery of a dataset (the task ingests it)."""
+    if format not in Delivery.Format.values:
+        raise DomainError(f"format must be one of {', '.join(Delivery.Format.values)}", code="invalid_format")
+    size = getattr(archive, "size", None)
+    if size is not None and size > settings.DELIVERY_MAX_BYTES:
+        raise DomainError(
+            f"the archive is {size} bytes, more than the {settings.DELIVERY_MAX_BYTES} allowed",
+            code="too_large",
+            status_code=413,
+        )
+    _, problems = parse_defaults(defaults)
+    if problems:
+        raise DomainError("defaults: " + "; ".join(p.message for p in problems), code="invalid_defaults")
+    name = original_name or posixpath.basename(getattr(archive, "name", "") or "delivery.zip")
+    delivery = Delivery(
+        dataset=dataset,
+        format=format,
+        defaults=defaults or {},
+        uploaded_by=uploaded_by,
+        original_name=name[:300],
+    )
+    delivery.archive.save(_safe_archive_name(name), archive, save=False)
+    delivery.save()
+    return delivery
+
+
+def _safe_archive_name(name: str) -> str:
+    stem = (
+        re.sub(r"[^A-Za-z0-9._-]+", "-", posixpath.splitext(posixpath.basename(name))[0]).strip("-.")
+        or "delivery"
+    )
+    return f"{stem[:80]}.zip"

@@ -1,0 +1,286 @@
+"""What an export reads: a version's items and labels streamed from the database in chunks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from django.core.files.storage import default_storage
+from django.db import connection
+
+from governance.models import Annotator, GuidelineVersion
+
+from ..formats import model as fmt
+from ..models import (
+    Category,
+    DatasetVersion,
+    Export,
+    Item,
+    Label,
+)
+
+log = logging.getLogger(__name__)
+
+
+FORMATS = tuple(Export.Format.values)
+SPLITS = ("train", "val", "test", "unassigned")  # "unassigned": items without a split
+ITEM_CHUNK = 1000
+PROGRESS_INTERVAL = 0.5  # seconds between progress writes
+DOWNLOAD_SALT = "marketplace.exports.download"
+PROVENANCE_COLUMNS = (
+    "label_uid",
+    "item",
+    "category",
+    "geometry_type",
+    "is_final",
+    "annotator",
+    "made_at",
+    "guideline_version",
+    "source",
+    "model_name",
+    "model_version",
+)
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class ExportItem(fmt.ItemRecord):
+    """An item as the writers see it, plus where its image is stored."""
+
+    storage_key: str = ""
+
+
+class Progress:
+    """Writes an export's progress in its own short statements, at most every PROGRESS_INTERVAL."""
+
+    def __init__(self, export_id: int | None, total: int):
+        self.export_id = export_id
+        self.total = max(total, 1)
+        self.last = 0.0
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if self.export_id is None or now - self.last < PROGRESS_INTERVAL:
+            return
+        self.last = now
+        Export.objects.filter(pk=self.export_id).update(progress=min(95, int(95 * done / self.total)))
+
+
+@dataclass
+class Selection:
+    """What an export takes from a version."""
+
+    version: DatasetVersion
+    options: dict
+
+    def items(self):
+        qs = Item.objects.filter(version=self.version)
+        splits = self.options.get("splits") or []
+        if splits:
+            qs = qs.filter(split__in=["" if s == "unassigned" else s for s in splits])
+        return qs
+
+    def categories(self) -> list[Category]:
+        qs = Category.objects.filter(schema__version=self.version).order_by("source_id", "name")
+        wanted = self.options.get("categories") or []
+        if wanted:
+            qs = qs.filter(name__in=wanted)
+        return list(qs)
+
+    def labels(self):
+        qs = Label.objects.filter(version=self.version)
+        if not self.options.get("candidates"):
+            qs = qs.filter(is_final=True)
+        wanted = self.options.get("categories") or []
+        if wanted:
+            qs = qs.filter(category__name__in=wanted)
+        return qs
+
+
+def category_defs(categories: list[Category]) -> list[fmt.CategoryDef]:
+    return [
+        fmt.CategoryDef(
+            name=c.name,
+            source_id=c.source_id,
+            supercategory=c.supercategory,
+            keypoints=list(c.keypoint_names),
+            skeleton=[list(p) for p in c.skeleton],
+            geometry_types=list(c.geometry_types),
+            color=c.color,
+        )
+        for c in categories
+    ]
+
+
+def _raw_rows(query) -> Iterator[tuple]:
+    """The rows of a values_list() query without Django's per-value converters.
+
+    Converting a hundred thousand JSON values through JSONField.from_db_value costs more than the
+    rest of an export; the few conversions needed are done by hand (_json, _uuid_text, _aware).
+    One chunk of items' labels at a time, so fetching them whole is bounded.
+    """
+    sql, params = query.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(5000):
+            yield from rows
+
+
+# raw_decode skips json.loads' two whitespace regex scans: the database's JSON text has none around it.
+_decode = json.JSONDecoder().raw_decode
+
+
+def _json(value):
+    if value is None or value == "{}":
+        return {}
+    if isinstance(value, (dict, list)):  # a driver that decodes JSON itself
+        return value
+    return _decode(value)[0]
+
+
+def _uuid_text(value) -> str:
+    text = str(value)
+    return text if len(text) == 36 else str(uuid.UUID(text))  # SQLite stores 32 hex digits
+
+
+def _aware(value):
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(value)  # SQLite: "2026-03-02 09:00:00", UTC
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+_LABEL_FIELDS = (
+    "item_id",
+    "uid",
+    "category_id",
+    "geometry_type",
+    "geometry",
+    "attributes",
+    "iscrowd",
+    "is_final",
+    "annotator_id",
+    "guideline_version_id",
+    "source",
+    "model_name",
+    "model_version",
+    "made_at",
+)
+
+
+def iter_records(
+    selection: Selection, *, progress: Progress | None = None, provenance: csv.writer | None = None
+) -> Iterator[tuple[ExportItem, list[fmt.LabelRecord]]]:
+    """Items in key order with their labels, read ITEM_CHUNK items at a time (keyset pagination).
+
+    Memory holds one chunk; small lookups (category, annotator and guideline names) are read once.
+    """
+    version = selection.version
+    category_names = dict(Category.objects.filter(schema__version=version).values_list("pk", "name"))
+    annotator_ids = selection.labels().exclude(annotator=None).values("annotator_id").distinct()
+    pseudonyms = dict(Annotator.objects.filter(pk__in=annotator_ids).values_list("pk", "pseudonym"))
+    tags = dict(
+        GuidelineVersion.objects.filter(guideline__dataset=version.dataset_id).values_list("pk", "tag")
+    )
+    items = selection.items()
+    labels = selection.labels()
+    done = 0
+    last_key = None
+    while True:
+        chunk_qs = items.order_by("key")
+        if last_key is not None:
+            chunk_qs = chunk_qs.filter(key__gt=last_key)
+        chunk = list(
+            chunk_qs.values_list(
+                "pk", "key", "width", "height", "split", "attributes", "storage_key", "sha256"
+            )[:ITEM_CHUNK]
+        )
+        if not chunk:
+            break
+        last_key = chunk[-1][1]
+        by_item: dict[int, list[fmt.LabelRecord]] = {row[0]: [] for row in chunk}
+        keys = {row[0]: row[1] for row in chunk}
+        query = labels.filter(item_id__in=list(by_item)).order_by("item_id", "id").values_list(*_LABEL_FIELDS)
+        for (
+            item_id,
+            uid,
+            category_id,
+            kind,
+            geometry,
+            attributes,
+            iscrowd,
+            is_final,
+            annotator_id,
+            guideline_id,
+            source,
+            model_name,
+            model_version,
+            made_at,
+        ) in _raw_rows(query):
+            made_at = _aware(made_at)
+            record = fmt.LabelRecord(
+                item_key=keys[item_id],
+                category=category_names[category_id],
+                geometry_type=kind,
+                geometry=_json(geometry),
+                attributes=_json(attributes),
+                uid=_uuid_text(uid),
+                is_final=bool(is_final),
+                iscrowd=bool(iscrowd),
+                provenance=fmt.Provenance(
+                    annotator=pseudonyms.get(annotator_id),
+                    made_at=made_at,
+                    guideline_version=tags.get(guideline_id),
+                    source=source,
+                    model_name=model_name,
+                    model_version=model_version,
+                ),
+            )
+            by_item[item_id].append(record)
+            if provenance is not None:
+                p = record.provenance
+                provenance.writerow(
+                    [
+                        record.uid,
+                        record.item_key,
+                        record.category,
+                        kind,
+                        "true" if is_final else "false",
+                        p.annotator or "",
+                        made_at.isoformat() if made_at else "",
+                        p.guideline_version or "",
+                        source,
+                        model_name,
+                        model_version,
+                    ]
+                )
+        for pk, key, width, height, split, attributes, storage_key, sha in chunk:
+            yield (
+                ExportItem(
+                    key=key,
+                    width=width,
+                    height=height,
+                    split=split,
+                    attributes=attributes or {},
+                    source_id=pk,
+                    source_ref=sha,
+                    storage_key=storage_key,
+                ),
+                by_item[pk],
+            )
+            done += 1
+        if progress is not None:
+            progress.update(done)
+
+
+def open_image(item: ExportItem) -> BinaryIO:
+    return default_storage.open(item.storage_key, "rb")

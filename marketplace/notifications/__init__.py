@@ -1,0 +1,1 @@
+"""Who hears of new versions, deprecations and decisions (``service``); the e-mail task (``tasks``)."""
