@@ -411,3 +411,7 @@ class ContentDigestBlock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version_id} {self.part} block {self.index}"
+
+
+# The verification job lives in its own module (governance.ledger.verify_chain's); imported for Django to see it.
+from .verification_models import LedgerVerification  # noqa: E402, F401
