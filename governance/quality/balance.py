@@ -492,9 +492,28 @@ def annotator_pool(version, agreement: dict | None = None) -> dict:
     for key, bucket in demographics.items():
         small = sum(n for n in bucket.values() if n < 3)
         shown[key] = {v: n for v, n in bucket.items() if n >= 3} | ({"other": small} if small else {})
+    # Final labels by source and by model: the shares the Croissant RAI fields and the pages report.
+    finals_by_source: dict[str, int] = {}
+    models: dict[tuple[str, str], dict] = {}
+    for row in (
+        Label.objects.filter(version=version)
+        .values("source", "is_final", "model_name", "model_version")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        if row["is_final"]:
+            finals_by_source[row["source"]] = finals_by_source.get(row["source"], 0) + row["n"]
+        if row["model_name"]:
+            key = (row["model_name"], row["model_version"] or "")
+            entry = models.setdefault(
+                key, {"name": key[0], "version": key[1], "final_labels": 0, "candidate_labels": 0}
+            )
+            entry["final_labels" if row["is_final"] else "candidate_labels"] += row["n"]
     return {
         "annotators": len(annotators),
         "labels_by_source": by_source,
+        "final_labels_by_source": finals_by_source,
+        "models": [models[k] for k in sorted(models)],
         "roles": roles,
         "with_training_records": trained,
         "with_qualifications": qualified,
