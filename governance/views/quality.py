@@ -78,6 +78,7 @@ def chart_context(stats: dict | None, agreement: dict | None, balance: dict | No
     if balance:
         classes = balance["classes"]
         context["class_bars"] = bars(classes["counts"])
+        context["same_object_views"] = classes.get("same_object_views", {})
         context["split_tables"] = classes.get("per_split", {})
         context["people"] = [
             {
