@@ -271,6 +271,9 @@ else:
 
 EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "registry@localhost")
+# Self-service buyer sign-up (marketplace.accounts): attempts per client address per hour, link validity.
+SIGNUP_RATE_PER_HOUR = envint("SIGNUP_RATE_PER_HOUR", "5")
+SIGNUP_CONFIRM_DAYS = envint("SIGNUP_CONFIRM_DAYS", "3")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
