@@ -574,7 +574,9 @@ class Lineage:
     old_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # Label pk per old row
     old: Side | None = None
     new: Side | None = None
-    uids: list = field(default_factory=list)  # the uid each spooled row is written with
+    # The uid each spooled row is written with; None: each row's own (nothing to match against).
+    uids: list | None = None
+    labels: int = 0  # how many rows the delivery has
     modified: int = 0
     provenance_only: int = 0  # of ``modified``: same content, other annotator, guideline or source
     unchanged: int = 0
@@ -587,7 +589,7 @@ class Lineage:
             "thresholds": self.thresholds.as_dict(),
         }
         if self.matches is None:
-            body["counts"] = {"uid": 0, "source_id": 0, "geometry": 0, "relabel": 0, "new": len(self.uids)}
+            body["counts"] = {"uid": 0, "source_id": 0, "geometry": 0, "relabel": 0, "new": self.labels}
             body["counts"]["removed"] = int(len(self.old_ids))
             body["counts"].update(modified=0, provenance_only=0, unchanged=0)
             body["examples"] = {}
@@ -747,12 +749,12 @@ def match_delivery(*, labels, previous, version, options: dict | None) -> Lineag
     options = options or {}
     thresholds = Thresholds.parse(options.get("thresholds"))
     enabled = options.get("enabled", True)
-    result = Lineage(enabled=enabled, thresholds=thresholds)
+    result = Lineage(enabled=enabled, thresholds=thresholds, labels=labels.count)
     if previous is not None:
         result.previous_number = previous.number
     if not enabled:
         # A new generation: every label is new, even one carrying its own uid; the old ones go.
-        result.uids = [uuid.uuid4() for batch in labels.batches() for _ in batch]
+        result.uids = [uuid.uuid4() for _ in range(labels.count)]
         if previous is not None:
             result.old_ids = np.fromiter(
                 Label.objects.filter(version=previous).order_by("id").values_list("id", flat=True),
@@ -760,8 +762,7 @@ def match_delivery(*, labels, previous, version, options: dict | None) -> Lineag
             )
         return result
     if previous is None:
-        result.uids = [uid for batch in labels.batches() for uid, _ in batch]
-        return result
+        return result  # the first version: the rows keep their own uids, and the spool is not read twice
     sizes = {
         k: (h, w) for k, h, w in Item.objects.filter(version=version).values_list("key", "height", "width")
     }
