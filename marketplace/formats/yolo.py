@@ -234,7 +234,7 @@ class _Layout:
             # "val: images/train" when there is no val set (Ultralytics needs one): not a conflict.
             self.problems.add(
                 where,
-                f"{split} names the same {found or '.'!r} as {first}: its images stay in {first}",
+                f"{split} names the same {quote(found or '.')} as {first}: its images stay in {first}",
                 line=line,
                 code="split_reused",
             )
