@@ -23,6 +23,9 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     PARSE_ERROR = "parse_error"
     THROTTLED = "throttled"
+    # Query parameters: a yes/no that is neither, a parameter the endpoint does not know.
+    INVALID_BOOLEAN = "invalid_boolean"
+    UNKNOWN_PARAMETER = "unknown_parameter"
     # Serializer field errors surface their own DRF code (``required``, ``blank``, ``invalid_choice``,
     # ...) as the first field's code; those come from DRF's fields and are not listed here.
 

@@ -12,8 +12,8 @@ import re
 import pytest
 from django.core.management import call_command
 
-from marketplace.demo.drawing import DEMO_ACCOUNTS
 from marketplace.demo.delivery import delivery_path
+from marketplace.demo.drawing import DEMO_ACCOUNTS
 from marketplace.models import DatasetVersion
 from tests.browser import chromium_page
 
