@@ -385,6 +385,14 @@ class _Reader:
             else:
                 ok = False
         seg = ann.get("segmentation")
+        if (
+            ann.get("segmentation_is_box") is True
+            and "bbox" in geometry
+            and seg == [model.box_ring(geometry["bbox"])]
+        ):
+            # Our writer's segmentation for a box-only annotation, marked so: it adds no shape, the
+            # annotation is its box (or keypoints with their box). Unmarked rings stay polygons.
+            seg = []
         if isinstance(seg, list) and seg:
             rings_ok = True
             for j, ring in enumerate(seg):
