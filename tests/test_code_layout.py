@@ -18,7 +18,7 @@ def named_packages() -> set[str]:
     """Folders the map names, as paths: `  ledger/` under `governance/` is `governance/ledger`."""
     names, parents = set(), {}
     for line in layout_block():
-        match = re.match(r"^(\s*)([\w.]+)/\s", line + " ")
+        match = re.match(r"^( {0,4})([\w.]+)/\s", line + " ")  # entries, not continuation lines
         if not match:
             continue
         depth = len(match.group(1)) // 2

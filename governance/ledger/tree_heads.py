@@ -112,7 +112,8 @@ def sign_tree_head(*, dataset: Dataset, version: DatasetVersion | None = None, a
             version=version,
             tree_size=size,
             root_hash=builder.root().hex(),
-            timestamp=at or timezone.now(),
+            # A head is never dated before one already signed: verifiers check that time only moves on.
+            timestamp=max([at, *(h.timestamp for h in earlier)]) if at else timezone.now(),
             key_id=signing.key_id(),
         )
         head.dataset = dataset if dataset.slug == slug else Dataset.objects.get(pk=dataset.pk)
