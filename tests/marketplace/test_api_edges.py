@@ -221,3 +221,20 @@ def test_samples_of_a_draft_stay_private_with_paging(draft_dataset, outsider, ap
     response = api_for(outsider).get("/api/v1/datasets/secret-draft/versions/1/samples/?page=2")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+def test_a_deep_samples_page_costs_the_same_queries_as_the_second(dataset, api_for):
+    """Bounded per page: the stratified head, the count and one offset query, whatever the page."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    build_version(dataset, number=1, items=60)
+    api = api_for()
+    base = "/api/v1/datasets/street-scenes/versions/1/samples/?page_size=6"
+    counts = {}
+    for page in (2, 10):
+        with CaptureQueriesContext(connection) as queries:
+            body = api.get(f"{base}&page={page}").json()
+        assert len(body["results"]) == 6
+        counts[page] = len(queries)
+    assert counts[10] == counts[2], counts
