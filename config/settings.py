@@ -221,6 +221,8 @@ DELIVERY_MAX_ENTRIES = envint("DELIVERY_MAX_ENTRIES", "250000")  # COCO train201
 DELIVERY_MAX_UNCOMPRESSED_BYTES = envint("DELIVERY_MAX_UNCOMPRESSED_BYTES", str(20 * 1024**3))
 DELIVERY_MAX_ENTRY_BYTES = envint("DELIVERY_MAX_ENTRY_BYTES", str(4 * 1024**3))
 DELIVERY_MAX_RATIO = envint("DELIVERY_MAX_RATIO", "200")  # compression ratio of one entry
+# Processes that check a large delivery's images (marketplace.deliveries.image_pool): 0 = one per core, 1 = no pool.
+IMAGE_CHECK_WORKERS = envint("IMAGE_CHECK_WORKERS", "0")
 DELIVERY_MAX_JSON_BYTES = envint("DELIVERY_MAX_JSON_BYTES", str(2 * 1024**3))
 # A refused delivery's archive is kept as evidence this many days, then deleted (retention.py).
 DELIVERY_FAILED_RETENTION_DAYS = envint("DELIVERY_FAILED_RETENTION_DAYS", "30")
@@ -239,6 +241,8 @@ CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_TASK_DEFAULT_QUEUE", "registry")
 CELERY_BEAT_SCHEDULE = {
     "expire-failed-deliveries": {"task": "marketplace.tasks.expire_failed_deliveries", "schedule": 24 * 3600},
 }
+# Chunks a ledger verification started through the API is cut into (governance.ledger.verify_chain).
+LEDGER_VERIFY_PARTS = envint("LEDGER_VERIFY_PARTS", "8")
 
 # Ledger signing key (Ed25519, PEM). Unset: a key is generated under VAR_DIR when
 # GENERATE_SECRETS (or DEBUG) allows it; otherwise the process stops, as for SECRET_KEY.
@@ -268,6 +272,9 @@ else:
 
 EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "registry@localhost")
+# Self-service buyer sign-up (marketplace.accounts): attempts per client address per hour, link validity.
+SIGNUP_RATE_PER_HOUR = envint("SIGNUP_RATE_PER_HOUR", "5")
+SIGNUP_CONFIRM_DAYS = envint("SIGNUP_CONFIRM_DAYS", "3")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
