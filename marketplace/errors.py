@@ -23,6 +23,9 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     PARSE_ERROR = "parse_error"
     THROTTLED = "throttled"
+    # Query parameters: a yes/no that is neither, a parameter the endpoint does not know.
+    INVALID_BOOLEAN = "invalid_boolean"
+    UNKNOWN_PARAMETER = "unknown_parameter"
     # Hardening (#14): hostile bodies, password guessing, a busy embedded database.
     INVALID_JSON = "invalid_json"
     JSON_TOO_LARGE = "json_too_large"

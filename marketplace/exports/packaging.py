@@ -28,6 +28,7 @@ from .documents import (
     license_url,
     site_url,
 )
+from .notes import notes_markdown
 from .records import PROVENANCE_COLUMNS, Progress, Selection, category_defs, iter_records, open_image
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,12 @@ def build_archive(
             for chunk in iter(lambda: prov_file.read(1024 * 1024), ""):
                 out.write(chunk.encode("utf-8"))
     sink.write("datasheet.md", datasheet_markdown(version).encode())
+    # What the format dropped or converted, in words, for whoever has only the zip.
+    label = dict(Export.Format.choices).get(format, format)
+    sink.write(
+        "NOTES.md",
+        notes_markdown(version=version, format_label=label, notes=notes.as_list(), summary=summary).encode(),
+    )
     sink.write("LICENSE.txt", license_text(version).encode())
     # The canonical content and the signed evidence, so a buyer can prove offline that this is the
     # published version (governance.ledger.content; verify_offline.py --archive).
