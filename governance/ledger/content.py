@@ -199,13 +199,19 @@ def _datasheet_rows(version):
             yield {"key": name, "answer": sheet[name]}
 
 
-def _guideline_rows(version):
+def referenced_guideline_versions(version: DatasetVersion) -> set[int]:
+    """Ids of the guideline versions a version names, itself or through its labels."""
     referenced = set(version.guideline_versions.values_list("pk", flat=True))
     referenced |= set(
         Label.objects.filter(version=version, guideline_version__isnull=False)
         .values_list("guideline_version_id", flat=True)
         .distinct()
     )
+    return referenced
+
+
+def _guideline_rows(version):
+    referenced = referenced_guideline_versions(version)
     rows = []
     for title, tag, sha, text, effective in GuidelineVersion.objects.filter(pk__in=referenced).values_list(
         "guideline__title", "tag", "sha256", "text", "effective_date"
