@@ -116,7 +116,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "catalogue"
+LOGIN_REDIRECT_URL = "home"  # marketplace.views.home: each role lands on its own home
 LOGOUT_REDIRECT_URL = "catalogue"
 
 LANGUAGE_CODE = "en"

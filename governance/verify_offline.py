@@ -48,12 +48,18 @@ cannot be read)::
 
     python verify_offline.py --key key.pem --head head.json --event event.json --proof proof.json
     python verify_offline.py --key key.pem --bundle bundle.json   # {"tree_head", "event", "proof"}
+    python verify_offline.py --bundle bundle.json   # the bundle's own "public_key": says UNPINNED
+    python verify_offline.py --fingerprint KEY_ID --bundle bundle.json   # the bundle's key, pinned by key_id
     python verify_offline.py --key key.pem --head head.json --events events.json   # whole chain
     python verify_offline.py --key key.pem --old-head old.json --head new.json --consistency proof.json
     python verify_offline.py --key key.pem --archive export.zip   # a downloaded export
 
 ``proof.json`` is ``{"leaf_index": int, "audit_path": [hex, ...]}``; the consistency proof file is a
-JSON list of hex hashes. The key is a PEM file or 64 hex characters (raw Ed25519 public key).
+JSON list of hex hashes. The key is a PEM file, 64 hex characters (raw Ed25519 public key), or the
+JSON that ``GET /api/v1/ledger/public-key/`` answers (``{"public_key": PEM, "key_id": ...}``).
+Without ``--key`` or ``--fingerprint`` a bundle is checked against the key it carries: that proves
+it consistent with itself, not that the registry signed it, so the output says UNPINNED and prints
+the key's fingerprint to compare with the one the auditor keeps.
 """
 
 from __future__ import annotations
@@ -968,19 +974,60 @@ def _read_json(path: str) -> Any:
 
 
 def _read_key(argument: str) -> Ed25519PublicKey:
-    """Return the public key from a PEM or hex file, or from 64 hex characters given directly."""
+    """Return the public key from a PEM or hex file, the JSON of ``/api/v1/ledger/public-key/``,
+    or 64 hex characters given directly."""
     path = Path(argument)
     try:
         raw = path.read_bytes() if path.is_file() else argument.encode("utf-8")
+        if raw.lstrip().startswith(b"{"):
+            document = json.loads(raw)
+            if not isinstance(document, dict) or not isinstance(document.get("public_key"), str):
+                raise ValueError('the JSON has no "public_key" string')
+            raw = document["public_key"].encode("utf-8")
         return load_public_key(raw)
     except (OSError, ValueError, UnsupportedAlgorithm) as error:
         raise _InputError(f"cannot read the public key {argument}: {error}") from error
 
 
+def _bundle_key(bundle: dict, name: str) -> Ed25519PublicKey:
+    """The key a bundle carries (the server adds it), for a check that is then only as good as the bundle."""
+    carried = bundle.get("public_key")
+    if not isinstance(carried, str):
+        raise _InputError(f"{name} carries no public key: give the registry's key with --key")
+    try:
+        return load_public_key(carried)
+    except (ValueError, UnsupportedAlgorithm) as error:
+        raise _InputError(f"the public key inside {name} cannot be read: {error}") from error
+
+
+def _normalise_fingerprint(value: str) -> str:
+    text = value.strip().lower().replace(":", "")
+    if not _HEX64.fullmatch(text):
+        raise _InputError(
+            "--fingerprint must be 64 hex characters (the key_id of /api/v1/ledger/public-key/)"
+        )
+    return text
+
+
+def _check_fingerprint(key: Ed25519PublicKey, fingerprint: str | None) -> Result | None:
+    """A failed Result when the key is not the pinned one; None when it is, or nothing is pinned."""
+    if fingerprint is None or key_id(key) == fingerprint:
+        return None
+    return Result(failures=[f"the key's fingerprint {key_id(key)} is not the pinned {fingerprint}"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the verifier from the command line; return 0 when valid, 1 when not, 2 on unreadable input."""
     parser = argparse.ArgumentParser(description="Verify a governance ledger event or tree heads offline.")
-    parser.add_argument("--key", required=True, help="Ed25519 public key: PEM file, hex file or 64 hex chars")
+    parser.add_argument(
+        "--key",
+        help="the registry's Ed25519 public key, pinned: PEM file, hex file, 64 hex chars, or the JSON of "
+        "/api/v1/ledger/public-key/. Optional with --bundle (then the bundle's own key is used, UNPINNED)",
+    )
+    parser.add_argument(
+        "--fingerprint",
+        help="pin the key by its fingerprint (key_id: SHA-256 of the raw key, 64 hex chars) instead of a file",
+    )
     parser.add_argument("--bundle", help='JSON file {"tree_head": ..., "event": ..., "proof": ...}')
     parser.add_argument("--head", help="signed tree head JSON file")
     parser.add_argument("--event", help="event JSON file")
@@ -991,15 +1038,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--archive", help="an export archive (zip) to check against the signed ledger")
     args = parser.parse_args(argv)
 
+    pinned = True
     try:
-        key = _read_key(args.key)
+        fingerprint = _normalise_fingerprint(args.fingerprint) if args.fingerprint else None
+        if args.key:
+            key = _read_key(args.key)
+        elif args.bundle:
+            key = None  # read from the bundle below
+        elif fingerprint:
+            parser.error("--fingerprint alone pins the key of a --bundle; with other inputs give --key")
+        else:
+            parser.error("--key is required unless you check a --bundle")
         if args.archive:
             result = verify_archive(args.archive, key)
         elif args.bundle:
             bundle = _read_json(args.bundle)
             if not isinstance(bundle, dict):
                 raise _InputError(f"{args.bundle} is not a JSON object")
-            result = verify(bundle.get("tree_head"), key, bundle.get("event"), bundle.get("proof"))
+            if key is None:
+                key = _bundle_key(bundle, args.bundle)
+                pinned = fingerprint is not None
+            result = _check_fingerprint(key, fingerprint) or verify(
+                bundle.get("tree_head"), key, bundle.get("event"), bundle.get("proof")
+            )
         elif args.head and args.event and args.proof:
             result = verify(_read_json(args.head), key, _read_json(args.event), _read_json(args.proof))
         elif args.head and args.events:
@@ -1019,12 +1080,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "give --archive, or --bundle, or --head with --event and --proof, or --head with --events, "
                 "or --old-head with --head and --consistency"
             )
+        if args.key and fingerprint and result.valid:
+            result = _check_fingerprint(key, fingerprint) or result
     except _InputError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2
 
+    if not pinned:
+        # Checking a bundle against the key it carries shows it is consistent with itself; anyone
+        # who rewrites the ledger can sign with a key of their own. Only a pinned key proves origin.
+        fp = key_id(key)
+        print(f"UNPINNED: checked against the key inside the bundle, fingerprint {fp}")
+        print("  Compare it with the key_id of the registry's GET /api/v1/ledger/public-key/, kept from")
+        print(f"  before; then pin it: --fingerprint {fp}  (or --key registry-key.json)")
     if result.valid:
-        print("VALID")
+        print("VALID" if pinned else "VALID (UNPINNED)")
         return 0
     for failure in result.failures:
         print(f"FAIL: {failure}")

@@ -12,7 +12,7 @@ import importlib
 from django.db import migrations
 
 APPEND_ONLY = importlib.import_module("governance.migrations.0004_append_only_triggers")
-RELEASED = importlib.import_module("marketplace.migrations.0005_released_content_triggers")
+RELEASED = importlib.import_module("marketplace.migrations.0006_released_content_triggers")
 
 SQLITE_NO_DELETE = """
 CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
@@ -68,7 +68,7 @@ def backwards(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("governance", "0006_content_digest_blocks"),
-        ("marketplace", "0005_released_content_triggers"),
+        ("marketplace", "0006_released_content_triggers"),
     ]
 
     operations = [migrations.RunPython(forwards, backwards)]

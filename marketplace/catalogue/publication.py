@@ -63,7 +63,8 @@ def publish_version(
         version_number=version.number,
         occurred_at=version.published_at,
     )
-    ledger.sign_tree_head(dataset=version.dataset, version=version)
+    # A release dated in the past (the demo's history) is signed at its own date.
+    ledger.sign_tree_head(dataset=version.dataset, version=version, at=at)
     # --- end governance ledger
     # Governance's quality reports (stats, agreement, balance, compliance) react to the signal.
     # Sent after the commit, so a worker sees the published rows; robust, so a failing receiver

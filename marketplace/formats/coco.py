@@ -362,6 +362,7 @@ class _Reader:
             provenance=self.provenance(f, ptr, ann),
             source_ref=f"{f.name}#{ptr}",
             source_id=aid,
+            stable_id=None if aid is None else str(aid),
             uid=uid,
         )
 

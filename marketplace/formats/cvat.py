@@ -552,6 +552,9 @@ class _ShapeReader:
             provenance=self.provenance(element),
             source_ref=f"{self.name}:{element.line}",
             source_id=ordinal,
+            # CVAT for images writes no shape id, and renumbers when it does (some pipelines add one):
+            # kept for lineage, which checks that the ids are consistent before trusting them.
+            stable_id=(element.get("id") or "").strip() or None,
         )
 
     # geometry

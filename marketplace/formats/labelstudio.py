@@ -728,6 +728,7 @@ def _labels_of_result(context, result, k, names, geometry_type, parts, extra) ->
             provenance=provenance if n == 0 else dataclasses.replace(provenance),
             source_ref=f"{reader.name}#{_pointer(*where)}",
             source_id=uid,
+            stable_id=uid,
         )
 
 

@@ -566,6 +566,13 @@ class Label(VersionContent):
     model_version = models.CharField(max_length=100, blank=True)
     made_at = models.DateTimeField(null=True, blank=True)
     source_ref = models.CharField(max_length=300, blank=True, help_text="Where it came from in the delivery")
+    source_id = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="The source tool's own id of the annotation (COCO annotation id, CVAT shape id, "
+        "Label Studio result id): the next delivery's labels are matched on it",
+    )
     delivery = models.ForeignKey(
         "Delivery", null=True, blank=True, on_delete=models.SET_NULL, related_name="labels"
     )

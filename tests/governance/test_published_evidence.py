@@ -28,7 +28,7 @@ from marketplace.models import (
 from tests import factories as f
 from tests.conftest import build_version
 
-RELEASED = importlib.import_module("marketplace.migrations.0005_released_content_triggers")
+RELEASED = importlib.import_module("marketplace.migrations.0006_released_content_triggers")
 
 pytestmark = pytest.mark.django_db
 

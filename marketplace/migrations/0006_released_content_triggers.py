@@ -329,7 +329,7 @@ def drop_triggers(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("marketplace", "0004_notifications"),
+        ("marketplace", "0005_label_lineage"),
         ("governance", "0006_content_digest_blocks"),
     ]
 
