@@ -23,7 +23,7 @@ owner changes is named by ``manage.py ledger verify`` (governance.ledger.content
 content hash the signed ledger holds. On SQLite a later migration that rebuilds one of these tables
 (an AddField with a default, an AlterField...) drops its triggers: end that migration with
 ``migrations.RunPython(recreate_for("marketplace_label"), migrations.RunPython.noop)`` where
-``recreate_for = importlib.import_module("marketplace.migrations.0005_released_content_triggers").recreate_for``
+``recreate_for = importlib.import_module("marketplace.migrations.0006_released_content_triggers").recreate_for``
 (tests/governance/test_published_evidence.py checks that every trigger exists after all migrations).
 """
 

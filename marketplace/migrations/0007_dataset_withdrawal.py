@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("marketplace", "0005_released_content_triggers"),
+        ("marketplace", "0006_released_content_triggers"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
