@@ -40,8 +40,9 @@ Content of a published version (content rule 2, written out in ``governance/ledg
     published labels: each annotation (and image-level classification) by its uid, with the same
     class, flags and geometry (within GEOMETRY_TOLERANCE), none twice, and none of those the export's
     selection (``evidence/export.json``: splits, classes, candidates) takes missing. So a box altered
-    in ``annotations/*.json``, with the manifest rewritten to match, fails. VOC and YOLO files are
-    covered by the manifest only.
+    in ``annotations/*.json``, with the manifest rewritten to match, fails. VOC and YOLO files carry
+    no label uids: only their class names (and YOLO rows' class indices) are checked; their boxes
+    rest on the manifest.
 
 Command line (exit status 0 when everything verifies, 1 when something does not, 2 when an input
 cannot be read)::
@@ -421,6 +422,7 @@ def verify_archive(path: Union[str, Path], public_key: PublicKeyLike) -> Result:
         coco = sorted(n for n in names if n.startswith("annotations/") and n.endswith(".json"))
         if coco:
             _check_coco_labels(archive, names, coco, failures)
+        _check_voc_yolo_classes(archive, names, failures)
 
     if not isinstance(bundle, dict):
         return Result(failures + [f"{EVIDENCE} is not a JSON object"])
@@ -841,6 +843,68 @@ def _check_nothing_missing(db, selection: dict, report: _LabelFailures) -> None:
         params += classes
     for (uid,) in db.execute(sql + " ORDER BY l.uid", params):
         report.add(f"published label {_short(uid)} is missing from the export")
+
+
+def _check_voc_yolo_classes(archive, names: list[str], failures: list[str]) -> None:
+    """VOC and YOLO files carry no label uids: only their class names are checked against the
+    published classes (labelmap.txt and every <object><name> of Annotations/*.xml; data.yaml's
+    names and every row's class index of labels/*.txt). Boxes there rest on the manifest alone."""
+    voc = [n for n in names if n.startswith("Annotations/") and n.endswith(".xml")]
+    yolo = "data.yaml" in names
+    if not voc and not yolo:
+        return
+    classes = {str(r.get("key")) for r in _jsonl(archive, "content/categories.jsonl")}
+    report = _LabelFailures(failures)
+    if "labelmap.txt" in names:
+        with archive.open("labelmap.txt") as stream:
+            for raw in stream:
+                line = raw.decode("utf-8", "replace")
+                if line.startswith("#"):
+                    continue  # the "# label:color_rgb:parts:actions" header
+                name = line.split(":", 1)[0].strip()
+                if name and name != "background" and name not in classes:
+                    report.add(f"labelmap.txt: class {_short(name)} is not a published class")
+    if voc:
+        import xml.etree.ElementTree as ET  # noqa: S405 - the archive is the thing checked; expat refuses entity bombs
+
+        for name in sorted(voc):
+            try:
+                with archive.open(name) as stream:
+                    for _event, element in ET.iterparse(stream):  # noqa: S314
+                        if element.tag == "object":
+                            label = (element.findtext("name") or "").strip()
+                            if label not in classes:
+                                report.add(f"{name}: class {_short(label)} is not a published class")
+                            element.clear()
+            except ET.ParseError as error:
+                report.add(f"{name} is not XML: {str(error)[:80]}")
+    if yolo:
+        indices = set()
+        with archive.open("data.yaml") as stream:
+            in_names = False
+            for raw in stream:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if line.startswith("names:"):
+                    in_names = True
+                    continue
+                if in_names and line.startswith("  ") and ":" in line:
+                    index, _, value = line.strip().partition(":")
+                    try:
+                        label = json.loads(value.strip())
+                    except ValueError:
+                        label = value.strip()
+                    indices.add(index.strip())
+                    if label not in classes:
+                        report.add(f"data.yaml: class {_short(label)} is not a published class")
+                elif in_names:
+                    in_names = False
+        for name in sorted(n for n in names if n.startswith("labels/") and n.endswith(".txt")):
+            with archive.open(name) as stream:
+                for number, raw in enumerate(stream, 1):
+                    first = raw.split(maxsplit=1)[:1]
+                    if first and first[0].decode("utf-8", "replace") not in indices:
+                        report.add(f"{name} line {number}: class index not in data.yaml")
+    report.close()
 
 
 # --- Merkle verification, duplicated from governance/merkle.py on purpose ------------------------

@@ -225,3 +225,51 @@ def test_the_stream_reader_handles_any_chunking():
     }
     with pytest.raises(ValueError):
         list(verifier._JsonStream(io.BytesIO(b'{"annotations": [{"id": 1}')).object_members(("annotations",)))
+
+
+def export_as(version, tmp_path, format):
+    options = service.normalise_options(version=version, format=format, options={"include_images": False})
+    path = tmp_path / f"{format}.zip"
+    with open(path, "wb") as fh:
+        packaging.build_archive(version=version, format=format, options=options, fileobj=fh)
+    return path
+
+
+@pytest.mark.parametrize("format", ["voc", "yolo"])
+def test_voc_and_yolo_exports_verify(rich_version, tmp_path, key_file, format):
+    code, out = run_verifier(export_as(rich_version, tmp_path, format), key_file)
+    assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    ("format", "target"),
+    [("voc", "Annotations/"), ("voc", "labelmap.txt"), ("yolo", "data.yaml")],
+    ids=["voc-object", "voc-labelmap", "yolo-names"],
+)
+def test_a_class_renamed_in_voc_or_yolo_fails_with_a_rewritten_manifest(
+    rich_version, tmp_path, key_file, format, target
+):
+    def rename(name, data):
+        if not name.startswith(target):
+            return data
+        if name.endswith(".xml"):
+            return data.replace(b"<name>car</name>", b"<name>vehicle</name>")
+        return data.replace(b"car", b"vehicle")
+
+    code, out = run_verifier(
+        rewrite(export_as(rich_version, tmp_path, format), rename, fix_manifest=True), key_file
+    )
+    assert code == 1, out
+    assert "'vehicle' is not a published class" in out
+
+
+def test_a_yolo_row_with_an_unknown_class_index_fails(rich_version, tmp_path, key_file):
+    def bump(name, data):
+        if name.startswith("labels/") and name.endswith(".txt") and data:
+            return b"7" + data[1:]
+        return data
+
+    code, out = run_verifier(
+        rewrite(export_as(rich_version, tmp_path, "yolo"), bump, fix_manifest=True), key_file
+    )
+    assert code == 1 and "class index not in data.yaml" in out, out
