@@ -11,6 +11,9 @@ PORT ?= 8000
 # Absolute links in exports, Croissant and e-mails follow the port the demo serves on,
 # unless SITE_URL is set in the environment.
 DEMO_SITE_URL = $${SITE_URL:-http://$(HOST):$(PORT)}
+# `make demo` and `make test` are single-machine installs: the secret key and the ledger
+# signing key are generated once under VAR_DIR (production sets them; see the README).
+export GENERATE_SECRETS ?= true
 
 .PHONY: demo test lint format bench install install-test browser clean
 

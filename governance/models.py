@@ -203,6 +203,7 @@ class LabelEvent(models.Model):
         VERSION_DEPRECATED = "version_deprecated", "Version deprecated"
         ENTITLEMENT_GRANTED = "entitlement_granted", "Entitlement granted"
         EXPORT_DOWNLOADED = "export_downloaded", "Export downloaded"
+        PAYMENT_CONFIRMED = "payment_confirmed", "Payment confirmed"
         DATASET_WITHDRAWN = "dataset_withdrawn", "Dataset withdrawn"
 
     dataset = models.ForeignKey("marketplace.Dataset", on_delete=models.PROTECT, related_name="ledger")
@@ -416,3 +417,7 @@ class ContentDigestBlock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version_id} {self.part} block {self.index}"
+
+
+# The verification job lives in its own module (governance.ledger.verify_chain's); imported for Django to see it.
+from .verification_models import LedgerVerification  # noqa: E402, F401

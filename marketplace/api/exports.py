@@ -100,7 +100,8 @@ def _export_for(user, pk: int) -> Export:
     export = Export.objects.select_related("version__dataset__supplier").filter(pk=pk).first()
     if export is None or not visibility.versions(user).filter(pk=export.version_id).exists():
         raise DomainError("No such export.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
-    visibility.require_export(user, export.version)
+    include_images = bool((export.options or {}).get("include_images"))
+    visibility.require_export_of(user, export.version, include_images=include_images)
     return export
 
 
@@ -131,6 +132,7 @@ class VersionExportsView(APIView):
         version = visibility.visible_version(request.user, dataset_slug, number)
         visibility.require_export(request.user, version)
         qs = Export.objects.filter(version=version).select_related("version__dataset").order_by("-created_at")
+        qs = visibility.exports_of_version(request.user, version, qs)
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(

@@ -138,6 +138,7 @@ def request_export(
     """
     visibility.require_export(user, version)
     normalised = normalise_options(version=version, format=format, options=options)
+    visibility.require_export_of(user, version, include_images=bool(normalised.get("include_images")))
     digest = options_hash(normalised)
     # A finished file that went missing from storage is rebuilt. Checked before the transaction:
     # on S3 it is a network round trip, and the row lock below should not wait for one.

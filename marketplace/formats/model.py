@@ -36,6 +36,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol
 
+from .quoting import clip
+
+MAX_MESSAGE = 1000  # characters of one problem's message (messages quote input through quoting.quote)
+
 BBOX = "bbox"
 POLYGON = "polygon"
 POLYLINE = "polyline"
@@ -139,6 +143,13 @@ class Problem:
     line: int | None = None
     pointer: str | None = None  # JSON pointer, e.g. "/annotations/17/bbox"
     code: str = "invalid"
+
+    def __post_init__(self) -> None:
+        # A report is stored and served: no message may carry an unbounded slice of the input.
+        if len(self.message) > MAX_MESSAGE:
+            self.message = clip(self.message, MAX_MESSAGE)
+        if len(self.file) > MAX_MESSAGE:
+            self.file = clip(self.file, MAX_MESSAGE)
 
     def where(self) -> str:
         if self.line is not None:

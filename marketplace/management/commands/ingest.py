@@ -8,6 +8,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 
@@ -18,6 +19,7 @@ from marketplace.models import Dataset, Delivery, Organization
 
 def _zip_directory(folder: Path, target) -> None:
     """Zip a delivery folder (regular files only: links are not followed into the archive)."""
+    total, limit = 0, settings.DELIVERY_MAX_UNCOMPRESSED_BYTES
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for root, dirs, files in os.walk(folder, followlinks=False):
             dirs.sort()
@@ -25,6 +27,9 @@ def _zip_directory(folder: Path, target) -> None:
                 path = Path(root) / name
                 if path.is_symlink() or not path.is_file():
                     raise CommandError(f"{path} is a link or a special file: not part of a delivery")
+                total += path.stat().st_size
+                if total > limit:
+                    raise CommandError(f"{folder} holds more than the {limit} bytes a delivery may unpack to")
                 zf.write(path, path.relative_to(folder).as_posix())
 
 
@@ -67,6 +72,15 @@ class Command(BaseCommand):
         source = Path(path)
         if not source.exists():
             raise CommandError(f"{path} does not exist")
+        # /dev/zero, a FIFO or a socket would be copied until the disk is full: regular files only,
+        # and no bigger than an upload may be.
+        if not source.is_dir():
+            if not source.is_file():
+                raise CommandError(f"{path} is not a regular file or a folder")
+            if source.stat().st_size > settings.DELIVERY_MAX_BYTES:
+                raise CommandError(
+                    f"{path} is {source.stat().st_size} bytes, more than the {settings.DELIVERY_MAX_BYTES} allowed"
+                )
         target = self._dataset(dataset, supplier, source.name)
         try:
             provenance_defaults = json.loads(defaults) if defaults else {}
@@ -172,7 +186,8 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"  against version {lineage['previous_version']}: matched by uid {c['uid']}, source id "
                     f"{c['source_id']}, geometry {c['geometry']}, relabel {c['relabel']}; {c['new']} new, "
-                    f"{c['removed']} removed, {c['modified']} modified, {c['unchanged']} unchanged"
+                    f"{c['removed']} removed, {c['modified']} modified ({c.get('provenance_only', 0)} in provenance "
+                    f"only), {c['unchanged']} unchanged"
                 )
         for p in report.get("problems", []):
             where = f"{p['file']}{':' + p['location'] if p['location'] else ''}" or "(delivery)"
