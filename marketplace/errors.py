@@ -53,6 +53,9 @@ class ErrorCode(StrEnum):
     SAME_VERSION = "same_version"
     REASON_REQUIRED = "reason_required"
     DATASET_REQUIRED = "dataset_required"
+    DATASET_RELEASED = "dataset_released"
+    ALREADY_WITHDRAWN = "already_withdrawn"
+    GUIDELINE_IMMUTABLE = "guideline_immutable"
 
     # Deliveries.
     INVALID_FORMAT = "invalid_format"
@@ -77,6 +80,7 @@ class ErrorCode(StrEnum):
     ORGANIZATION_REQUIRED = "organization_required"
     REQUEST_REQUIRED = "request_required"
     FORBIDDEN = "forbidden"
+    LICENSE_ACCEPTED = "license_accepted"
 
     # Exports, downloads and previews.
     INVALID_OPTIONS = "invalid_options"

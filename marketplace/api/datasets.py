@@ -8,6 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from .. import visibility
+from ..catalogue import withdrawal as catalogue_withdrawal
 from ..catalogue.search import DatasetFilter, facet_counts
 from ..catalogue.selectors import attach_versions, catalogue_queryset
 from ..models import DatasetVersion
@@ -52,6 +53,20 @@ class DatasetViewSet(viewsets.ReadOnlyModelViewSet):
         if not filterset.is_valid():
             raise translate_validation(filterset.errors)  # keeps each field's code, as the list does
         return Response({"count": filterset.qs.count(), "facets": facet_counts(filterset, base)})
+
+    @extend_schema(
+        request=inline_serializer("WithdrawRequest", fields={"reason": serializers.CharField()}),
+        responses=DatasetDetailSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request, slug=None):
+        """Staff only: withdraw a dataset (it has released versions, so it cannot be deleted), with a
+        reason buyers read; recorded in the dataset's ledger."""
+        dataset = self.get_object()
+        reason = request.data.get("reason", "") if isinstance(request.data, dict) else ""
+        catalogue_withdrawal.withdraw_dataset(dataset=dataset, reason=str(reason or ""), user=request.user)
+        dataset = attach_versions(self.get_queryset().get(pk=dataset.pk), request.user)
+        return Response(DatasetDetailSerializer(dataset, context=self.get_serializer_context()).data)
 
 
 class VersionViewSet(viewsets.ReadOnlyModelViewSet):

@@ -14,7 +14,7 @@ def catalogue_queryset(user):
     """Datasets this user may see, with what the list needs prefetched."""
     return (
         visibility.datasets(user)
-        .select_related("supplier")
+        .select_related("supplier", "withdrawal")
         .prefetch_related(
             Prefetch(
                 "versions",

@@ -119,7 +119,13 @@ def build_archive(
     sink.write("LICENSE.txt", license_text(version).encode())
     # The canonical content and the signed evidence, so a buyer can prove offline that this is the
     # published version (governance.ledger.content; verify_offline.py --archive).
-    ledger_content.write_archive_content(sink, version)
+    selected = {
+        "format": format,
+        "splits": list(options.get("splits") or []),
+        "categories": list(options.get("categories") or []),
+        "candidates": bool(options.get("candidates")),
+    }
+    ledger_content.write_archive_content(sink, version, selected)
     doc = _archive_croissant(version, format, sink.files, with_images=image_source is not None)
     sink.write("croissant.json", canonical_json(doc).encode())
     sink.write_manifest("MANIFEST.sha256")

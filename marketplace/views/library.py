@@ -60,7 +60,7 @@ def library(request):
     active = set(Entitlement.objects.active().filter(organization_id__in=orgs).values_list("pk", flat=True))
     entitlements = list(
         Entitlement.objects.filter(organization_id__in=orgs)
-        .select_related("dataset", "license", "organization")
+        .select_related("dataset", "dataset__withdrawal", "license", "organization")
         .prefetch_related(
             "seats",
             Prefetch(
