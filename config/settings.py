@@ -223,6 +223,16 @@ DELIVERY_MAX_RATIO = envint("DELIVERY_MAX_RATIO", "200")  # compression ratio of
 DELIVERY_MAX_JSON_BYTES = envint("DELIVERY_MAX_JSON_BYTES", str(2 * 1024**3))
 # A refused delivery's archive is kept as evidence this many days, then deleted (retention.py).
 DELIVERY_FAILED_RETENTION_DAYS = envint("DELIVERY_FAILED_RETENTION_DAYS", "30")
+# The longest an ingest may take (a 20 GB delivery on slow storage: hours). The broker re-delivers
+# an unacknowledged task only after its visibility timeout, which must be longer than this, or a
+# second worker would start a delivery the first is still ingesting.
+DELIVERY_MAX_INGEST_SECONDS = envint("DELIVERY_MAX_INGEST_SECONDS", str(3 * 3600))
+# A delivery pending/validating with no sign of life this long lost its task: re-queued once, then
+# failed (deliveries.sweeping); past the broker's own re-delivery, so that comes first.
+DELIVERY_STUCK_AFTER = envint("DELIVERY_STUCK_AFTER", str(DELIVERY_MAX_INGEST_SECONDS + 2 * 3600))
+# Blobs no row refers to (a run killed between storing its files and its commit) are deleted when
+# older than this; longer than any ingest, since a running one's files are not referenced yet.
+BLOB_ORPHAN_GRACE_SECONDS = envint("BLOB_ORPHAN_GRACE_SECONDS", str(2 * DELIVERY_STUCK_AFTER))
 
 # Celery: with no broker, tasks run eagerly in-process (the embedded default).
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "")
@@ -230,6 +240,12 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = envstr("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_ACKS_LATE = True
+# A worker killed mid-task (OOM, SIGKILL) must not lose it: the message goes back to the queue.
+# Every task is idempotent (an ingested delivery returns at once; a claim is a row lock).
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", str(DELIVERY_MAX_INGEST_SECONDS + 3600))
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -237,6 +253,8 @@ CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_TASK_DEFAULT_QUEUE", "registry")
 # Periodic work, for `celery -A config beat` (README, Deployment).
 CELERY_BEAT_SCHEDULE = {
     "expire-failed-deliveries": {"task": "marketplace.tasks.expire_failed_deliveries", "schedule": 24 * 3600},
+    "sweep-stuck-deliveries": {"task": "marketplace.tasks.sweep_stuck_deliveries", "schedule": 15 * 60},
+    "sweep-orphan-blobs": {"task": "marketplace.tasks.sweep_orphan_blobs", "schedule": 24 * 3600},
 }
 
 # Ledger signing key (Ed25519, PEM). Unset: a key is generated under VAR_DIR when

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from django.utils import timezone
+
 from ..formats import model as fmt
 from ..models import (
     Delivery,
@@ -196,7 +198,7 @@ class Progress:
             return
         self.last, self.percent = now, percent
         report = {"stage": stage or "", "counts": counts} if stage else None
-        update: dict[str, Any] = {"progress": percent}
+        update: dict[str, Any] = {"progress": percent, "touched_at": timezone.now()}
         if report is not None:
             update["report"] = report
         Delivery.objects.filter(pk=self.delivery_id).update(**update)
