@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     INVALID_FORMAT = "invalid_format"
     INVALID_DEFAULTS = "invalid_defaults"
     TOO_LARGE = "too_large"
+    DELIVERY_IN_PROGRESS = "delivery_in_progress"
 
     # Licensing and commerce.
     ALREADY_ENTITLED = "already_entitled"
