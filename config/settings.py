@@ -164,6 +164,9 @@ LOGIN_URL = "login"
 # Wrong passwords per username before it is locked for the rest of the window (login_limits.py).
 LOGIN_MAX_FAILURES = envint("LOGIN_MAX_FAILURES", "10")
 LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", "900")
+# Refused dataset slugs per user and hour before creating datasets answers 429 (workspace.editing):
+# a slug held by a hidden draft is refused like any other, and probing for them is slow.
+SLUG_REFUSALS_PER_HOUR = envint("SLUG_REFUSALS_PER_HOUR", "20")
 LOGIN_REDIRECT_URL = "catalogue"
 LOGOUT_REDIRECT_URL = "catalogue"
 
