@@ -249,7 +249,11 @@ CELERY_TASK_ACKS_LATE = True
 # Every task is idempotent (an ingested delivery returns at once; a claim is a row lock).
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", str(DELIVERY_MAX_INGEST_SECONDS + 3600))
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", str(DELIVERY_MAX_INGEST_SECONDS + 3600)),
+    # How often a worker looks for messages whose worker died (Redis transport: every
+    # interval x throttle seconds, kombu's default 10 x 10); only the smoke test needs it faster.
+    "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", "10"),
+    "unacked_restore_throttle": envint("CELERY_UNACKED_RESTORE_THROTTLE", "10"),
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
