@@ -167,7 +167,7 @@ LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", "900")
 # Refused dataset slugs per user and hour before creating datasets answers 429 (workspace.editing):
 # a slug held by a hidden draft is refused like any other, and probing for them is slow.
 SLUG_REFUSALS_PER_HOUR = envint("SLUG_REFUSALS_PER_HOUR", "20")
-LOGIN_REDIRECT_URL = "catalogue"
+LOGIN_REDIRECT_URL = "home"  # marketplace.views.home: each role lands on its own home
 LOGOUT_REDIRECT_URL = "catalogue"
 
 LANGUAGE_CODE = "en"

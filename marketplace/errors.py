@@ -54,6 +54,7 @@ class ErrorCode(StrEnum):
     # Deliveries.
     INVALID_FORMAT = "invalid_format"
     INVALID_DEFAULTS = "invalid_defaults"
+    INVALID_MATCHING = "invalid_matching"
     TOO_LARGE = "too_large"
     DELIVERY_IN_PROGRESS = "delivery_in_progress"
 

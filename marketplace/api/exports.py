@@ -86,6 +86,14 @@ class DownloadSerializer(serializers.ModelSerializer):
         model = Download
         fields = ["id", "at", "user", "organization", "export", "version", "format", "sha256", "ip_address"]
 
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if not (request is not None and request.user.is_staff):
+            # A buyer's IP address is personal data the supplier has no need of: staff only.
+            data["ip_address"] = None
+        return data
+
 
 def _export_for(user, pk: int) -> Export:
     """The export, if the user can see its version (404 otherwise) and may export it (401/403)."""
@@ -205,7 +213,9 @@ class DatasetDownloadsView(APIView):
         )
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(DownloadSerializer(page, many=True).data)
+        return paginator.get_paginated_response(
+            DownloadSerializer(page, many=True, context={"request": request}).data
+        )
 
 
 class VersionCroissantView(APIView):

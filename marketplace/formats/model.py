@@ -129,6 +129,9 @@ class LabelRecord:
     provenance: Provenance = field(default_factory=Provenance)
     source_ref: str = ""  # "annotations.json#/annotations/17" or "labels/train/a.txt:3"
     source_id: str | int | None = None  # COCO annotation id, CVAT shape index...
+    # The tool's own id of the annotation, kept by the tool across its exports (COCO annotation id,
+    # CVAT shape id when the export has one, Label Studio result id): lineage matches on it.
+    stable_id: str | None = None
 
 
 @dataclass

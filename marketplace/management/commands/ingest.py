@@ -47,8 +47,28 @@ class Command(BaseCommand):
         parser.add_argument("--format", default="auto", choices=Delivery.Format.values)
         parser.add_argument("--defaults", default="", help="provenance defaults as a JSON object")
         parser.add_argument("--json", action="store_true", dest="as_json", help="print one JSON object")
+        parser.add_argument(
+            "--no-matching",
+            action="store_true",
+            help="a new generation: no label is matched to the previous version's (all get new uids)",
+        )
+        parser.add_argument(
+            "--thresholds", default="", help='matching thresholds as a JSON object, e.g. {"iou": 0.6}'
+        )
 
-    def handle(self, *args, path, dataset, supplier, format, defaults, as_json, **options):
+    def handle(
+        self,
+        *args,
+        path,
+        dataset,
+        supplier,
+        format,
+        defaults,
+        as_json,
+        no_matching=False,
+        thresholds="",
+        **options,
+    ):
         source = Path(path)
         if not source.exists():
             raise CommandError(f"{path} does not exist")
@@ -66,6 +86,13 @@ class Command(BaseCommand):
             provenance_defaults = json.loads(defaults) if defaults else {}
         except ValueError as error:
             raise CommandError(f"--defaults: {error}") from None
+        matching: dict = {"enabled": not no_matching}
+        if thresholds:
+            try:
+                matching["thresholds"] = json.loads(thresholds)
+            except ValueError as error:
+                raise CommandError(f"--thresholds: {error}") from None
+        self._matching = matching
 
         with tempfile.TemporaryFile() as tmp:
             if source.is_dir():
@@ -111,7 +138,12 @@ class Command(BaseCommand):
     def _create(self, dataset, archive, format, defaults, name) -> Delivery:
         try:
             return deliveries.create_delivery(
-                dataset=dataset, archive=archive, format=format, defaults=defaults, original_name=name
+                dataset=dataset,
+                archive=archive,
+                format=format,
+                defaults=defaults,
+                original_name=name,
+                matching=self._matching,
             )
         except DomainError as error:
             raise CommandError(error.detail) from None
@@ -132,6 +164,7 @@ class Command(BaseCommand):
                 "categories": counts.get("categories", 0),
                 "provenance": report.get("provenance", {}).get("shares", {}),
                 "problems": report.get("problems", []),
+                "lineage": report.get("lineage"),
             }
             self.stdout.write(json.dumps(body, ensure_ascii=False))
             return
@@ -147,6 +180,14 @@ class Command(BaseCommand):
                 f"  {counts.get('items', 0)} items, {counts.get('labels', 0)} labels ({kinds}), "
                 f"{counts.get('candidate_labels', 0)} candidates, {counts.get('categories', 0)} categories"
             )
+            lineage = report.get("lineage") or {}
+            if lineage.get("previous_version") is not None:
+                c = lineage["counts"]
+                self.stdout.write(
+                    f"  against version {lineage['previous_version']}: matched by uid {c['uid']}, source id "
+                    f"{c['source_id']}, geometry {c['geometry']}, relabel {c['relabel']}; {c['new']} new, "
+                    f"{c['removed']} removed, {c['modified']} modified, {c['unchanged']} unchanged"
+                )
         for p in report.get("problems", []):
             where = f"{p['file']}{':' + p['location'] if p['location'] else ''}" or "(delivery)"
             line = f"  {p['severity']:<7} {p['code']:<20} {where}: {p['message']}"
