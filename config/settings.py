@@ -223,6 +223,8 @@ DELIVERY_MAX_ENTRIES = envint("DELIVERY_MAX_ENTRIES", "250000")  # COCO train201
 DELIVERY_MAX_UNCOMPRESSED_BYTES = envint("DELIVERY_MAX_UNCOMPRESSED_BYTES", str(20 * 1024**3))
 DELIVERY_MAX_ENTRY_BYTES = envint("DELIVERY_MAX_ENTRY_BYTES", str(4 * 1024**3))
 DELIVERY_MAX_RATIO = envint("DELIVERY_MAX_RATIO", "200")  # compression ratio of one entry
+# Processes that check a large delivery's images (marketplace.deliveries.image_pool): 0 = one per core, 1 = no pool.
+IMAGE_CHECK_WORKERS = envint("IMAGE_CHECK_WORKERS", "0")
 # One COCO JSON, read whole: parsed it costs a few times its size in memory (a 1 GB file took
 # 2.3 GB), so 512 MB; refused by its declared size in the zip before a byte is read.
 DELIVERY_MAX_JSON_BYTES = envint("DELIVERY_MAX_JSON_BYTES", str(512 * 1024**2))
@@ -265,6 +267,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-deliveries": {"task": "marketplace.tasks.sweep_stuck_deliveries", "schedule": 15 * 60},
     "sweep-orphan-blobs": {"task": "marketplace.tasks.sweep_orphan_blobs", "schedule": 24 * 3600},
 }
+# Chunks a ledger verification started through the API is cut into (governance.ledger.verify_chain).
+LEDGER_VERIFY_PARTS = envint("LEDGER_VERIFY_PARTS", "8")
 
 # Ledger signing key (Ed25519, PEM). Unset: a key is generated under VAR_DIR when
 # GENERATE_SECRETS (or DEBUG) allows it; otherwise the process stops, as for SECRET_KEY.
@@ -294,6 +298,9 @@ else:
 
 EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "registry@localhost")
+# Self-service buyer sign-up (marketplace.accounts): attempts per client address per hour, link validity.
+SIGNUP_RATE_PER_HOUR = envint("SIGNUP_RATE_PER_HOUR", "5")
+SIGNUP_CONFIRM_DAYS = envint("SIGNUP_CONFIRM_DAYS", "3")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

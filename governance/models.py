@@ -199,6 +199,7 @@ class LabelEvent(models.Model):
         VERSION_DEPRECATED = "version_deprecated", "Version deprecated"
         ENTITLEMENT_GRANTED = "entitlement_granted", "Entitlement granted"
         EXPORT_DOWNLOADED = "export_downloaded", "Export downloaded"
+        PAYMENT_CONFIRMED = "payment_confirmed", "Payment confirmed"
 
     dataset = models.ForeignKey("marketplace.Dataset", on_delete=models.PROTECT, related_name="ledger")
     seq = models.PositiveBigIntegerField(help_text="Position in the dataset's chain, from 0")
@@ -411,3 +412,7 @@ class ContentDigestBlock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version_id} {self.part} block {self.index}"
+
+
+# The verification job lives in its own module (governance.ledger.verify_chain's); imported for Django to see it.
+from .verification_models import LedgerVerification  # noqa: E402, F401

@@ -17,7 +17,8 @@ from marketplace.errors import DomainError
 from marketplace.models import Dataset
 
 from .. import ledger, provenance
-from ..ledger import signing
+from ..ledger import signing, tasks
+from ..models import LedgerVerification
 from ..provenance import history_payload
 
 
@@ -127,7 +128,11 @@ class PublicKeyView(APIView):
 
 
 class VerifyView(APIView):
-    """Recompute a dataset's chain and roots against every stored tree head and any the caller holds."""
+    """Start a verification of a dataset's chain and roots against every stored head and any the caller holds.
+
+    Answers 202 with the job's id and status URL at once: the chunks run as tasks (on every Celery worker
+    when a broker is configured, in-process otherwise), never inside this request's wait on a worker.
+    """
 
     permission_classes = [IsAuthenticated]
 
@@ -139,7 +144,7 @@ class VerifyView(APIView):
                 "tree_heads": serializers.ListField(child=serializers.DictField(), required=False),
             },
         ),
-        responses=OpenApiTypes.OBJECT,
+        responses={202: OpenApiTypes.OBJECT},
     )
     def post(self, request):
         slug = request.data.get("dataset") if isinstance(request.data, dict) else None
@@ -150,12 +155,54 @@ class VerifyView(APIView):
             raise DomainError(
                 "tree_heads must be a list of signed tree head objects.", code="invalid_tree_heads"
             )
+        if len(trusted) > MAX_TRUSTED_HEADS:
+            raise DomainError(f"Give at most {MAX_TRUSTED_HEADS} tree heads.", code="invalid_tree_heads")
         dataset: Dataset = provenance.get_readable_dataset(request.user, slug)
-        report = ledger.verify_dataset(dataset=dataset, trusted_heads=trusted)
-        latest = ledger.latest_tree_head(dataset)
-        return Response(
-            {**report.as_dict(), "latest_tree_head": ledger.tree_head_document(latest) if latest else None}
+        job = tasks.start_verification(dataset=dataset, user=request.user, trusted_heads=trusted)
+        return Response(verification_payload(job, request), status=202)
+
+
+MAX_TRUSTED_HEADS = 100
+
+
+def verification_payload(job, request) -> dict:
+    """A verification job as the API shows it; the report once it is done."""
+    job.refresh_from_db()
+    body = {
+        "id": job.pk,
+        "dataset": job.dataset.slug,
+        "status": job.status,
+        "tree_size": job.tree_size,
+        "chunks_total": job.chunks_total,
+        "chunks_done": job.chunks_done,
+        "url": request.build_absolute_uri(f"/api/v1/ledger/verify/{job.pk}/"),
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+        "error": job.error,
+        "report": job.report,
+    }
+    if job.status == job.Status.DONE:
+        latest = ledger.latest_tree_head(job.dataset)
+        body["latest_tree_head"] = ledger.tree_head_document(latest) if latest else None
+    return body
+
+
+class VerificationStatusView(APIView):
+    """A verification job the caller started: its progress, then its report."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, job_id):
+        job = (
+            LedgerVerification.objects.select_related("dataset")
+            .filter(pk=job_id, requested_by=request.user)
+            .first()
         )
+        if job is None:
+            raise exceptions.NotFound()
+        provenance.get_readable_dataset(request.user, job.dataset.slug)  # access may have ended since
+        return Response(verification_payload(job, request))
 
 
 class EventBundleView(APIView):

@@ -20,6 +20,9 @@ urlpatterns = [
     path("ledger/public-key/", ledger.PublicKeyView.as_view(), name="api-ledger-public-key"),
     path("ledger/verify/", ledger.VerifyView.as_view(), name="api-ledger-verify"),
     path(
+        "ledger/verify/<int:job_id>/", ledger.VerificationStatusView.as_view(), name="api-ledger-verification"
+    ),
+    path(
         "ledger/events/<int:event_id>/bundle/",
         ledger.EventBundleView.as_view(),
         name="api-ledger-event-bundle",

@@ -20,8 +20,9 @@ from django.utils import timezone
 from marketplace.models import Dataset
 
 from ..models import LabelEvent
-from ..verify_offline import GENESIS_PREV_HASH, event_hash
+from ..verify_offline import GENESIS_PREV_HASH
 from . import merkle
+from .canonical import dumps_text, event_hash  # orjson fast path, byte-identical to verify_offline's rule
 
 BATCH_SIZE = 5000
 # 2**10 = 1024 events per cached block: a proof reads one block of leaves and n/1024 block roots.
@@ -359,7 +360,7 @@ def _copy_line(dataset_id: int, document: dict, prev_hash: str, hash_hex: str) -
                 _copy_text(document["source"]),
                 _copy_text(document["model_name"]),
                 _copy_text(document["model_version"]),
-                _copy_text(json.dumps(document["payload"])),
+                _copy_text(dumps_text(document["payload"])),
                 _copy_int(document["delivery_id"]),
                 _copy_int(document["version_number"]),
                 prev_hash,

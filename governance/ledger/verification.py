@@ -12,11 +12,12 @@ from django.db import connection
 from marketplace.models import Dataset
 
 from ..models import LabelEvent, TreeHead
-from ..verify_offline import GENESIS_PREV_HASH, event_hash
+from ..verify_offline import GENESIS_PREV_HASH
 
 # The offline verifier's own tree head check, so the server judges a signed head exactly as auditors do.
 from ..verify_offline import _check_signed_head as _head_failures
 from . import chain, signing
+from .canonical import event_hash  # orjson fast path, byte-identical to verify_offline's rule
 from .chain import _DOC_COLUMNS, _document, _fetch, _leaf, _stream
 from .tree_heads import _cached_chunks, _chunk_size, _TreeBuilder, tree_head_document
 

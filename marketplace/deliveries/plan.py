@@ -29,6 +29,7 @@ from ..models import (
     Delivery,
     Label,
 )
+from . import image_pool
 from .archive import detect_format, read_delivery
 from .images import EXTENSIONS_FOR_FORMAT, IMAGE_EXTENSIONS, ImageChecker
 from .report import (
@@ -191,7 +192,7 @@ def validate_delivery(
     format = delivery.format if delivery.format in FORMATS else detect_format(source)
     if format != delivery.format:
         Delivery.objects.filter(pk=delivery.pk).update(format=format)  # the page shows it at once
-    images = ImageChecker(source)
+    images = image_pool.checker_for(source)  # checks on every core for a large delivery
     parsed = read_delivery(source, format, image_size=images.size)
     table, defaults, sidecars = _provenance_inputs(source, delivery, report)
 
@@ -207,7 +208,12 @@ def validate_delivery(
     labels = Spool()
     try:
         checked = _check_items(
-            parsed.items, items, source=source, images=images, report=report, progress=progress
+            image_pool.ahead(images, parsed.items),
+            items,
+            source=source,
+            images=images,
+            report=report,
+            progress=progress,
         )
         progress.set(45, stage="checking labels", force=True, items=items.count, labels=0)
         coverage = ProvenanceCoverage()

@@ -62,7 +62,7 @@ _SPLIT_ALIASES = {
 UID_NAMESPACE = uuid.UUID("6f1c1d1e-5b7e-4d4a-9d55-5d1f0c3b7a21")
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes
-STORE_THREADS = 8  # concurrent writes to storage after the commit
+STORE_THREADS = 8  # concurrent writes to storage (before the write transaction)
 SPOOL_BATCH = 2000
 ITEM_KEY_MAX = Item._meta.get_field("key").max_length
 ITEM_BATCH = 1000

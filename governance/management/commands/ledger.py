@@ -14,7 +14,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 
 from governance import ledger
-from governance.ledger import content_verification
+from governance.ledger import content_verification, verify_chain
 from governance.models import LabelEvent, TreeHead
 from marketplace.models import Dataset
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
             "--workers",
             type=int,
             default=None,
-            help="processes re-hashing events (PostgreSQL; default: one per CPU there, else 1)",
+            help="processes verifying chunks of the chain (PostgreSQL; default: one per CPU there, else 1)",
         )
         prove = commands.add_parser("prove", help="print the proof bundle of one event")
         prove.add_argument("event_id", type=int)
@@ -72,7 +72,7 @@ class Command(BaseCommand):
         broken = []
         for dataset in list(datasets):
             heads = [h for h in trusted if h.get("dataset") == dataset.slug]
-            report = ledger.verify_dataset(dataset=dataset, trusted_heads=heads, workers=workers)
+            report = verify_chain.verify_dataset(dataset=dataset, trusted_heads=heads, workers=workers)
             # The ledger proves what was signed; this proves the database still holds it.
             differences = content_verification.verify_dataset(dataset)
             for difference in differences:

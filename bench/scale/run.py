@@ -1,0 +1,402 @@
+"""Scale benchmark (issue 13): ledger verification vs its floor, canonical encoding, image checks vs sha256sum.
+
+    python bench/scale/run.py [--events 500000] [--images 5000] [--only verify,encode,images] [--keep]
+    make bench BENCH_SCALE_EVENTS=20000 BENCH_SCALE_IMAGES=300     # the same, through make
+
+Each part prints its figure next to the peer or floor measured in the same run, and their ratio:
+
+verify   Appends ``--events`` label events (bench/ledger's generator) to a scratch PostgreSQL database
+         (``BENCH_SCALE_DATABASE_URL``, default postgres://postgres@127.0.0.1:5432/reg_scale_bench),
+         then times the floor, reading the same rows out with ``COPY ... TO STDOUT`` and one SHA-256
+         chain over them, against ``manage.py ledger verify``'s path (``verify_chain``, one worker per
+         core) and the previous verifier (``ledger.verify_dataset``, one process and forked workers).
+encode   Canonical JSON of the same events' documents: the standard library (the documented rule,
+         ``verify_offline.canonical_json``) against the orjson fast path (``governance.ledger.canonical``),
+         in microseconds per event, CPU time of this process (the machine is shared).
+images   Generates ``--images`` JPEGs of 640x480, about 100 kB each, zips them (stored), and times the
+         ingest image checks (hash, header, decode at 1/8 scale) in one process and in the pool
+         (``marketplace.deliveries.image_pool``, one worker per core) against ``sha256sum`` over the same files.
+
+Results go to bench/results/scale.json. Wall-clock figures on a shared machine vary by +-30 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/reg_scale_bench"
+
+
+def _recreate_database(url: str, *, drop_only: bool = False) -> None:
+    import psycopg
+
+    name = urlsplit(url).path.lstrip("/")
+    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop_only:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+CPU: dict[float, float] = {}  # wall seconds of a step -> CPU seconds of this process and its children
+
+
+def _cpu() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _timed(fn, *args, **kwargs):
+    """(result, wall seconds); the CPU seconds (this process and the children it waited for) go to CPU."""
+    cpu, started = _cpu(), time.perf_counter()
+    result = fn(*args, **kwargs)
+    wall = time.perf_counter() - started
+    CPU[wall] = _cpu() - cpu
+    return result, wall
+
+
+def _shown(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def bench_verify(n: int, rows: list) -> None:
+    from django.db import connection, transaction
+
+    from bench.ledger.run import _events
+    from governance import ledger
+    from governance.ledger import chain, verify_chain
+    from marketplace.models import Dataset, Organization
+
+    org = Organization.objects.create(name="Bench", slug="bench")
+    dataset = Dataset.objects.create(slug="bench-scale", title="Bench", summary="-", supplier=org, domain="x")
+    peer = Dataset.objects.create(slug="bench-stdlib", title="Peer", summary="-", supplier=org, domain="x")
+
+    def append(target) -> None:
+        with transaction.atomic():
+            ledger.append_events(dataset=target, events=_events(n))
+
+    from governance import verify_offline
+
+    fast_hash = chain.event_hash
+    chain.event_hash = verify_offline.event_hash  # the encoder before this change
+    try:
+        _, t_std = _timed(append, peer)
+    finally:
+        chain.event_hash = fast_hash
+    _, t_fast = _timed(append, dataset)
+    rows.append(
+        (
+            "append",
+            "peer: append (COPY) with the stdlib encoder",
+            t_std,
+            f"{t_std / n * 1e6:.1f} us/event",
+            None,
+        )
+    )
+    rows.append(
+        (
+            "append",
+            "append (COPY) with the fast path",
+            t_fast,
+            f"{t_fast / n * 1e6:.1f} us/event",
+            t_fast / t_std,
+        )
+    )
+    ledger.sign_tree_head(dataset=dataset)
+
+    def floor() -> str:
+        # The same columns verify_chain reads, out with COPY, and one SHA-256 chain over the rows.
+        sql = verify_chain._PG_COPY.format(dataset_id=dataset.pk, lo=0, hi=n)
+        chained = b"\0" * 32
+        sha256 = hashlib.sha256
+        tail = b""
+        with connection.cursor() as cursor, cursor.connection.cursor() as raw, raw.copy(sql) as copy:
+            for block in copy:
+                lines = (tail + bytes(block)).split(b"\n")
+                tail = lines.pop()
+                for line in lines:
+                    chained = sha256(line + chained).digest()
+        return chained.hex()
+
+    _, t_floor = _timed(floor)
+    rows.append(("verify", "floor: COPY out + one SHA-256 chain", t_floor, "", None))
+    workers = os.cpu_count() or 2
+    report, t_new = _timed(verify_chain.verify_dataset, dataset=dataset, workers=workers)
+    assert report.ok, report.problems[:3]
+    rows.append(
+        (
+            "verify",
+            f"ledger verify (verify_chain, {workers} workers)",
+            t_new,
+            f"{n / t_new:,.0f} events/s",
+            t_new / t_floor,
+        )
+    )
+    report, t_one = _timed(verify_chain.verify_dataset, dataset=dataset, workers=1)
+    assert report.ok, report.problems[:3]
+    rows.append(("verify", "verify_chain, 1 process", t_one, f"{n / t_one:,.0f} events/s", t_one / t_floor))
+    report, t_old = _timed(ledger.verify_dataset, dataset=dataset, workers=workers)
+    assert report.ok, report.problems[:3]
+    rows.append(
+        (
+            "verify",
+            f"before: ledger.verify_dataset, {workers} workers",
+            t_old,
+            f"{n / t_old:,.0f} events/s",
+            t_old / t_floor,
+        )
+    )
+
+
+# --------------------------------------------------------------------------- encode
+
+
+def bench_encode(n: int, rows: list) -> None:
+    from bench.ledger.run import _events
+    from governance import verify_offline
+    from governance.ledger import canonical, chain
+
+    recorded = chain._iso(chain.timezone.now())
+    documents = [
+        chain._document(
+            "bench-scale",
+            seq,
+            str(e.label_uid),
+            e.action,
+            e.actor,
+            e.occurred_at,
+            recorded,
+            e.guideline_version,
+            e.source,
+            e.model_name,
+            e.model_version,
+            chain._plain(e.payload),
+            e.delivery_id,
+            e.version_number,
+        )  # fmt: skip
+        for seq, e in enumerate(_events(n))
+    ]
+    assert all(canonical.canonical_json(d) == verify_offline.canonical_json(d) for d in documents)
+
+    def per_event(encode) -> float:
+        best = float("inf")
+        for _ in range(5):
+            started = time.process_time()
+            for document in documents:
+                encode(document)
+            best = min(best, (time.process_time() - started) / len(documents))
+        return best
+
+    stdlib = per_event(verify_offline.canonical_json)
+    fast = per_event(canonical.canonical_json)
+    rows.append(
+        (
+            "encode",
+            "peer: stdlib json (the documented rule), per event",
+            stdlib,
+            f"{stdlib * 1e6:.2f} us",
+            None,
+        )
+    )
+    rows.append(
+        ("encode", "orjson fast path, per event", fast, f"{fast * 1e6:.2f} us, same bytes", fast / stdlib)
+    )
+    prev = "0" * 64
+    ref_hash = per_event(lambda d: verify_offline.event_hash(d, prev))
+    fast_hash = per_event(lambda d: canonical.event_hash(d, prev))
+    rows.append(("encode", "peer: event hash with stdlib", ref_hash, f"{ref_hash * 1e6:.2f} us", None))
+    rows.append(
+        (
+            "encode",
+            "event hash with the fast path",
+            fast_hash,
+            f"{fast_hash * 1e6:.2f} us",
+            fast_hash / ref_hash,
+        )
+    )
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _jpeg(rng: random.Random, index: int) -> bytes:
+    """A 640x480 JPEG of about 100 kB: a gradient under enough noise to hold the size up."""
+    from PIL import Image
+
+    noise = Image.frombytes("L", (640, 480), rng.randbytes(640 * 480)).convert("RGB")
+    base = Image.linear_gradient("L").resize((640, 480)).convert("RGB")
+    image = Image.blend(base, noise, 0.22)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def bench_images(count: int, rows: list) -> None:
+    from marketplace.deliveries import image_pool
+    from marketplace.deliveries.images import ImageChecker
+    from marketplace.formats.archive import ZipLimits, ZipSource
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-images-"))
+    try:
+        rng = random.Random(13)
+        files = []
+        for i in range(count):
+            path = workdir / "images" / f"{i:06d}.jpg"
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(_jpeg(rng, i))
+            files.append(path)
+        total = sum(p.stat().st_size for p in files)
+        archive = workdir / "delivery.zip"
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
+            for path in files:
+                zf.write(path, f"images/{path.name}")
+        keys = [f"images/{p.name}" for p in files]
+
+        _, t_sum = _timed(
+            subprocess.run, ["sha256sum", *map(str, files)], check=True, stdout=subprocess.DEVNULL
+        )
+        rows.append(
+            (
+                "images",
+                f"peer: sha256sum over {count:,} files ({total / count / 1024:.0f} kB each)",
+                t_sum,
+                "",
+                None,
+            )
+        )
+
+        class Record:
+            def __init__(self, key):
+                self.key = key
+
+        def check_all(make_checker, pooled: bool) -> int:
+            source = ZipSource(archive, limits=ZipLimits(max_entries=count + 10))
+            checker = make_checker(source)
+            records = (Record(k) for k in keys)
+            walk = checker.ahead(records) if pooled else records
+            good = 0
+            for record in walk:
+                good += not isinstance(checker.check(record.key), Exception)
+                checker.forget(record.key)
+            source.close()
+            return good
+
+        good, t_one = _timed(check_all, ImageChecker, False)
+        assert good == count
+        rows.append(
+            ("images", "image checks, 1 process", t_one, f"{count / t_one:,.0f} images/s", t_one / t_sum)
+        )
+        workers = image_pool.worker_count()
+        good, t_pool = _timed(check_all, lambda s: image_pool.PooledImageChecker(s, workers=workers), True)
+        assert good == count
+        rows.append(
+            (
+                "images",
+                f"image checks, pool of {workers}",
+                t_pool,
+                f"{count / t_pool:,.0f} images/s",
+                t_pool / t_sum,
+            )
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # Defaults: the issue's sizes, or BENCH_SCALE_EVENTS / BENCH_SCALE_IMAGES (``make bench`` passes no arguments).
+    events = int(os.environ.get("BENCH_SCALE_EVENTS", "500000"))
+    images = int(os.environ.get("BENCH_SCALE_IMAGES", "5000"))
+    parser.add_argument("--events", type=int, default=events, help="ledger events (the issue: 500,000)")
+    parser.add_argument("--images", type=int, default=images, help="JPEGs of 640x480 (the issue: 5,000)")
+    parser.add_argument("--only", default="verify,encode,images", help="comma-separated parts")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args(argv)
+    parts = set(args.only.split(","))
+
+    url = os.environ.get("BENCH_SCALE_DATABASE_URL", DEFAULT_URL)
+    _recreate_database(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("LOG_LEVEL", "ERROR")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections
+
+    rows: list[tuple] = []
+    try:
+        call_command("migrate", verbosity=0)
+        if "encode" in parts:
+            bench_encode(min(args.events, 50_000), rows)
+        if "verify" in parts:
+            bench_verify(args.events, rows)
+        if "images" in parts:
+            bench_images(args.images, rows)
+    finally:
+        connections.close_all()
+        if not args.keep:
+            _recreate_database(url, drop_only=True)
+
+    load = os.getloadavg()[0]
+    print(
+        f"\nScale benchmark: {args.events:,} events, {args.images:,} images, {os.cpu_count()} cores, "
+        f"load average {load:.1f} at the end\n"
+    )
+    width = max(len(r[1]) for r in rows)
+    print(f"{'part':<7} {'step':<{width}}  {'time':>9}  {'ratio':>6}  {'client CPU':>10}  note")
+    for part, name, seconds, note, ratio in rows:
+        shown = f"{seconds * 1e6:.2f} us" if seconds < 1e-3 else _shown(seconds)
+        cpu = f"{CPU[seconds]:.2f} s" if seconds in CPU else ""
+        print(
+            f"{part:<7} {name:<{width}}  {shown:>9}  {'' if ratio is None else f'{ratio:.2f}x':>6}  {cpu:>10}  {note}"
+        )
+    print(
+        "\nratio: wall time to the peer or floor of the same part, measured in this run. client CPU: this\n"
+        "process, its workers and sha256sum (not PostgreSQL). encode rows are CPU time per event."
+    )
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "scale.json").write_text(
+        json.dumps(
+            {
+                "events": args.events,
+                "images": args.images,
+                "load_average": load,
+                "rows": [
+                    {"part": p, "step": s, "seconds": t, "cpu_seconds": CPU.get(t), "note": n, "ratio": r}
+                    for p, s, t, n, r in rows
+                ],
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The ledger's canonical JSON, fast: orjson where it gives the very bytes of the documented rule.
+
+The rule (``verify_offline.canonical_json``, which stays the reference and what auditors run) is::
+
+    json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+orjson with ``OPT_SORT_KEYS`` writes the same bytes for plain JSON values (str, int, float, bool, None,
+list, dict with str keys) except in these cases, each of which falls back to the reference encoder:
+
+- floats with ``0 < |x| < 1e-4``: Python prints ``1e-05``, orjson ``0.00001`` or ``1e-7``. Both of
+  orjson's forms are found in its output (a number token starting ``0.0000`` or holding ``e-``);
+- NaN and infinities: orjson writes ``null``, the rule refuses them. Any ``null`` in the output sends
+  the value to the reference, which raises for NaN and writes the same ``null`` for None;
+- what orjson refuses (integers beyond 64 bits, non-str keys, lone surrogates, nesting deeper than 255,
+  subclasses of str/int/dict/list, dataclasses, dates): the reference encodes or refuses it.
+
+Sorting agrees: orjson sorts keys by their UTF-8 bytes, which is code point order, as Python's ``sorted``.
+``tests/governance/test_canonical.py`` holds the proof as a Hypothesis property over random payloads.
+
+Precondition, not checked (a check would cost what the fast path saves): the value holds only JSON's
+own types. orjson also encodes ``uuid.UUID`` and plain ``Enum`` members, which the reference refuses;
+the ledger's documents never hold either (``ledger._plain`` and ``ledger._document`` make them plain).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import orjson
+
+from ..verify_offline import _HEX64
+from ..verify_offline import canonical_json as reference_canonical_json
+
+__all__ = ["canonical_json", "dumps_text", "event_hash", "loads_text", "reference_canonical_json"]
+
+_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
+# orjson prints a float below 1e-4 as a number token (after ":", "," or "[", or alone) that starts
+# "0.0000" or has a negative exponent "e-"; Python prints neither form. The same bytes inside a string
+# (a uuid segment ending in "e", say) only cost a fallback.
+_DIGITS_AND_POINT = frozenset(b"0123456789.")
+_dumps = orjson.dumps
+_Error = orjson.JSONEncodeError
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The canonical UTF-8 JSON of a plain JSON value, byte for byte ``verify_offline.canonical_json``."""
+    try:
+        out = _dumps(obj, option=_OPTIONS)
+    except _Error:
+        return reference_canonical_json(obj)
+    if b"null" in out or _may_hold_a_small_float(out):
+        return reference_canonical_json(obj)
+    return out
+
+
+def _may_hold_a_small_float(out: bytes) -> bool:
+    """True when orjson's output may hold a float below 1e-4 (printed unlike Python); never a miss."""
+    if b":0.0000" in out or b",0.0000" in out or b"[0.0000" in out or b"-0.0000" in out:
+        return True
+    if out.startswith(b"0.0000"):
+        return True
+    # Substring scans, not a regex: a regex over the whole output costs as much as the encoding.
+    at = out.find(b"e-")
+    while at != -1:
+        start = at
+        while start > 0 and out[start - 1] in _DIGITS_AND_POINT:
+            start -= 1
+        if start < at:
+            if start and out[start - 1] == 0x2D:  # a minus sign: look before it
+                start -= 1
+            if start == 0 or out[start - 1] in b":,[":
+                return True
+        at = out.find(b"e-", at + 2)
+    return False
+
+
+def event_hash(event: dict, prev_hash: str) -> str:
+    """``verify_offline.event_hash`` with the fast encoder: SHA-256(canonical JSON + prev_hash), hex."""
+    if not isinstance(prev_hash, str) or not _HEX64.fullmatch(prev_hash):
+        raise ValueError("prev_hash must be 64 lowercase hex characters")
+    if "hash" in event or "prev_hash" in event:
+        event = {key: value for key, value in event.items() if key not in ("hash", "prev_hash")}
+    return hashlib.sha256(canonical_json(event) + bytes.fromhex(prev_hash)).hexdigest()
+
+
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def dumps_text(obj: Any) -> str:
+    """JSON text for storage (jsonb), not hashing: orjson, or the standard library beyond 64-bit ints."""
+    try:
+        return _dumps(obj).decode()
+    except _Error:
+        import json
+
+        return json.dumps(obj, ensure_ascii=False)
+
+
+def loads_text(text: str) -> Any:
+    """Parse stored JSON text: orjson, or the standard library where a number has 19+ digits.
+
+    orjson reads integers beyond 64 bits as floats, which would change what is hashed.
+    """
+    if not _LONG_DIGITS.search(text):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # the standard library reads what it reads (lone surrogates) or raises its own error
+    import json
+
+    return json.loads(text)

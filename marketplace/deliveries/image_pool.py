@@ -1,0 +1,213 @@
+"""Image checks on every core: ``images.inspect_image`` (hash, header, decode at reduced scale) in a pool.
+
+Each image goes to a pool of forked worker processes that run the very same ``inspect_image`` on it:
+a zip on disk is opened by each worker (with the same limits) and read there; otherwise this process
+reads the entry and sends its bytes. Ingest walks the delivery's
+items through ``ahead()``, which keeps a bounded window of images in flight (at most
+``WINDOW_PER_WORKER`` per worker and ``MAX_BYTES_IN_FLIGHT`` bytes) and yields the items in their
+order, so the report is the same as with one process, and memory stays flat however many images.
+
+Anything the pool cannot take (a missing file, an image above ``MAX_IMAGE_BYTES``, a read error) is
+left to the in-process check, which reports it exactly as before. A worker that dies makes the rest of
+the delivery fall back to the in-process check too.
+
+Small deliveries (fewer than ``MIN_IMAGES`` images) and one-core machines check in-process: a fork
+costs more than it saves there. ``IMAGE_CHECK_WORKERS`` (setting, environment) sets the pool size;
+0 means one per core, 1 turns the pool off.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict
+
+from django.conf import settings
+
+from ..formats import model as fmt
+from ..formats.archive import ZipLimits, ZipSource
+from . import images as checks  # the in-process checks this pool runs on every core
+
+MIN_IMAGES = 64
+WINDOW_PER_WORKER = 16
+MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
+
+__all__ = ["PooledImageChecker", "ahead", "checker_for", "worker_count"]
+
+
+def worker_count() -> int:
+    """How many processes check images: the setting, or one per core the process may use."""
+    configured = int(getattr(settings, "IMAGE_CHECK_WORKERS", 0) or 0)
+    if configured > 0:
+        return configured
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def checker_for(source) -> checks.ImageChecker:
+    """The pooled checker when the delivery is large enough and there are cores to use, else the plain one."""
+    workers = worker_count()
+    if workers > 1:
+        images = sum(1 for n in source.names() if n.lower().endswith(checks.IMAGE_EXTENSIONS))
+        if images >= MIN_IMAGES:
+            return PooledImageChecker(source, workers=workers)
+    return checks.ImageChecker(source)
+
+
+def ahead(images: checks.ImageChecker, records: Iterable) -> Iterator:
+    """Yield ``records`` (items with a ``key``) in order; a pooled checker starts checking them early."""
+    if isinstance(images, PooledImageChecker):
+        return images.ahead(records)
+    return iter(records)
+
+
+class _BytesSource:
+    """The one-file source ``inspect_image`` reads from, in a worker."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def open(self, key: str):
+        return io.BytesIO(self.data)
+
+
+def _inspect_bytes(key: str, data: bytes) -> tuple[str, object]:
+    """In a worker: ``inspect_image`` on the bytes; plain tuples cross the process boundary."""
+    return _inspect(_BytesSource(data), key)
+
+
+_worker_archive: dict[str, ZipSource] = {}
+
+
+def _inspect_in_archive(path: str, limits: ZipLimits, key: str) -> tuple[str, object]:
+    """In a worker: ``inspect_image`` on the entry, read from the worker's own handle on the archive.
+
+    The handle the worker inherited from the parent shares its file offset with it; a fresh one
+    does not. It is opened (and checked, with the same limits) once per worker and delivery.
+    """
+    source = _worker_archive.get(path)
+    if source is None:
+        for stale in _worker_archive.values():
+            stale.close()
+        _worker_archive.clear()
+        source = _worker_archive[path] = ZipSource(path, limits=limits)
+    return _inspect(source, key)
+
+
+def _inspect(source, key: str) -> tuple[str, object]:
+    try:
+        return "ok", asdict(checks.inspect_image(source, key))
+    except fmt.FormatError as error:
+        return "error", [asdict(p) for p in error.problems]
+    except Exception:  # noqa: BLE001 - anything else: the parent checks it again and reports it its way
+        return "local", None
+
+
+def _archive_path(source) -> str | None:
+    """The archive's file path when the source is a zip opened from one (workers then read it themselves)."""
+    if not isinstance(source, ZipSource):
+        return None
+    name = getattr(getattr(source, "_zip", None), "filename", None)
+    return name if isinstance(name, str) and os.path.isfile(name) else None
+
+
+class PooledImageChecker(checks.ImageChecker):
+    """An ``ImageChecker`` whose checks of upcoming images run in a pool of processes."""
+
+    def __init__(self, source, *, workers: int):
+        super().__init__(source)
+        self.workers = workers
+        self.pending: dict[str, tuple[Future, int]] = {}
+        self.in_flight_bytes = 0
+        self.pool: ProcessPoolExecutor | None = None
+        self.broken = False
+        # A zip on disk is read by the workers themselves: the bytes need not cross a pipe (which costs
+        # about as much as the check). Otherwise (a temporary file from object storage) they are sent.
+        self.path = _archive_path(source)
+
+    def check(self, key: str) -> checks.ImageInfo | fmt.FormatError:
+        waiting = self.pending.pop(key, None)
+        if waiting is not None and key not in self.results:
+            future, size = waiting
+            self.in_flight_bytes -= size
+            try:
+                kind, value = future.result()
+            except BrokenProcessPool:
+                self._give_up()
+            else:
+                if kind == "ok":
+                    self.results[key] = checks.ImageInfo(**value)
+                elif kind == "error":
+                    self.results[key] = fmt.FormatError([fmt.Problem(**p) for p in value])
+        return super().check(key)  # the stored outcome, or the in-process check
+
+    def ahead(self, records: Iterable) -> Iterator:
+        window: deque = deque()
+        limit = self.workers * WINDOW_PER_WORKER
+        try:
+            for record in records:
+                self._submit(record.key)
+                window.append(record)
+                while len(window) > limit or self.in_flight_bytes > MAX_BYTES_IN_FLIGHT:
+                    yield window.popleft()
+            while window:
+                yield window.popleft()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+        self.pending.clear()
+        self.in_flight_bytes = 0
+
+    def _submit(self, key: str) -> None:
+        if self.broken or key in self.results or key in self.pending:
+            return
+        if self.path is not None:
+            try:
+                size = self.source.size(key)
+            except KeyError:  # missing: the in-process check reports it as before
+                return
+            if size > checks.MAX_IMAGE_BYTES:
+                return
+            task = (_inspect_in_archive, self.path, self.source.limits, key)
+        else:
+            try:
+                with self.source.open(key) as stream:
+                    data = stream.read(checks.MAX_IMAGE_BYTES + 1)
+            except Exception:  # noqa: BLE001 - missing or unreadable: the in-process check reports it
+                return
+            if len(data) > checks.MAX_IMAGE_BYTES:
+                return
+            task, size = (_inspect_bytes, key, data), len(data)
+        if self.pool is None:
+            # Forked: the workers need no Django setup, and they never touch this process's database
+            # connection (they only decode bytes and exit without running its finalisers).
+            self.pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("fork")
+            )
+        try:
+            future = self.pool.submit(*task)
+        except BrokenProcessPool:
+            self._give_up()
+            return
+        self.pending[key] = (future, size)
+        self.in_flight_bytes += size
+
+    def _give_up(self) -> None:
+        """A worker died (killed, out of memory): check the rest in this process."""
+        self.broken = True
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+        self.pending.clear()
+        self.in_flight_bytes = 0

@@ -1,0 +1,125 @@
+"""The fast canonical encoder writes the documented rule's bytes, or refuses where the rule refuses.
+
+The reference is the rule as ``verify_offline``'s docstring states it, written out here with the
+standard library, so the test does not lean on the code under test for its expectation.
+"""
+
+import json
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from governance import verify_offline
+from governance.ledger import canonical
+
+
+def documented_rule(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )
+
+
+def outcome(encode, obj):
+    try:
+        return ("ok", encode(obj))
+    except (ValueError, TypeError, RecursionError) as error:
+        return ("refused", type(error).__name__)
+
+
+# Floats from everywhere: tiny, subnormal, huge exponents, around the 1e-4 and 1e16 switch points.
+floats = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(min_value=-1e-3, max_value=1e-3),
+    st.floats(min_value=1e15, max_value=1e17),
+    st.sampled_from([1e-4, 9.999999999999999e-05, 1e-5, 5e-324, 1e16, 9999999999999998.0, -0.0, 0.0]),
+    st.integers(min_value=-(10**20), max_value=10**20).map(lambda n: n / 1000),
+)
+integers = st.one_of(
+    st.integers(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64 - 1, 2**64]),
+)
+# Every code point, lone surrogates and control characters included.
+text = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
+keys = st.one_of(text, st.sampled_from(["a", "é", "\uffff", "😀", "Z", "", "0", "e-", "null"]))
+scalars = st.one_of(st.none(), st.booleans(), integers, floats, text)
+plain_json = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(keys, inner, max_size=5)),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(plain_json)
+def test_the_fast_path_is_the_documented_rule_byte_for_byte(value):
+    assert outcome(canonical.canonical_json, value) == outcome(documented_rule, value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(floats, st.floats()))
+def test_every_float_alone_and_inside_an_event(value):
+    document = {"payload": {"after": {"bbox": [value, 1.5, value]}}, "seq": 3, "label_uid": "3e-4a"}
+    assert outcome(canonical.canonical_json, document) == outcome(documented_rule, document)
+    assert outcome(canonical.canonical_json, value) == outcome(documented_rule, value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("nan"),
+        {"x": [float("inf")]},
+        -math.inf,
+        "\ud800",  # a lone surrogate is not UTF-8
+        {"k\udfff": 1},
+        {1: "int key"},  # the rule writes it as "1"; orjson refuses: falls back
+        {1: 1, "a": 2},  # the rule cannot sort mixed keys
+        2**64,
+        "__deep__",
+        '\x00\x1f\x7f\u2028\u2029"\\/\b\f\n\r\t',
+        {"1e-05": 1e-05, "tiny": [0.00001, 1e-7, -3.2e-300]},
+    ],
+)
+def test_the_edge_cases_end_where_the_rule_ends(value):
+    if value == "__deep__":
+        value = nested(60)
+    assert outcome(canonical.canonical_json, value) == outcome(documented_rule, value)
+
+
+def nested(depth):
+    value = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_nesting_beyond_orjson_depth_falls_back():
+    deep = nested(300)  # orjson stops at 255 levels; the standard library goes on
+    assert canonical.canonical_json(deep) == documented_rule(deep)
+
+
+def test_the_reference_the_server_imports_is_the_documented_rule():
+    value = {"b": [1.5, 1e-05, 2**70, "é"], "a": None}
+    assert verify_offline.canonical_json(value) == documented_rule(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(keys, plain_json, max_size=6), st.from_regex(r"[0-9a-f]{64}", fullmatch=True))
+def test_event_hash_agrees_with_the_offline_verifier(document, prev_hash):
+    document = {k: v for k, v in document.items() if k not in ("hash", "prev_hash")}
+    assert outcome(lambda d: canonical.event_hash(d, prev_hash), document) == outcome(
+        lambda d: verify_offline.event_hash(d, prev_hash), document
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(plain_json)
+def test_stored_text_reads_back_as_the_standard_library_reads_it(value):
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except ValueError:
+        return
+    as_read = json.dumps(canonical.loads_text(text), sort_keys=True)
+    assert as_read == json.dumps(json.loads(text), sort_keys=True)
