@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("marketplace", "0006_released_content_triggers"),
+        ("marketplace", "0007_dataset_withdrawal"),
     ]
 
     operations = [
