@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+import orjson
 from django.core.files.storage import default_storage
 from django.db import connection
 
@@ -144,7 +146,17 @@ def _json(value):
         return {}
     if isinstance(value, (dict, list)):  # a driver that decodes JSON itself
         return value
+    if _LONG_NUMBER(value) is None:
+        try:
+            return orjson.loads(value)  # 3-5x the stdlib's speed, the same values
+        except orjson.JSONDecodeError:
+            pass
     return _decode(value)[0]
+
+
+# orjson reads an integer beyond 64 bits as a float (and refuses 1e400): a run of 19 digits (a string's
+# or a number's) sends the text to the stdlib decoder, which reads such numbers exactly.
+_LONG_NUMBER = re.compile(r"\d{19}").search
 
 
 def _uuid_text(value) -> str:
