@@ -139,6 +139,12 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
+def _cpu_seconds() -> float:
+    """This process's CPU time (user + system): on a shared machine, steadier than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 # --------------------------------------------------------------------------- the measured children
 
 
@@ -247,11 +253,12 @@ def child_ours(version_id: str, format: str, out: str, images: str = "no") -> di
         options["yolo_task"] = "detect"
     options = export_service.normalise_options(version=version, format=format, options=options)
     baseline = _peak_mb()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     with open(out, "wb") as fh:
         result = export_packaging.build_archive(version=version, format=format, options=options, fileobj=fh)
     return {
         "seconds": time.perf_counter() - started,
+        "cpu_seconds": _cpu_seconds() - cpu,
         "peak_mb": _peak_mb(),
         "baseline_mb": baseline,
         "bytes": os.path.getsize(out),
@@ -265,12 +272,12 @@ def child_datumaro(annotation_root: str, format: str, out: str) -> dict:
     import datumaro as dm
 
     logging.disable(logging.WARNING)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     dataset = dm.Dataset.import_from(annotation_root, "coco_instances")
     dataset.export(out, DATUMARO_FORMAT[format], save_media=False)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
     size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
-    return {"seconds": elapsed, "peak_mb": _peak_mb(), "bytes": size}
+    return {"seconds": elapsed, "cpu_seconds": cpu, "peak_mb": _peak_mb(), "bytes": size}
 
 
 def _run_child(kind: str, args: list[str], env: dict) -> dict:
@@ -349,8 +356,9 @@ def main() -> int:
             results["ours"][format] = ours
             results["datumaro"][format] = theirs
             print(
-                f"  {format}: ours {ours['seconds']:.1f} s / {ours['peak_mb']:.0f} MB, "
-                f"datumaro {theirs['seconds']:.1f} s / {theirs['peak_mb']:.0f} MB",
+                f"  {format}: ours {ours['seconds']:.1f} s ({ours['cpu_seconds']:.1f} s CPU) / {ours['peak_mb']:.0f} MB, "
+                f"datumaro {theirs['seconds']:.1f} s ({theirs['cpu_seconds']:.1f} s CPU) / {theirs['peak_mb']:.0f} MB, "
+                f"ratio {theirs['seconds'] / ours['seconds']:.1f}x wall, {theirs['cpu_seconds'] / ours['cpu_seconds']:.1f}x CPU",
                 flush=True,
             )
         results["ours_quarter_coco"] = _run_child(

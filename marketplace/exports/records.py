@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -146,7 +145,7 @@ def _json(value):
         return {}
     if isinstance(value, (dict, list)):  # a driver that decodes JSON itself
         return value
-    if _LONG_NUMBER(value) is None:
+    if _LONG_RUN not in value.encode("utf-8", "surrogatepass").translate(_DIGITS):
         try:
             return orjson.loads(value)  # 3-5x the stdlib's speed, the same values
         except orjson.JSONDecodeError:
@@ -155,8 +154,10 @@ def _json(value):
 
 
 # orjson reads an integer beyond 64 bits as a float (and refuses 1e400): a run of 19 digits (a string's
-# or a number's) sends the text to the stdlib decoder, which reads such numbers exactly.
-_LONG_NUMBER = re.compile(r"\d{19}").search
+# or a number's) sends the text to the stdlib decoder, which reads such numbers exactly. Found with
+# bytes.translate (digits to "0", the rest to " ") and a substring search: 1-2 us, a regex takes ~10.
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def _uuid_text(value) -> str:
