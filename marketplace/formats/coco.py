@@ -61,6 +61,7 @@ def _size(source, name: str) -> int:
     size = getattr(source, "size", None)
     return size(name) if size is not None else 0
 
+
 _SPLIT = re.compile(r"^(?:instances|person_keypoints)_(?P<split>.+)\.json$")
 _PROVENANCE_STR = ("annotator", "guideline_version", "model_name", "model_version")
 
@@ -537,7 +538,9 @@ def read_coco(
                 )
             else:
                 with source.open(name) as stream:
-                    doc = safe_load_json(stream, max_bytes=max_json_bytes, max_depth=MAX_JSON_DEPTH, name=name)
+                    doc = safe_load_json(
+                        stream, max_bytes=max_json_bytes, max_depth=MAX_JSON_DEPTH, name=name
+                    )
         except KeyError:
             errors.append(
                 model.Problem(
