@@ -2,26 +2,42 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two stamps: the demo needs the runtime only; the tests add the test extras (browsers' driver,
+# datumaro, mlcroissant, scikit-learn... about 1.5 GB) on top.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Absolute links in exports, Croissant and e-mails follow the port the demo serves on,
+# unless SITE_URL is set in the environment.
+DEMO_SITE_URL = $${SITE_URL:-http://$(HOST):$(PORT)}
+# `make demo` and `make test` are single-machine installs: the secret key and the ledger
+# signing key are generated once under VAR_DIR (production sets them; see the README).
+export GENERATE_SECRETS ?= true
 
-.PHONY: demo test lint format bench install browser clean
+.PHONY: demo test lint format bench install install-test browser clean
 
-$(STAMP): pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): pyproject.toml $(RUNTIME_STAMP)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(RUNTIME_STAMP)
+install-test: $(STAMP)
 
-## make demo: install, migrate SQLite, load the demo catalogue, serve http://127.0.0.1:8000
-demo: $(STAMP)
+## make demo [PORT=8000] [HOST=127.0.0.1]: install the runtime, migrate SQLite, load the demo catalogue, serve it
+demo: $(RUNTIME_STAMP)
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py demo
-	@echo "Serving on http://$(HOST):$(PORT)/  (Ctrl-C to stop)"
-	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	SITE_URL=$(DEMO_SITE_URL) $(BIN)/python manage.py demo
+	@echo "Serving on http://$(HOST):$(PORT)/  (links in exports and e-mails: $(DEMO_SITE_URL); Ctrl-C to stop)"
+	SITE_URL=$(DEMO_SITE_URL) DEBUG=$${DEBUG:-true} $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 ## Headless Chromium for the page tests, from Debian's packages (never a browser download).
 browser:

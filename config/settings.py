@@ -3,6 +3,8 @@ environment, with a default that is safe and works offline (SQLite, in-process t
 """
 
 import os
+import secrets
+import time
 from pathlib import Path
 
 import dj_database_url
@@ -40,11 +42,42 @@ def envlist(name: str, default: str) -> list[str]:
     return [part.strip() for part in envstr(name, default).split(",") if part.strip()]
 
 
+def generated_secret(path: Path) -> str:
+    """A random secret kept in ``path``, made the first time (O_EXCL: concurrent starts agree)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(64))
+    for _ in range(20):  # the winner of a race may not have written it yet
+        value = path.read_text().strip()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise ImproperlyConfigured(f"{path} is empty: delete it and start again")
+
+
 DEBUG = envbool("DEBUG", "false")
-_DEV_SECRET = "dev-only-insecure-secret-key-change-me-in-production"  # noqa: S105
-SECRET_KEY = envstr("SECRET_KEY", _DEV_SECRET)
-if SECRET_KEY == _DEV_SECRET and not DEBUG and envbool("REQUIRE_SECRET_KEY", "false"):
-    raise ImproperlyConfigured("SECRET_KEY must be set in production")
+# Data lives under var/ by default so a clone stays clean; production points elsewhere.
+VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+# Secrets are never a constant from the source (anyone could mint download tokens with it).
+# Production sets SECRET_KEY and LEDGER_SIGNING_KEY; a single-machine install (and `make demo`,
+# `make test`) opts in with GENERATE_SECRETS=true to have them generated once under VAR_DIR.
+# With DEBUG on they are generated too. Otherwise the process stops here, saying what to set.
+GENERATE_SECRETS = envbool("GENERATE_SECRETS", "false") or DEBUG
+SECRET_KEY = envstr("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not GENERATE_SECRETS:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set SECRET_KEY (or SECRET_KEY_FILE) to a long random value, or, "
+            "for a single-machine install, GENERATE_SECRETS=true to keep a generated one under VAR_DIR."
+        )
+    SECRET_KEY = generated_secret(VAR_DIR / "secret-key")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000")
@@ -62,6 +95,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "marketplace",
     "governance",
 ]
@@ -74,6 +108,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "marketplace.middleware.DatabaseBusyMiddleware",
     "marketplace.middleware.DomainErrorMiddleware",
 ]
 
@@ -95,19 +131,28 @@ TEMPLATES = [
     },
 ]
 
-# Data lives under var/ by default so a clone stays clean; production points elsewhere.
-VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {
     "default": dj_database_url.parse(
         envstr("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
         conn_max_age=envint("DATABASE_CONN_MAX_AGE", "0"),
     )
 }
+SQLITE_BUSY_TIMEOUT = envint("SQLITE_BUSY_TIMEOUT", "20")  # seconds a writer waits for the lock
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL and a busy timeout let the dev server and an eager task share the file.
+    # Two writers on one SQLite file: WAL lets readers go on while one writes; IMMEDIATE makes
+    # every transaction take the write lock when it begins, so a second writer waits (busy
+    # timeout) at BEGIN instead of failing with "database is locked" when a deferred transaction
+    # tries to upgrade its read lock mid-way (which no timeout can fix: SQLite refuses at once).
+    # What still times out answers 503 with Retry-After (marketplace.middleware), never a 500.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;"}
+        {
+            "timeout": SQLITE_BUSY_TIMEOUT,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
+                f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT * 1000};"
+            ),
+        }
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -116,7 +161,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "catalogue"
+# Wrong passwords per username before it is locked for the rest of the window (login_limits.py).
+LOGIN_MAX_FAILURES = envint("LOGIN_MAX_FAILURES", "10")
+LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", "900")
+LOGIN_REDIRECT_URL = "home"  # marketplace.views.home: each role lands on its own home
 LOGOUT_REDIRECT_URL = "catalogue"
 
 LANGUAGE_CODE = "en"
@@ -159,6 +207,12 @@ DOWNLOAD_URL_TTL = envint("DOWNLOAD_URL_TTL", "900")
 
 # Uploads: deliveries are big, so they stream to disk; the web server caps the request size.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# The size limit first, while the body streams; then memory or a temporary file as usual.
+FILE_UPLOAD_HANDLERS = [
+    "marketplace.uploads.LimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 DATA_UPLOAD_MAX_NUMBER_FILES = 10
 DELIVERY_MAX_BYTES = envint("DELIVERY_MAX_BYTES", str(20 * 1024**3))  # the uploaded archive
 # What an archive may unpack to; checked while reading, since zip headers can lie.
@@ -169,6 +223,8 @@ DELIVERY_MAX_RATIO = envint("DELIVERY_MAX_RATIO", "200")  # compression ratio of
 # Processes that check a large delivery's images (marketplace.deliveries.image_pool): 0 = one per core, 1 = no pool.
 IMAGE_CHECK_WORKERS = envint("IMAGE_CHECK_WORKERS", "0")
 DELIVERY_MAX_JSON_BYTES = envint("DELIVERY_MAX_JSON_BYTES", str(2 * 1024**3))
+# A refused delivery's archive is kept as evidence this many days, then deleted (retention.py).
+DELIVERY_FAILED_RETENTION_DAYS = envint("DELIVERY_FAILED_RETENTION_DAYS", "30")
 
 # Celery: with no broker, tasks run eagerly in-process (the embedded default).
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "")
@@ -182,9 +238,36 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_TASK_DEFAULT_QUEUE", "registry")
 # Chunks a ledger verification started through the API is cut into (governance.ledger.verify_chain).
 LEDGER_VERIFY_PARTS = envint("LEDGER_VERIFY_PARTS", "8")
+# Periodic work, for `celery -A config beat` (README, Deployment).
+CELERY_BEAT_SCHEDULE = {
+    "expire-failed-deliveries": {"task": "marketplace.tasks.expire_failed_deliveries", "schedule": 24 * 3600},
+}
 
-# Ledger signing key (Ed25519, PEM). Unset: a development key is generated under VAR_DIR.
+# Ledger signing key (Ed25519, PEM). Unset: a key is generated under VAR_DIR when
+# GENERATE_SECRETS (or DEBUG) allows it; otherwise the process stops, as for SECRET_KEY.
 LEDGER_SIGNING_KEY = envstr("LEDGER_SIGNING_KEY", "")
+if not LEDGER_SIGNING_KEY and not GENERATE_SECRETS:
+    raise ImproperlyConfigured(
+        "LEDGER_SIGNING_KEY is not set. Set LEDGER_SIGNING_KEY (or LEDGER_SIGNING_KEY_FILE) to an "
+        "Ed25519 private key in PEM, or, for a single-machine install, GENERATE_SECRETS=true to keep "
+        "a generated one under VAR_DIR."
+    )
+
+# The cache holds throttle counts, login attempts and cached reports: shared by every process
+# when CACHE_URL (or REDIS_URL) names a Redis server, per process (local memory) otherwise.
+CACHE_URL = envstr("CACHE_URL", "") or envstr("REDIS_URL", "")
+if CACHE_URL:
+    if not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured("CACHE_URL must be a redis:// (or rediss://, unix://) URL")
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "registry"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "registry@localhost")
@@ -203,8 +286,21 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # Scoped rates; views opt in with a throttle class naming the scope (marketplace.api.samples).
     # Counts live in the default cache: per process unless CACHES points at a shared one (Redis).
-    "DEFAULT_THROTTLE_RATES": {"previews_anon": envstr("PREVIEW_ANON_RATE", "240/minute")},
+    "DEFAULT_THROTTLE_RATES": {
+        "previews_anon": envstr("PREVIEW_ANON_RATE", "240/minute"),
+        # Password guessing: attempts per client address, and per username from any address.
+        "login": envstr("LOGIN_RATE", "10/minute"),
+        "login_username": envstr("LOGIN_USERNAME_RATE", "20/hour"),
+    },
+    # JSON bodies: parsed with size and depth limits (a deep body used to answer 500).
+    "DEFAULT_PARSER_CLASSES": [
+        "marketplace.api.parsers.LimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
+API_JSON_MAX_BYTES = envint("API_JSON_MAX_BYTES", str(1024 * 1024))
+API_JSON_MAX_DEPTH = envint("API_JSON_MAX_DEPTH", "32")
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 
@@ -232,7 +328,33 @@ LOGGING = {
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-if not DEBUG and envbool("HTTPS", "false"):
+SECURE_REFERRER_POLICY = "same-origin"
+# Content Security Policy (django-csp 4): our own scripts, styles and images only. Sample
+# previews are data: or same-origin URLs; Swagger UI comes from the sidecar's static files.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        # No inline script but the catalogue's sort menu, onchange="this.form.submit()", by hash.
+        "script-src": ["'self'", "'unsafe-hashes'", "'sha256-osjxnKEPL/pQJbFk1dKsF7PYFmTyMWGmVSiL9inhxJY='"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+HTTPS = not DEBUG and envbool("HTTPS", "false")
+if HTTPS:
+    # Behind a proxy that terminates TLS and sets X-Forwarded-Proto (README, Deployment).
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "true")
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", str(365 * 24 * 3600))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "true")
+    SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "false")
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading is hard to undo (browsers ship the list); the operator opts in, so
+        # `check --deploy` is not asked to warn about the choice.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]

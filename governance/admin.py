@@ -4,10 +4,18 @@ from . import models
 
 
 class GuidelineVersionInline(admin.TabularInline):
+    """New versions can be added; existing ones are immutable (new text is a new tag)."""
+
     model = models.GuidelineVersion
     extra = 0
-    fields = ["tag", "effective_date", "sha256", "change_notes"]
+    fields = ["tag", "effective_date", "text", "sha256", "change_notes"]
     readonly_fields = ["sha256"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(models.Guideline)
@@ -22,6 +30,13 @@ class GuidelineVersionAdmin(admin.ModelAdmin):
     list_display = ["guideline", "tag", "effective_date", "sha256"]
     search_fields = ["guideline__title", "tag", "sha256"]
     readonly_fields = ["sha256"]
+
+    def has_change_permission(self, request, obj=None):
+        # Immutable once created (the sha256 pins the text annotators read): view, never edit.
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not (obj is not None and obj.is_referenced()) and super().has_delete_permission(request, obj)
 
 
 @admin.register(models.Annotator)

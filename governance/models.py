@@ -32,7 +32,21 @@ class Guideline(models.Model):
         )
 
 
+class GuidelineImmutableError(Exception):
+    """A guideline version is immutable once created, and undeletable once labels or versions use it."""
+
+
 class GuidelineVersionQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise GuidelineImmutableError(
+            "Guideline versions cannot be changed; upload a new version with a new tag."
+        )
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise GuidelineImmutableError(
+            "Guideline versions cannot be changed; upload a new version with a new tag."
+        )
+
     def superseded(self, at=None):
         """Versions for which a later version of the same guideline has taken effect (by ``at``, default today)."""
         today = at or timezone.now().date()
@@ -90,7 +104,20 @@ class GuidelineVersion(models.Model):
                 self.sha256 = digest.hexdigest()
             else:
                 self.sha256 = hashlib.sha256(self.text.encode()).hexdigest()
+        if not self._state.adding:
+            # The sha256 pins what annotators read: new text is a new tag (a trigger holds this too).
+            raise GuidelineImmutableError(f"{self} cannot be changed; upload a new version with a new tag.")
         super().save(*args, **kwargs)
+
+    def is_referenced(self) -> bool:
+        return bool(self.pk) and (self.labels.exists() or self.dataset_versions.exists())
+
+    def delete(self, *args, **kwargs):
+        if self.is_referenced():
+            raise GuidelineImmutableError(
+                f"{self} is referred to by labels or versions and cannot be deleted."
+            )
+        return super().delete(*args, **kwargs)
 
 
 class Annotator(models.Model):
@@ -360,6 +387,30 @@ class ReviewTask(models.Model):
 
     def __str__(self) -> str:
         return f"Review of {self.item_id} ({self.status})"
+
+
+class ContentDigestBlock(models.Model):
+    """Row digests of one part of a published version, BLOCK_ROWS rows a block (``governance.ledger.content``).
+
+    A reference for pointing at a changed row, not evidence in itself: ``governance.ledger.content_verification``
+    recomputes the signed part digest from these rows before it believes them.
+    """
+
+    version = models.ForeignKey(
+        "marketplace.DatasetVersion", on_delete=models.CASCADE, related_name="content_blocks"
+    )
+    part = models.CharField(max_length=16)
+    index = models.PositiveIntegerField()
+    rows = models.TextField(help_text="One line a row: JSON key, tab, row SHA-256, tab, field digests")
+
+    class Meta:
+        ordering = ["version", "part", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "part", "index"], name="content_block_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version_id} {self.part} block {self.index}"
 
 
 # The verification job lives in its own module (governance.ledger.verify_chain's); imported for Django to see it.

@@ -1,9 +1,12 @@
 from django.urls import path
 
+from governance.views import auditor as auditor_pages
 from governance.views import ledger as ledger_pages
 from governance.views import quality as quality_pages
 
 urlpatterns = [
+    # The auditor's front page: released versions and their evidence.
+    path("", auditor_pages.index, name="governance-index"),
     path("labels/<uuid:uid>/", ledger_pages.label_history, name="label-history"),
     path(
         "datasets/<slug:slug>/versions/<int:number>/provenance/",

@@ -27,16 +27,35 @@ Signed tree head
     is Ed25519 over ``canonical_json(head without "signature")``. ``key_id`` is the SHA-256 of the
     raw 32-byte Ed25519 public key, in hex.
 
+Content of a published version (content rule 2, written out in ``governance/ledger/content.py``)
+    An export archive carries ``content/<part>.jsonl`` for the parts ``schema, categories,
+    attributes, datasheet, guidelines, items, labels`` (one JSON row a line) and
+    ``evidence/version_published.json`` (``{"tree_head", "event", "proof", "public_key"}``).
+    ``row_digest = SHA-256(canonical_json(row))``; ``part_digest = SHA-256(row_digest_1 || ...)``;
+    ``content_hash = SHA-256(canonical_json({"content_rule": 2, "parts": {part: {"count": n,
+    "sha256": part_digest}}}))``, which must be the event's ``payload.content_hash``. ``--archive``
+    checks, in order: every file against ``MANIFEST.sha256`` (and no file missing or extra), the
+    content hash recomputed from the content files, the event's own hash, its inclusion proof, the
+    tree head's signature with the auditor's key, and that the class names of a COCO export are the
+    published classes.
+
 Command line (exit status 0 when everything verifies, 1 when something does not, 2 when an input
 cannot be read)::
 
     python verify_offline.py --key key.pem --head head.json --event event.json --proof proof.json
     python verify_offline.py --key key.pem --bundle bundle.json   # {"tree_head", "event", "proof"}
+    python verify_offline.py --bundle bundle.json   # the bundle's own "public_key": says UNPINNED
+    python verify_offline.py --fingerprint KEY_ID --bundle bundle.json   # the bundle's key, pinned by key_id
     python verify_offline.py --key key.pem --head head.json --events events.json   # whole chain
     python verify_offline.py --key key.pem --old-head old.json --head new.json --consistency proof.json
+    python verify_offline.py --key key.pem --archive export.zip   # a downloaded export
 
 ``proof.json`` is ``{"leaf_index": int, "audit_path": [hex, ...]}``; the consistency proof file is a
-JSON list of hex hashes. The key is a PEM file or 64 hex characters (raw Ed25519 public key).
+JSON list of hex hashes. The key is a PEM file, 64 hex characters (raw Ed25519 public key), or the
+JSON that ``GET /api/v1/ledger/public-key/`` answers (``{"public_key": PEM, "key_id": ...}``).
+Without ``--key`` or ``--fingerprint`` a bundle is checked against the key it carries: that proves
+it consistent with itself, not that the registry signed it, so the output says UNPINNED and prints
+the key's fingerprint to compare with the one the auditor keeps.
 """
 
 from __future__ import annotations
@@ -337,6 +356,139 @@ def _parse_hashes(values: Any, name: str, failures: list[str]) -> list[bytes] | 
     return [bytes.fromhex(value) for value in values]
 
 
+# --- Export archives: manifest -> content hash -> version_published event -> proof -> signature -------
+
+CONTENT_PARTS = ("schema", "categories", "attributes", "datasheet", "guidelines", "items", "labels")
+CONTENT_RULE = 2
+MANIFEST = "MANIFEST.sha256"
+EVIDENCE = "evidence/version_published.json"
+_READ_CHUNK = 1 << 20
+
+
+def content_hash_of(parts: dict) -> str:
+    """Return the rule-2 content hash of per-part counts and digests."""
+    return hashlib.sha256(canonical_json({"content_rule": CONTENT_RULE, "parts": parts})).hexdigest()
+
+
+def verify_archive(path: Union[str, Path], public_key: PublicKeyLike) -> Result:  # noqa: UP007
+    """Check that an export archive is the published version: see the module docstring, in that order."""
+    import zipfile
+
+    failures: list[str] = []
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as error:
+        raise _InputError(f"cannot read the archive {path}: {error}") from error
+    with archive:
+        names = [info.filename for info in archive.infolist() if not info.is_dir()]
+        if MANIFEST not in names:
+            return Result(["the archive has no MANIFEST.sha256"])
+        listed = _read_manifest(archive, failures)
+        for name in names:
+            if name == MANIFEST:
+                continue
+            if name not in listed:
+                failures.append(f"{name} is not in the manifest")
+                continue
+            digest = hashlib.sha256()
+            with archive.open(name) as stream:
+                for chunk in iter(lambda: stream.read(_READ_CHUNK), b""):
+                    digest.update(chunk)
+            if digest.hexdigest() != listed[name]:
+                failures.append(f"{name} does not match its manifest sha256: altered")
+        for name in sorted(set(listed) - set(names)):
+            failures.append(f"{name} is in the manifest but not in the archive")
+
+        parts = {}
+        for part in CONTENT_PARTS:
+            name = f"content/{part}.jsonl"
+            if name not in names:
+                failures.append(f"the archive has no {name}: it cannot be checked against the ledger")
+                return Result(failures)
+            parts[part] = _part_digest(archive, name, failures)
+        if EVIDENCE not in names:
+            failures.append(f"the archive has no {EVIDENCE}")
+            return Result(failures)
+        try:
+            bundle = json.loads(archive.read(EVIDENCE).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            failures.append(f"{EVIDENCE} is not JSON")
+            return Result(failures)
+        categories = _content_keys(archive, "content/categories.jsonl")
+        coco = [n for n in names if n.startswith("annotations/") and n.endswith(".json")]
+        for name in coco:
+            _check_coco_classes(archive, name, categories, failures)
+
+    if not isinstance(bundle, dict):
+        return Result(failures + [f"{EVIDENCE} is not a JSON object"])
+    event = bundle.get("event")
+    payload = event.get("payload") if isinstance(event, dict) else None
+    if not isinstance(payload, dict) or event.get("action") != "version_published":
+        failures.append("the evidence is not a version_published event")
+    else:
+        if payload.get("content_rule") != CONTENT_RULE:
+            failures.append(
+                f"the event's content rule is {payload.get('content_rule')!r}, not {CONTENT_RULE}"
+            )
+        signed_parts = payload.get("parts") or {}
+        for part in CONTENT_PARTS:
+            if signed_parts.get(part) != parts[part]:
+                failures.append(f"content/{part}.jsonl is not the published {part}: its digest differs")
+        if content_hash_of(parts) != payload.get("content_hash"):
+            failures.append("the content hash recomputed from the archive is not the published content hash")
+    failures += verify(bundle.get("tree_head"), public_key, event, bundle.get("proof")).failures
+    return Result(failures)
+
+
+def _read_manifest(archive, failures: list[str]) -> dict:
+    listed = {}
+    with archive.open(MANIFEST) as stream:
+        for number, raw in enumerate(stream, 1):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            digest, sep, name = line.partition("  ")
+            if not sep or not _HEX64.fullmatch(digest):
+                failures.append(f"MANIFEST.sha256 line {number} is not 'sha256  name'")
+                continue
+            listed[name] = digest
+    return listed
+
+
+def _part_digest(archive, name: str, failures: list[str]) -> dict:
+    digest, count = hashlib.sha256(), 0
+    with archive.open(name) as stream:
+        for number, line in enumerate(stream, 1):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                failures.append(f"{name} line {number} is not JSON")
+                continue
+            digest.update(hashlib.sha256(canonical_json(row)).digest())
+            count += 1
+    return {"count": count, "sha256": digest.hexdigest()}
+
+
+def _content_keys(archive, name: str) -> set:
+    keys = set()
+    with archive.open(name) as stream:
+        for line in stream:
+            try:
+                keys.add(json.loads(line).get("key"))
+            except (ValueError, AttributeError):
+                continue
+    return keys
+
+
+def _check_coco_classes(archive, name: str, categories: set, failures: list[str]) -> None:
+    try:
+        document = json.loads(archive.read(name).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        failures.append(f"{name} is not JSON")
+        return
+    for category in document.get("categories", []) if isinstance(document, dict) else []:
+        if isinstance(category, dict) and category.get("name") not in categories:
+            failures.append(f"{name}: class {str(category.get('name'))[:80]!r} is not a published class")
+
+
 # --- Merkle verification, duplicated from governance/merkle.py on purpose ------------------------
 
 
@@ -468,19 +620,60 @@ def _read_json(path: str) -> Any:
 
 
 def _read_key(argument: str) -> Ed25519PublicKey:
-    """Return the public key from a PEM or hex file, or from 64 hex characters given directly."""
+    """Return the public key from a PEM or hex file, the JSON of ``/api/v1/ledger/public-key/``,
+    or 64 hex characters given directly."""
     path = Path(argument)
     try:
         raw = path.read_bytes() if path.is_file() else argument.encode("utf-8")
+        if raw.lstrip().startswith(b"{"):
+            document = json.loads(raw)
+            if not isinstance(document, dict) or not isinstance(document.get("public_key"), str):
+                raise ValueError('the JSON has no "public_key" string')
+            raw = document["public_key"].encode("utf-8")
         return load_public_key(raw)
     except (OSError, ValueError, UnsupportedAlgorithm) as error:
         raise _InputError(f"cannot read the public key {argument}: {error}") from error
 
 
+def _bundle_key(bundle: dict, name: str) -> Ed25519PublicKey:
+    """The key a bundle carries (the server adds it), for a check that is then only as good as the bundle."""
+    carried = bundle.get("public_key")
+    if not isinstance(carried, str):
+        raise _InputError(f"{name} carries no public key: give the registry's key with --key")
+    try:
+        return load_public_key(carried)
+    except (ValueError, UnsupportedAlgorithm) as error:
+        raise _InputError(f"the public key inside {name} cannot be read: {error}") from error
+
+
+def _normalise_fingerprint(value: str) -> str:
+    text = value.strip().lower().replace(":", "")
+    if not _HEX64.fullmatch(text):
+        raise _InputError(
+            "--fingerprint must be 64 hex characters (the key_id of /api/v1/ledger/public-key/)"
+        )
+    return text
+
+
+def _check_fingerprint(key: Ed25519PublicKey, fingerprint: str | None) -> Result | None:
+    """A failed Result when the key is not the pinned one; None when it is, or nothing is pinned."""
+    if fingerprint is None or key_id(key) == fingerprint:
+        return None
+    return Result(failures=[f"the key's fingerprint {key_id(key)} is not the pinned {fingerprint}"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the verifier from the command line; return 0 when valid, 1 when not, 2 on unreadable input."""
     parser = argparse.ArgumentParser(description="Verify a governance ledger event or tree heads offline.")
-    parser.add_argument("--key", required=True, help="Ed25519 public key: PEM file, hex file or 64 hex chars")
+    parser.add_argument(
+        "--key",
+        help="the registry's Ed25519 public key, pinned: PEM file, hex file, 64 hex chars, or the JSON of "
+        "/api/v1/ledger/public-key/. Optional with --bundle (then the bundle's own key is used, UNPINNED)",
+    )
+    parser.add_argument(
+        "--fingerprint",
+        help="pin the key by its fingerprint (key_id: SHA-256 of the raw key, 64 hex chars) instead of a file",
+    )
     parser.add_argument("--bundle", help='JSON file {"tree_head": ..., "event": ..., "proof": ...}')
     parser.add_argument("--head", help="signed tree head JSON file")
     parser.add_argument("--event", help="event JSON file")
@@ -488,15 +681,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", help="JSON list of every event from the first, to check the whole chain")
     parser.add_argument("--old-head", help="older signed tree head JSON file, with --head and --consistency")
     parser.add_argument("--consistency", help="consistency proof JSON file: a list of hex hashes")
+    parser.add_argument("--archive", help="an export archive (zip) to check against the signed ledger")
     args = parser.parse_args(argv)
 
+    pinned = True
     try:
-        key = _read_key(args.key)
-        if args.bundle:
+        fingerprint = _normalise_fingerprint(args.fingerprint) if args.fingerprint else None
+        if args.key:
+            key = _read_key(args.key)
+        elif args.bundle:
+            key = None  # read from the bundle below
+        elif fingerprint:
+            parser.error("--fingerprint alone pins the key of a --bundle; with other inputs give --key")
+        else:
+            parser.error("--key is required unless you check a --bundle")
+        if args.archive:
+            result = verify_archive(args.archive, key)
+        elif args.bundle:
             bundle = _read_json(args.bundle)
             if not isinstance(bundle, dict):
                 raise _InputError(f"{args.bundle} is not a JSON object")
-            result = verify(bundle.get("tree_head"), key, bundle.get("event"), bundle.get("proof"))
+            if key is None:
+                key = _bundle_key(bundle, args.bundle)
+                pinned = fingerprint is not None
+            result = _check_fingerprint(key, fingerprint) or verify(
+                bundle.get("tree_head"), key, bundle.get("event"), bundle.get("proof")
+            )
         elif args.head and args.event and args.proof:
             result = verify(_read_json(args.head), key, _read_json(args.event), _read_json(args.proof))
         elif args.head and args.events:
@@ -513,15 +723,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             parser.error(
-                "give --bundle, or --head with --event and --proof, or --head with --events, "
+                "give --archive, or --bundle, or --head with --event and --proof, or --head with --events, "
                 "or --old-head with --head and --consistency"
             )
+        if args.key and fingerprint and result.valid:
+            result = _check_fingerprint(key, fingerprint) or result
     except _InputError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2
 
+    if not pinned:
+        # Checking a bundle against the key it carries shows it is consistent with itself; anyone
+        # who rewrites the ledger can sign with a key of their own. Only a pinned key proves origin.
+        fp = key_id(key)
+        print(f"UNPINNED: checked against the key inside the bundle, fingerprint {fp}")
+        print("  Compare it with the key_id of the registry's GET /api/v1/ledger/public-key/, kept from")
+        print(f"  before; then pin it: --fingerprint {fp}  (or --key registry-key.json)")
     if result.valid:
-        print("VALID")
+        print("VALID" if pinned else "VALID (UNPINNED)")
         return 0
     for failure in result.failures:
         print(f"FAIL: {failure}")

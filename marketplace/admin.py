@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied, ValidationError
 
 from . import models
 
@@ -39,18 +40,54 @@ class LicenseAdmin(admin.ModelAdmin):
     list_filter = ["commercial_use", "ai_training", "derivatives", "redistribution"]
     search_fields = ["name", "spdx_id"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Terms someone accepted are fixed (the entitlement_granted event holds their hash).
+        return list(models.License.TERMS) if obj is not None and obj.is_accepted() else []
+
 
 class OfferInline(admin.TabularInline):
     model = models.Offer
     extra = 0
 
 
+class ReleasedContentAdmin(admin.ModelAdmin):
+    """Rows of a released version are shown, never edited or deleted here (issue #16): the models and
+    the database refuse such changes, so the admin offers none instead of answering with a 500."""
+
+    def _frozen(self, obj) -> bool:
+        return obj is not None and obj.owning_version().is_frozen
+
+    def has_change_permission(self, request, obj=None):
+        return not self._frozen(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not self._frozen(obj) and super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        # "Delete selected" over rows of a released version: refused by the QuerySet; a 403, not a 500.
+        try:
+            super().delete_queryset(request, queryset)
+        except ValidationError as error:
+            raise PermissionDenied(" ".join(error.messages)) from None
+
+
 class VersionInline(admin.TabularInline):
+    """Versions, read-only: publishing goes through the one publish service (the workspace)."""
+
     model = models.DatasetVersion
     extra = 0
     fields = ["number", "status", "published_at", "content_hash"]
-    readonly_fields = ["content_hash"]
+    readonly_fields = fields
     show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(models.Dataset)
@@ -71,6 +108,18 @@ class DatasetAdmin(admin.ModelAdmin):
     def get_prepopulated_fields(self, request, obj=None):
         return {} if obj is not None and obj.ledger.exists() else self.prepopulated_fields
 
+    def has_delete_permission(self, request, obj=None):
+        # A dataset with released versions is evidence: it can be delisted, not deleted.
+        if obj is not None and obj.versions.released().exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        try:
+            super().delete_queryset(request, queryset)
+        except ValidationError as error:
+            raise PermissionDenied(" ".join(error.messages)) from None
+
     @admin.action(description="Delist from the catalogue (moderation)")
     def delist(self, request, queryset):
         queryset.update(status=models.Dataset.Status.DELISTED)
@@ -85,8 +134,21 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     list_display = ["__str__", "status", "published_at", "deprecated_at", "item_count", "label_count"]
     list_filter = ["status"]
     search_fields = ["dataset__slug", "dataset__title"]
-    readonly_fields = ["content_hash", "stats", "published_at"]
+    # status is read-only: publishing and deprecating go through their services (the workspace).
+    readonly_fields = ["status", "content_hash", "stats", "published_at"]
     filter_horizontal = ["guideline_versions"]
+
+    def has_change_permission(self, request, obj=None):
+        return not (obj is not None and obj.is_frozen) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not (obj is not None and obj.is_frozen) and super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        try:
+            super().delete_queryset(request, queryset)
+        except ValidationError as error:
+            raise PermissionDenied(" ".join(error.messages)) from None
 
     @admin.display(description="images")
     def item_count(self, obj):
@@ -98,45 +160,61 @@ class DatasetVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.Datasheet)
-class DatasheetAdmin(admin.ModelAdmin):
+class DatasheetAdmin(ReleasedContentAdmin):
     list_display = ["__str__", "updated_at"]
     search_fields = ["version__dataset__slug"]
 
 
-class CategoryInline(admin.TabularInline):
-    model = models.Category
+class ReleasedContentInline(admin.TabularInline):
+    """Rows of a released schema, read-only (the parent is the schema)."""
+
     extra = 0
+
+    def _frozen(self, obj) -> bool:
+        return obj is not None and obj.owning_version().is_frozen
+
+    def has_add_permission(self, request, obj=None):
+        return not self._frozen(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return not self._frozen(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not self._frozen(obj) and super().has_delete_permission(request, obj)
+
+
+class CategoryInline(ReleasedContentInline):
+    model = models.Category
     fields = ["name", "source_id", "supercategory", "geometry_types", "color"]
 
 
-class AttributeInline(admin.TabularInline):
+class AttributeInline(ReleasedContentInline):
     model = models.AttributeSpec
-    extra = 0
     fields = ["name", "type", "scope", "allowed_values", "describes_person"]
 
 
 @admin.register(models.AnnotationSchema)
-class AnnotationSchemaAdmin(admin.ModelAdmin):
+class AnnotationSchemaAdmin(ReleasedContentAdmin):
     list_display = ["__str__"]
     search_fields = ["version__dataset__slug"]
     inlines = [CategoryInline, AttributeInline]
 
 
 @admin.register(models.Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(ReleasedContentAdmin):
     list_display = ["name", "source_id", "schema", "supercategory"]
     search_fields = ["name", "schema__version__dataset__slug"]
 
 
 @admin.register(models.AttributeSpec)
-class AttributeSpecAdmin(admin.ModelAdmin):
+class AttributeSpecAdmin(ReleasedContentAdmin):
     list_display = ["name", "schema", "type", "scope", "describes_person"]
     list_filter = ["type", "scope", "describes_person"]
     search_fields = ["name"]
 
 
 @admin.register(models.Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(ReleasedContentAdmin):
     list_display = ["key", "version", "split", "width", "height", "synthetic"]
     list_filter = ["split", "synthetic"]
     search_fields = ["key", "sha256"]
@@ -145,7 +223,7 @@ class ItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.Label)
-class LabelAdmin(admin.ModelAdmin):
+class LabelAdmin(ReleasedContentAdmin):
     list_display = ["uid", "category", "geometry_type", "is_final", "source", "annotator", "made_at"]
     list_filter = ["geometry_type", "source", "is_final"]
     search_fields = ["uid", "category__name", "annotator__pseudonym"]

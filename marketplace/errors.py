@@ -23,6 +23,12 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     PARSE_ERROR = "parse_error"
     THROTTLED = "throttled"
+    # Hardening (#14): hostile bodies, password guessing, a busy embedded database.
+    INVALID_JSON = "invalid_json"
+    JSON_TOO_LARGE = "json_too_large"
+    JSON_TOO_DEEP = "json_too_deep"
+    LOCKED_OUT = "locked_out"
+    DATABASE_BUSY = "database_busy"
     # Serializer field errors surface their own DRF code (``required``, ``blank``, ``invalid_choice``,
     # ...) as the first field's code; those come from DRF's fields and are not listed here.
 
@@ -48,6 +54,7 @@ class ErrorCode(StrEnum):
     # Deliveries.
     INVALID_FORMAT = "invalid_format"
     INVALID_DEFAULTS = "invalid_defaults"
+    INVALID_MATCHING = "invalid_matching"
     TOO_LARGE = "too_large"
 
     # Licensing and commerce.

@@ -5,8 +5,14 @@ it was defined here, so messages already queued still resolve.
 """
 
 from .catalogue.tasks import refresh_version_stats
-from .deliveries.tasks import ingest_delivery
+from .deliveries.tasks import expire_failed_deliveries, ingest_delivery
 from .exports.tasks import run_export
 from .notifications.tasks import send_notification_emails_task
 
-__all__ = ["ingest_delivery", "refresh_version_stats", "run_export", "send_notification_emails_task"]
+__all__ = [
+    "expire_failed_deliveries",
+    "ingest_delivery",
+    "refresh_version_stats",
+    "run_export",
+    "send_notification_emails_task",
+]

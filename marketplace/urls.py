@@ -2,12 +2,14 @@
 
 from django.urls import path
 
-from .views import catalogue, library, supplier
+from .views import catalogue, home, library, supplier
 from .views import workspace as ws
 
 urlpatterns = [
     # Everyone: the catalogue, a dataset, its samples, an offer.
     path("", catalogue.catalogue, name="catalogue"),
+    # Where a user lands after logging in, by role (marketplace.navigation).
+    path("home/", home.home, name="home"),
     path("datasets/<slug:slug>/", catalogue.dataset_detail, name="dataset-detail"),
     path("datasets/<slug:slug>/versions/<int:number>/samples/", catalogue.samples, name="samples"),
     path("datasets/<slug:slug>/offers/<int:offer_id>/", catalogue.offer, name="offer"),

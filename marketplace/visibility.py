@@ -251,6 +251,34 @@ def require_export(user, version: DatasetVersion) -> None:
     )
 
 
+def require_export_of(user, version: DatasetVersion, *, include_images: bool) -> None:
+    """``require_export``, and for original images the seat rule of ``/original/``.
+
+    An open offer lets anyone logged in export labels; the images leave only with the license
+    accepted (``may_use``), exactly as one original at a time does.
+    """
+    require_export(user, version)
+    if include_images and not may_use(user=user, version=version):
+        raise DomainError(
+            "Exporting original images needs the license accepted: claim the offer in your library "
+            "first, or export labels only (include_images: false).",
+            code=ErrorCode.LICENSE_NOT_ACCEPTED,
+            status_code=403,
+        )
+
+
+def exports_of_version(user, version: DatasetVersion, queryset: QuerySet) -> QuerySet:
+    """The exports of a version this user may list: which organisations export a dataset is their
+    own business, so a buyer sees those its organisations asked for or downloaded; the supplier
+    and staff see them all."""
+    if _is_staff(user) or is_supplier_of(user, version.dataset):
+        return queryset
+    orgs = org_ids(user)
+    return queryset.filter(
+        Q(requested_by__memberships__organization_id__in=orgs) | Q(downloads__organization_id__in=orgs)
+    ).distinct()
+
+
 def access_organization(user, version: DatasetVersion) -> Organization | None:
     """The organisation a download is made for: the entitled buyer org, else the supplier."""
     org = entitled_organization(user, version)

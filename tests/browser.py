@@ -38,3 +38,19 @@ def chromium_page():
             yield page
         finally:
             browser.close()
+
+
+def wait_for_js(page, expression: str, arg=None, timeout: float = 30.0) -> None:
+    """Poll ``expression`` (a JS function of ``arg``, or an expression) until it is truthy.
+
+    Playwright's ``wait_for_function`` evaluates its predicate with ``eval`` inside the page,
+    which the pages' Content-Security-Policy (no 'unsafe-eval') rightly refuses; ``evaluate``
+    goes through the DevTools protocol, which the policy does not govern.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression, arg):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {expression[:120]}")
+        page.wait_for_timeout(100)

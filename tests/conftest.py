@@ -224,6 +224,14 @@ def s3_storage(s3_endpoint, settings):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttle counts and login failures live in the cache: each test starts from none."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """Personas log in constantly; a deliberately slow hasher would dominate the suite's time."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

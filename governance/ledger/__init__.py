@@ -48,7 +48,9 @@ the standard library, which dominates; ``verify_dataset(workers=N)`` spreads tha
 Layout: ``chain`` (event documents, the hash rule, appending), ``events`` (the events that describe
 labels), ``merkle`` (RFC 6962 / 9162, no Django), ``signing`` (the registry's Ed25519 key),
 ``tree_heads`` (signing Merkle tree heads, the chunk cache), ``proofs`` (inclusion and consistency
-proofs, bundles) and ``verification`` (re-checking a dataset's whole ledger). Callers import from this
+proofs, bundles), ``verification`` (re-checking a dataset's whole ledger), ``content`` (the content
+rule: what a ``version_published`` event's content hash covers) and ``content_verification`` (does
+the database still hold it; names the first changed row). Callers import from this
 package: ``from governance import ledger`` then ``ledger.append_events(...)``.
 """
 

@@ -36,6 +36,8 @@ def signing_key() -> Ed25519PrivateKey:
     configured = (getattr(settings, "LEDGER_SIGNING_KEY", "") or "").strip()
     if configured:
         return _load_private_key(configured)
+    if not getattr(settings, "GENERATE_SECRETS", False):  # production: never silently a dev key
+        raise ImproperlyConfigured("LEDGER_SIGNING_KEY is not set and GENERATE_SECRETS is off")
     return _development_key(Path(settings.VAR_DIR) / DEV_KEY_NAME)
 
 

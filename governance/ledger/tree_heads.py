@@ -59,8 +59,10 @@ def tree_head_document(head: TreeHead) -> dict:
     }
 
 
-def sign_tree_head(*, dataset: Dataset, version: DatasetVersion | None = None) -> TreeHead:
+def sign_tree_head(*, dataset: Dataset, version: DatasetVersion | None = None, at=None) -> TreeHead:
     """Compute the Merkle root over all of the dataset's events, sign it, store and return the head.
+
+    ``at`` dates the head (default: now); only a loader of past history (the demo) passes it.
 
     Refuses (LedgerIntegrityError) when the stored ledger no longer extends a head signed before, or a
     cached chunk disagrees with the events: signing over a rewritten log would launder it.
@@ -110,7 +112,8 @@ def sign_tree_head(*, dataset: Dataset, version: DatasetVersion | None = None) -
             version=version,
             tree_size=size,
             root_hash=builder.root().hex(),
-            timestamp=timezone.now(),
+            # A head is never dated before one already signed: verifiers check that time only moves on.
+            timestamp=max([at, *(h.timestamp for h in earlier)]) if at else timezone.now(),
             key_id=signing.key_id(),
         )
         head.dataset = dataset if dataset.slug == slug else Dataset.objects.get(pk=dataset.pk)

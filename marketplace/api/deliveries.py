@@ -35,6 +35,7 @@ class DeliverySerializer(serializers.ModelSerializer):
     report = serializers.SerializerMethodField()
     problem_counts = serializers.SerializerMethodField()
     problems_not_listed = serializers.SerializerMethodField()
+    lineage = serializers.SerializerMethodField()
 
     class Meta:
         model = Delivery
@@ -53,6 +54,8 @@ class DeliverySerializer(serializers.ModelSerializer):
             "problem_counts",
             "problems_not_listed",
             "defaults",
+            "matching",
+            "lineage",
             "created_at",
             "finished_at",
         ]
@@ -86,6 +89,11 @@ class DeliverySerializer(serializers.ModelSerializer):
     def get_problems_not_listed(self, obj) -> int:
         return (obj.report or {}).get("problems_not_listed", 0)
 
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_lineage(self, obj):
+        """How the labels were matched to the previous version's (counts by method, examples, thresholds)."""
+        return (obj.report or {}).get("lineage")
+
 
 class DeliveryUploadSerializer(serializers.Serializer):
     """The upload form: the archive, its format (auto-detected by default), provenance defaults."""
@@ -97,6 +105,38 @@ class DeliveryUploadSerializer(serializers.Serializer):
         allow_blank=True,
         help_text='JSON object of provenance defaults, e.g. {"guideline_version": "v1.2", "source": "human"}',
     )
+
+    matching = serializers.ChoiceField(
+        choices=[("auto", "match to the previous version"), ("none", "no matching: a new generation")],
+        default="auto",
+        help_text="none: every label gets a new uid and the previous version's labels are recorded as deleted",
+    )
+    thresholds = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text='JSON object of matching thresholds, e.g. {"iou": 0.6, "oks": 0.5, "distance": 8, '
+        '"distance_3d": 0.5, "relabel": 0.9}',
+    )
+
+    def validate_thresholds(self, value: str) -> dict:
+        if not value:
+            return {}
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise serializers.ValidationError(
+                "thresholds must be a JSON object", code="invalid_matching"
+            ) from None
+        if not isinstance(parsed, dict):
+            raise serializers.ValidationError("thresholds must be a JSON object", code="invalid_matching")
+        return parsed
+
+    def matching_options(self) -> dict:
+        data = self.validated_data
+        options: dict = {"enabled": data.get("matching", "auto") != "none"}
+        if data.get("thresholds"):
+            options["thresholds"] = data["thresholds"]
+        return options
 
     def validate_defaults(self, value: str) -> dict:
         if not value:
@@ -145,6 +185,7 @@ class DatasetDeliveriesView(APIView):
             defaults=upload.validated_data.get("defaults") or {},
             uploaded_by=request.user,
             original_name=archive.name,
+            matching=upload.matching_options(),
         )
         # Enqueue once the delivery row is committed, never before (a worker could not see it).
         # Without a broker the task runs eagerly right here, so the answer already has the outcome.

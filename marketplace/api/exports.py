@@ -86,13 +86,22 @@ class DownloadSerializer(serializers.ModelSerializer):
         model = Download
         fields = ["id", "at", "user", "organization", "export", "version", "format", "sha256", "ip_address"]
 
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if not (request is not None and request.user.is_staff):
+            # A buyer's IP address is personal data the supplier has no need of: staff only.
+            data["ip_address"] = None
+        return data
+
 
 def _export_for(user, pk: int) -> Export:
     """The export, if the user can see its version (404 otherwise) and may export it (401/403)."""
     export = Export.objects.select_related("version__dataset__supplier").filter(pk=pk).first()
     if export is None or not visibility.versions(user).filter(pk=export.version_id).exists():
         raise DomainError("No such export.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
-    visibility.require_export(user, export.version)
+    include_images = bool((export.options or {}).get("include_images"))
+    visibility.require_export_of(user, export.version, include_images=include_images)
     return export
 
 
@@ -123,6 +132,7 @@ class VersionExportsView(APIView):
         version = visibility.visible_version(request.user, dataset_slug, number)
         visibility.require_export(request.user, version)
         qs = Export.objects.filter(version=version).select_related("version__dataset").order_by("-created_at")
+        qs = visibility.exports_of_version(request.user, version, qs)
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(
@@ -203,7 +213,9 @@ class DatasetDownloadsView(APIView):
         )
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(DownloadSerializer(page, many=True).data)
+        return paginator.get_paginated_response(
+            DownloadSerializer(page, many=True, context={"request": request}).data
+        )
 
 
 class VersionCroissantView(APIView):

@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -40,6 +40,7 @@ from ..models import (
 )
 from ..notifications import service as notifications
 from .pagination import Pagination
+from .parsers import LimitedJSONParser
 from .serializers import LicenseSerializer
 
 # --------------------------------------------------------------------------- serializers
@@ -604,7 +605,7 @@ class DatasetDiffView(APIView):
 class GuidelineListView(WorkspaceView):
     """Your dataset's guideline versions; POST adds one from text (JSON) or a PDF (multipart)."""
 
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [LimitedJSONParser, MultiPartParser, FormParser]
 
     def _queryset(self, dataset):
         return (

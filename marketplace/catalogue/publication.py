@@ -8,10 +8,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from governance import ledger
+from governance.ledger import content as ledger_content
 
 from ..models import Dataset, DatasetVersion
 from ..signals import version_published
-from .stats import compute_content_hash, compute_version_stats
+from .stats import compute_version_stats
 
 
 @transaction.atomic
@@ -35,7 +36,10 @@ def publish_version(
     # check). None by default: the demo and test fixtures seed versions without deliveries.
     if check is not None:
         check(version)
-    version.content_hash = compute_content_hash(version=version)
+    # Content rule 2 (governance.ledger.content): every part a buyer and an auditor rely on, with a row
+    # reference so that `ledger verify` can name a changed row. stats.compute_content_hash is rule 1.
+    content = ledger_content.compute_content(version=version, record=True)
+    version.content_hash = content["content_hash"]
     version.stats = compute_version_stats(version=version)
     version.release_notes = release_notes or version.release_notes
     version.status = DatasetVersion.Status.PUBLISHED
@@ -50,11 +54,17 @@ def publish_version(
         dataset=version.dataset,
         action="version_published",
         actor=f"org:{version.dataset.supplier.slug}",
-        payload={"content_hash": version.content_hash, "release_notes": version.release_notes},
+        payload={
+            "content_hash": version.content_hash,
+            "content_rule": content["content_rule"],
+            "parts": content["parts"],
+            "release_notes": version.release_notes,
+        },
         version_number=version.number,
         occurred_at=version.published_at,
     )
-    ledger.sign_tree_head(dataset=version.dataset, version=version)
+    # A release dated in the past (the demo's history) is signed at its own date.
+    ledger.sign_tree_head(dataset=version.dataset, version=version, at=at)
     # --- end governance ledger
     # Governance's quality reports (stats, agreement, balance, compliance) react to the signal.
     # Sent after the commit, so a worker sees the published rows; robust, so a failing receiver

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 
 from django.db.models import Count
 from django.utils import timezone
+
+from governance.ledger.content import content_hash_rule_1
 
 from ..models import Category, DatasetVersion, Item, Label
 
@@ -47,26 +48,12 @@ def compute_version_stats(*, version: DatasetVersion) -> dict:
 
 
 def compute_content_hash(*, version: DatasetVersion) -> str:
-    """SHA-256 over every item and label of a version, in a stable order, streamed from the database."""
-    digest = hashlib.sha256()
-    for key, sha, split, w, h in (
-        Item.objects.filter(version=version)
-        .order_by("key")
-        .values_list("key", "sha256", "split", "width", "height")
-    ).iterator(chunk_size=2000):
-        digest.update(canonical_json(["item", key, sha, split, w, h]).encode())
-        digest.update(b"\n")
-    rows = (
-        Label.objects.filter(version=version)
-        .order_by("uid")
-        .values_list(
-            "uid", "item__key", "category__name", "geometry_type", "geometry", "attributes", "is_final"
-        )
-    )
-    for row in rows.iterator(chunk_size=2000):
-        digest.update(canonical_json(["label", *row]).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
+    """Content rule 1: SHA-256 over every item and label of a version, in a stable order, streamed.
+
+    Versions published before content rule 2 (governance.ledger.content, which holds both rules)
+    verify under this rule; publication uses rule 2.
+    """
+    return content_hash_rule_1(version)
 
 
 def refresh_version_stats(*, version_id: int) -> dict:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import posixpath
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 
 from django.conf import settings
 
+from ..formats import detect
 from ..formats import model as fmt
 from ..formats.archive import ZipLimits, ZipSource
-from ..formats.coco import find_coco_files, read_coco
+from ..formats.coco import read_coco
 from ..formats.cvat import read_cvat
 from ..formats.labelstudio import read_labelstudio
 from ..formats.voc import read_voc
@@ -65,53 +65,9 @@ def open_archive(delivery: Delivery) -> Iterator[ZipSource]:
             yield source
 
 
-def _peek(source, name: str, size: int = 4096) -> bytes:
-    with source.open(name) as stream:
-        head = stream.read(size)
-    return head.removeprefix(b"\xef\xbb\xbf").lstrip()
-
-
 def detect_format(source) -> str:
-    """Which codec reads this delivery: coco, voc, yolo, cvat or labelstudio.
-
-    Checked in this order, first match wins: Pascal VOC (``Annotations/*.xml``); a JSON file
-    that is a list (Label Studio) or an object (COCO); a YOLO ``data.yaml``/``obj.names``;
-    a CVAT ``annotations.xml`` (or a single XML whose root is ``<annotations>``).
-    """
-    names = source.names()
-    if any(re.search(r"(?:^|/)Annotations/[^/]+\.xml$", n) for n in names):
-        return "voc"
-    jsons = [n for n in names if n.lower().endswith(".json")]
-    # The Label Studio reader takes the one top-level JSON file (or the one JSON file at all).
-    export = [n for n in jsons if "/" not in n] or jsons
-    if len(export) == 1 and _peek(source, export[0], 64).startswith(b"["):
-        return "labelstudio"
-    for name in find_coco_files(names):
-        head = _peek(source, name, 256)
-        # Our own exports carry croissant.json at the top level: JSON-LD metadata, not labels.
-        if head.startswith(b"{") and b'"@context"' not in head:
-            return "coco"
-    if any(
-        re.fullmatch(r"(?:[^/]+/)?(?:data|dataset)\.ya?ml|[^/]+\.ya?ml|(?:.*/)?obj\.(?:names|data)", n)
-        for n in names
-    ):
-        return "yolo"
-    xmls = [n for n in names if n.lower().endswith(".xml")]
-    if any(posixpath.basename(n) == "annotations.xml" for n in xmls):
-        return "cvat"
-    for name in xmls:
-        if b"<annotations" in _peek(source, name):
-            return "cvat"
-    raise fmt.FormatError(
-        [
-            fmt.Problem(
-                file="",
-                message="cannot tell the format: no COCO JSON, Pascal VOC Annotations/, YOLO data.yaml or "
-                "obj.names, CVAT annotations.xml or Label Studio JSON export found",
-                code="unknown_format",
-            )
-        ]
-    )
+    """Which codec reads this delivery: coco, voc, yolo, cvat or labelstudio (formats.detect)."""
+    return detect.detect_format(source)
 
 
 def read_delivery(
@@ -121,7 +77,7 @@ def read_delivery(
     if format == "coco":
         return read_coco(source, max_json_bytes=settings.DELIVERY_MAX_JSON_BYTES)
     if format == "voc":
-        return read_voc(source)
+        return read_voc(source, image_size=image_size)
     if format == "yolo":
         return read_yolo(source, image_size=image_size)
     if format == "cvat":

@@ -142,6 +142,7 @@ class LabelRow(NamedTuple):
     model_version: str
     made_at: datetime | None
     source_ref: str
+    source_id: str = ""  # the tool's own annotation id, for the next delivery's lineage
 
 
 @dataclass
@@ -625,4 +626,6 @@ def _check_label(
         model_version=prov.model_version or "",
         made_at=_aware(prov.made_at),
         source_ref=(record.source_ref or "")[:300],
+        # An id too long to keep is not kept: cut short, two ids could look alike.
+        source_id=record.stable_id if record.stable_id and len(record.stable_id) <= 200 else "",
     )

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..formats import model as fmt
+from ..formats import policy
 from ..models import (
     Delivery,
     Item,
@@ -85,12 +86,8 @@ class IngestResult:
 
 
 def severity_of(code: str) -> str:
-    """error (fails the delivery), warning or info, by problem code."""
-    if code in INFO_CODES:
-        return "info"
-    if code in WARNING_CODES:
-        return "warning"
-    return "error"
+    """error (fails the delivery), warning or info, by problem code (the readers' own in formats.policy)."""
+    return policy.severity_of(code, warnings=WARNING_CODES, infos=INFO_CODES)
 
 
 def problem_dict(problem: fmt.Problem) -> dict:

@@ -38,12 +38,13 @@ from django.db import transaction
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
 
-from ..errors import DomainError
+from ..errors import DomainError, ErrorCode
 from ..formats import model as fmt
 from ..models import (
     Dataset,
     Delivery,
 )
+from . import lineage
 from .archive import open_archive
 from .plan import Plan, parse_defaults, validate_delivery
 from .report import DeliveryFailed, IngestResult, Progress, Report
@@ -149,8 +150,12 @@ def create_delivery(
     defaults: dict | None = None,
     uploaded_by=None,
     original_name: str = "",
+    matching: dict | None = None,
 ) -> Delivery:
-    """Store an uploaded archive as a pending delivery of a dataset (the task ingests it)."""
+    """Store an uploaded archive as a pending delivery of a dataset (the task ingests it).
+
+    ``matching``: lineage options (``{"enabled": false}`` for a new generation, ``"thresholds"``).
+    """
     if format not in Delivery.Format.values:
         raise DomainError(f"format must be one of {', '.join(Delivery.Format.values)}", code="invalid_format")
     size = getattr(archive, "size", None)
@@ -163,11 +168,16 @@ def create_delivery(
     _, problems = parse_defaults(defaults)
     if problems:
         raise DomainError("defaults: " + "; ".join(p.message for p in problems), code="invalid_defaults")
+    try:
+        matching = lineage.parse_options(matching)
+    except ValueError as error:
+        raise DomainError(f"matching: {error}", code=ErrorCode.INVALID_MATCHING) from None
     name = original_name or posixpath.basename(getattr(archive, "name", "") or "delivery.zip")
     delivery = Delivery(
         dataset=dataset,
         format=format,
         defaults=defaults or {},
+        matching=matching,
         uploaded_by=uploaded_by,
         original_name=name[:300],
     )

@@ -31,6 +31,7 @@ from ..models import (
     Item,
     Label,
 )
+from . import lineage
 from .archive import open_archive
 from .images import MAX_IMAGE_BYTES
 from .plan import Plan
@@ -92,6 +93,7 @@ _LABEL_COLUMNS = (
     "model_version",
     "made_at",
     "source_ref",
+    "source_id",
     "delivery_id",
 )
 
@@ -125,6 +127,7 @@ def _copy_labels(objs: list[Label]) -> None:
                         o.model_version,
                         o.made_at,
                         o.source_ref,
+                        o.source_id,
                         o.delivery_id,
                     )
                 )
@@ -139,15 +142,23 @@ def _write_labels(
     categories: dict[str, Category],
     annotators: dict[str, Annotator],
     guidelines: dict[int, GuidelineVersion],
+    uids: list | None = None,
 ) -> Iterator[Label]:
-    """Insert the spooled labels batch by batch, yielding each saved Label to the ledger."""
+    """Insert the spooled labels batch by batch, yielding each saved Label to the ledger.
+
+    ``uids``: the uid of each spooled row, in order, as lineage decided it (else the row's own).
+    """
     use_copy = connection.vendor == "postgresql"  # psycopg 3, which has COPY FROM STDIN
     common = {"id": None, "version_id": version.pk, "delivery_id": delivery.pk}
     db = connection.alias  # read once: the connection proxy costs a context-local lookup per access
+    n = 0
     for batch in plan.labels.batches():
         objs = []
         stubs: dict[str, Item] = {}  # per batch: a million labels must not pin every Item
         for uid, row in batch:
+            if uids is not None:
+                uid = uids[n]
+            n += 1
             annotator = annotators[row.annotator] if row.annotator else None
             guideline = guidelines[row.guideline_version] if row.guideline_version else None
             item = stubs.get(row.item) or stubs.setdefault(
@@ -171,6 +182,7 @@ def _write_labels(
                 "model_version": row.model_version,
                 "made_at": row.made_at,
                 "source_ref": row.source_ref,
+                "source_id": row.source_id,
             }
             related = {
                 "version": version,
@@ -276,6 +288,15 @@ def write_version(*, delivery_id: int, plan: Plan, report: Report) -> tuple[Data
             for obj in Item.objects.bulk_create(rows, batch_size=ITEM_BATCH):
                 items[obj.key] = obj.pk
 
+        # Lineage: the labels of the version this one replaces keep their uids in it (see lineage.py).
+        replaced = (
+            previous
+            if version is not previous
+            else (dataset.versions.filter(number__lt=number).order_by("-number").first())
+        )
+        matched = lineage.match_delivery(
+            labels=plan.labels, previous=replaced, version=version, options=delivery.matching
+        )
         labels = _write_labels(
             plan,
             version=version,
@@ -284,10 +305,17 @@ def write_version(*, delivery_id: int, plan: Plan, report: Report) -> tuple[Data
             categories=categories,
             annotators=annotators,
             guidelines=guidelines,
+            uids=matched.uids,
         )
         ledger.append_events(
             dataset=dataset,
-            events=ledger.label_created_events(labels, delivery_id=delivery.pk, version_number=number),
+            events=lineage.lineage_events(
+                labels,
+                matched,
+                delivery_id=delivery.pk,
+                version_number=number,
+                actor=f"org:{dataset.supplier.slug}",
+            ),
         )
         if guidelines:
             version.guideline_versions.set(guidelines.values())
@@ -298,6 +326,7 @@ def write_version(*, delivery_id: int, plan: Plan, report: Report) -> tuple[Data
         delivery.format = plan.format
         delivery.progress = 95
         delivery.report = _report_body(plan=plan, report=report, stage="storing images", version=number)
+        delivery.report["lineage"] = matched.section()
         delivery.save(update_fields=["version", "format", "progress", "report"])
         # Files only once the rows are committed: a rollback must leave storage as it was.
         transaction.on_commit(lambda: store_delivery_files(delivery_id=delivery_id))

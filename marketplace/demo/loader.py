@@ -17,7 +17,6 @@ from django.db import transaction
 from governance import ledger
 from governance.models import Annotator, Guideline, GuidelineVersion
 from marketplace.catalogue import publication as catalogue_publication
-from marketplace.catalogue import stats as catalogue_stats
 
 from ..blobs import put_blob
 from ..formats import model as fmt
@@ -37,6 +36,7 @@ from ..models import (
     Organization,
 )
 from .catalogue import DATASHEETS, PALETTE, SPECS, Spec
+from .delivery import delivery_path, write_delivery
 from .drawing import DEMO_ACCOUNTS, EPOCH, ORGANIZATIONS, DraftItem, _jpeg, _r, with_candidates
 
 
@@ -241,21 +241,27 @@ def _build_dataset(spec: Spec, supplier: Organization, licenses: dict, *, seed: 
                         break
         last_count = count
         version, categories = _new_version(dataset, number, spec, sheet)
+        if not released:
+            # The draft stays empty: its delivery is a file the supplier uploads (demo.delivery).
+            jpegs = {it.key: _jpeg(it.image) for it in items}
+            write_delivery(
+                path=delivery_path(spec.slug, number),
+                items=items,
+                categories=spec.categories,
+                jpeg_of=jpegs.get,
+            )
+            continue
         _write_items(version, categories, items, annotators, gvs)
         _record_ledger_events(dataset, version, previous_version, gvs)  # governance ledger
         previous_version = version
-        if released:
-            notes = (
-                "First release."
-                if number == 1
-                else f"{count - spec.versions[number - 2]} new images; tightened boxes under guideline {tag}."
-            )
-            catalogue_publication.publish_version(
-                version=version, release_notes=notes, at=EPOCH + timedelta(days=45 * number)
-            )
-        else:
-            version.stats = catalogue_stats.compute_version_stats(version=version)
-            version.save(update_fields=["stats"])
+        notes = (
+            "First release."
+            if number == 1
+            else f"{count - spec.versions[number - 2]} new images; tightened boxes under guideline {tag}."
+        )
+        catalogue_publication.publish_version(
+            version=version, release_notes=notes, at=EPOCH + timedelta(days=45 * number)
+        )
     return dataset
 
 

@@ -9,6 +9,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from governance.ledger import content as ledger_content
+
 from ..catalogue.stats import canonical_json
 from ..formats.coco_writer import write_coco
 from ..formats.voc_writer import write_voc
@@ -108,6 +110,9 @@ def build_archive(
                 out.write(chunk.encode("utf-8"))
     sink.write("datasheet.md", datasheet_markdown(version).encode())
     sink.write("LICENSE.txt", license_text(version).encode())
+    # The canonical content and the signed evidence, so a buyer can prove offline that this is the
+    # published version (governance.ledger.content; verify_offline.py --archive).
+    ledger_content.write_archive_content(sink, version)
     doc = _archive_croissant(version, format, sink.files, with_images=image_source is not None)
     sink.write("croissant.json", canonical_json(doc).encode())
     sink.write_manifest("MANIFEST.sha256")

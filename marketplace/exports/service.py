@@ -22,7 +22,9 @@ The flow, and why it is cut where it is:
 An export archive holds the labels in the format's layout, the images when asked
 (``include_images``, streamed from storage), ``datasheet.md``, ``LICENSE.txt``,
 ``provenance.csv`` (one row per label: uid, annotator, made_at, guideline version, source,
-model), ``croissant.json`` and ``MANIFEST.sha256`` (sha256sum format, every other file).
+model), ``content/*.jsonl`` and ``evidence/version_published.json`` (the canonical content and its
+signed publication, for ``verify_offline.py --archive``), ``croissant.json`` and ``MANIFEST.sha256``
+(sha256sum format, every other file).
 What the format cannot hold is in the export's ``notes``, with counts, never silently dropped.
 The ``croissant`` format is the version's Croissant JSON-LD alone.
 """
@@ -136,6 +138,7 @@ def request_export(
     """
     visibility.require_export(user, version)
     normalised = normalise_options(version=version, format=format, options=options)
+    visibility.require_export_of(user, version, include_images=bool(normalised.get("include_images")))
     digest = options_hash(normalised)
     # A finished file that went missing from storage is rebuilt. Checked before the transaction:
     # on S3 it is a network round trip, and the row lock below should not wait for one.

@@ -45,6 +45,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from . import strict_json
 from .model import FormatError, Problem
 
 # Readers stop recording problems here: a broken million-label file must not produce a
@@ -574,9 +575,12 @@ def safe_load_json(stream: BinaryIO, *, max_bytes: int, max_depth: int, name: st
         raise FormatError(
             [Problem(file=name, message=f"JSON is not UTF-8 (byte {exc.start})", code="invalid_json")]
         ) from None
+    flags = strict_json.scan(data)
     del data  # the decoded text is the only copy json needs
     try:
-        return json.loads(text)
+        return strict_json.loads(text, flags)
+    except strict_json.StrictJSONError as exc:
+        raise FormatError([Problem(file=name, message=str(exc), code="invalid_json")]) from None
     except json.JSONDecodeError as exc:
         raise FormatError(
             [

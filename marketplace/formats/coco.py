@@ -45,7 +45,7 @@ from datetime import datetime
 
 from pycocotools import mask as mask_utils
 
-from . import coco_stream, model
+from . import coco_stream, model, policy
 from .archive import GiB, MiB, ProblemLog, safe_load_json
 from .model import CategoryDef, FormatError, ItemRecord, LabelRecord, Parsed, Provenance
 
@@ -63,7 +63,19 @@ def _size(source, name: str) -> int:
 
 
 _SPLIT = re.compile(r"^(?:instances|person_keypoints)_(?P<split>.+)\.json$")
+# Any COCO task file in annotations/: stuff_, labels_, captions_, image_info_, panoptic_ ...
+_TASK_SPLIT = re.compile(r"^[a-z]+(?:_[a-z]+)*_(?P<split>[^_]+)\.json$")
+ROBOFLOW_COCO = "_annotations.coco.json"
+# Annotation fields read into the label; any other field is kept as a label attribute.
+_KNOWN_FIELDS = frozenset(
+    {"id", "image_id", "category_id", "bbox", "segmentation", "keypoints", "num_keypoints", "area",
+     "iscrowd", "attributes", "annotator", "created_at", "guideline_version", "source", "model_name",
+     "model_version", "is_final", "uid", "updated_at"}
+)  # fmt: skip
 _PROVENANCE_STR = ("annotator", "guideline_version", "model_name", "model_version")
+# The label attribute that lists the attributes read from annotation fields COCO does not define
+# (COCO-WholeBody's face_kpts ...): our COCO export writes those back as fields.
+COCO_FIELDS = "coco_fields"
 
 
 @dataclass
@@ -84,15 +96,34 @@ class _File:
 
 
 def _split_of(name: str) -> str:
-    m = _SPLIT.match(posixpath.basename(name))
-    return m.group("split") if m else ""
+    base = posixpath.basename(name)
+    if base == ROBOFLOW_COCO:  # Roboflow: <split>/_annotations.coco.json beside the images
+        return posixpath.basename(posixpath.dirname(name))
+    m = _SPLIT.match(base)
+    if m:
+        return m.group("split")
+    if posixpath.basename(posixpath.dirname(name)) == "annotations":
+        m = _TASK_SPLIT.match(base)
+        return m.group("split") if m else ""
+    return ""
 
 
 def _root_of(name: str) -> str:
     folder = posixpath.dirname(name)
+    if posixpath.basename(name) == ROBOFLOW_COCO:
+        return folder
     if posixpath.basename(folder) == "annotations":
         folder = posixpath.dirname(folder)
     return folder
+
+
+def _is_caption(ann) -> bool:
+    """A captions_* annotation: a caption and no geometry (datumaro writes category_id 0 too)."""
+    return (
+        isinstance(ann, dict)
+        and "caption" in ann
+        and not any(ann.get(k) for k in ("bbox", "segmentation", "keypoints"))
+    )
 
 
 def _is_int(v) -> bool:
@@ -109,7 +140,11 @@ def find_coco_files(names: list[str]) -> list[str]:
         n
         for n in names
         if n.lower().endswith(".json")
-        and ("/" not in n or posixpath.basename(posixpath.dirname(n)) == "annotations")
+        and (
+            "/" not in n
+            or posixpath.basename(posixpath.dirname(n)) == "annotations"
+            or posixpath.basename(n) == ROBOFLOW_COCO
+        )
     ]
 
 
@@ -145,6 +180,9 @@ class _Reader:
         self.names = set(source.names())
         self.categories: dict[int, CategoryDef] = {}
         self.item_keys: dict[str, str] = {}  # item key -> where first declared
+        self.item_files: dict[str, str] = {}  # item key -> the file that declared it
+        self.captions: dict[str, list[str]] = {}  # item key -> captions (captions_* files)
+        self.adjusted = policy.Adjustments()
 
     # -- schema ----------------------------------------------------------------------------
 
@@ -171,7 +209,34 @@ class _Reader:
                 self.problems.add(f.name, "keypoints must be a list of names", pointer=f"{ptr}/keypoints")
                 keypoints = []
             skeleton = cat.get("skeleton") or []
-            if not (
+            if (
+                isinstance(skeleton, list)
+                and skeleton
+                and all(isinstance(e, list) and len(e) == 2 and all(_is_int(j) for j in e) for e in skeleton)
+                and min(j for e in skeleton for j in e) == 0
+                and (not keypoints or max(j for e in skeleton for j in e) < len(keypoints))
+            ):
+                self.adjusted.note(
+                    "skeleton_renumbered",
+                    f.name,
+                    "skeleton pairs are 0-based (an index is 0): read as 1-based, each index + 1",
+                    pointer=f"{ptr}/skeleton",
+                )
+                skeleton = [[j + 1 for j in e] for e in skeleton]
+            if not keypoints and isinstance(skeleton, list):
+                pass  # no names yet: checked once the annotations say how many keypoints there are
+            elif isinstance(skeleton, list) and any(
+                isinstance(e, list) and len(e) == 2 and any(_is_int(j) and j > len(keypoints) for j in e)
+                for e in skeleton
+            ):
+                self.adjusted.note(
+                    "skeleton_dropped",
+                    f.name,
+                    f"skeleton names keypoints beyond the {len(keypoints)} declared: not kept",
+                    pointer=f"{ptr}/skeleton",
+                )
+                skeleton = []
+            elif not (
                 isinstance(skeleton, list)
                 and all(
                     isinstance(e, list)
@@ -188,6 +253,12 @@ class _Reader:
                 skeleton = []
             known = self.categories.get(cid)
             if known is not None:
+                # instances_* and person_keypoints_* declare the same category: the keypoint
+                # names and skeleton come from whichever file has them.
+                if known.name == name and keypoints and not known.keypoints:
+                    known.keypoints = list(keypoints)
+                    known.skeleton = [list(e) for e in skeleton]
+                    known.geometry_types = sorted({*known.geometry_types, model.KEYPOINTS})
                 if known.name != name:
                     self.problems.add(
                         f.name,
@@ -267,6 +338,17 @@ class _Reader:
                 )
                 f.images[iid] = None
                 continue
+            if key in self.item_keys and self.item_files[key] != f.name:
+                # COCO's annotations/ folder: instances_, person_keypoints_, captions_ ... of the
+                # same images. One item; each file's annotations refer to it.
+                self.adjusted.note(
+                    "merged_image",
+                    f.name,
+                    f"{key!r} is also declared in {self.item_files[key]}: one item, the labels of both files",
+                    pointer=f"{ptr}/file_name",
+                )
+                f.images[iid] = _Image(key, width, height)
+                continue
             if key in self.item_keys:
                 self.problems.add(
                     f.name,
@@ -277,10 +359,26 @@ class _Reader:
                 f.images[iid] = _Image(key, width, height)
                 continue
             self.item_keys[key] = f"{f.name}#{ptr}"
+            self.item_files[key] = f.name
             f.images[iid] = _Image(key, width, height)
             f.keep.append(j)
 
+    def index_captions(self, f: _File) -> None:
+        for i, ann in enumerate(f.doc["annotations"]):
+            if _is_caption(ann):
+                image = f.images.get(ann.get("image_id"))
+                if image is not None and isinstance(ann["caption"], str):
+                    self.captions.setdefault(image.key, []).append(ann["caption"])
+                    self.problems_note_captions = f"{f.name}#/annotations/{i}"
+
     def items(self) -> Iterator[ItemRecord]:
+        if self.captions:
+            self.problems.add(
+                self.problems_note_captions.split("#")[0],
+                f"captions of {len(self.captions)} image(s) kept as the item attribute 'captions'",
+                pointer=self.problems_note_captions.split("#")[1],
+                code="captions_kept",
+            )
         for f in self.files:
             images = f.doc["images"]
             for j in f.keep:
@@ -292,7 +390,12 @@ class _Reader:
                     height=known.height,
                     split=f.split,
                     attributes={
-                        k: v for k, v in img.items() if k not in ("id", "file_name", "width", "height")
+                        **{
+                            k: v
+                            for k, v in img.items()
+                            if k not in ("id", "file_name", "width", "height", "classifications")
+                        },
+                        **({"captions": self.captions[known.key]} if known.key in self.captions else {}),
                     },
                     source_ref=f"{f.name}#/images/{j}",
                     source_id=img["id"],
@@ -304,12 +407,30 @@ class _Reader:
         for f in self.files:
             seen_ids: set = set()
             for i, ann in enumerate(f.doc["annotations"]):
+                if _is_caption(ann):
+                    continue  # kept as the item's "captions" attribute
                 label = self.label(f, i, ann, seen_ids)
                 if label is not None:
                     yield label
+            # Our COCO export puts image-level classifications in the image entry (COCOeval
+            # breaks on annotations without a box): read them back as classification labels.
+            images = f.doc["images"]
+            for j in f.keep:
+                entries = images[j].get("classifications")
+                for k, entry in enumerate(entries if isinstance(entries, list) else []):
+                    ptr = f"/images/{j}/classifications/{k}"
+                    if not isinstance(entry, dict):
+                        self.problems.add(f.name, "a classification must be an object", pointer=ptr)
+                        continue
+                    ann = {**entry, "image_id": images[j]["id"]}
+                    ann.setdefault("id", f"images/{j}/classifications/{k}")
+                    label = self.label(f, k, ann, seen_ids, ptr=ptr)
+                    if label is not None:
+                        yield label
+        self.adjusted.flush_into(self.problems)
 
-    def label(self, f: _File, i: int, ann, seen_ids: set) -> LabelRecord | None:
-        ptr = f"/annotations/{i}"
+    def label(self, f: _File, i: int, ann, seen_ids: set, *, ptr: str | None = None) -> LabelRecord | None:
+        ptr = ptr or f"/annotations/{i}"
         add = self.problems.add
         if not isinstance(ann, dict):
             add(f.name, "an annotation must be an object", pointer=ptr)
@@ -348,6 +469,21 @@ class _Reader:
         if not isinstance(attributes, dict):
             add(f.name, "attributes must be an object", pointer=f"{ptr}/attributes")
             attributes = {}
+        extra = {
+            k: v
+            for k, v in ann.items()
+            if k not in _KNOWN_FIELDS and k not in attributes and k not in geometry
+        }
+        if extra:
+            self.adjusted.note(
+                "extra_fields",
+                f.name,
+                f"annotation fields {', '.join(k[:50] for k in sorted(extra)[:8])} are not COCO's: kept as label attributes "
+                f"(and written back as fields by our COCO export)",
+                pointer=ptr,
+            )
+            # COCO_FIELDS names them, so our COCO export writes them back as fields.
+            attributes = {**attributes, **extra, COCO_FIELDS: sorted(extra)}
         is_final = ann.get("is_final", True)
         if not isinstance(is_final, bool):
             add(f.name, "is_final must be true or false", pointer=f"{ptr}/is_final")
@@ -372,6 +508,7 @@ class _Reader:
             provenance=self.provenance(f, ptr, ann),
             source_ref=f"{f.name}#{ptr}",
             source_id=aid,
+            stable_id=None if aid is None else str(aid),
             uid=uid,
         )
 
@@ -418,6 +555,24 @@ class _Reader:
         kp = ann.get("keypoints")
         if kp is not None and kp != []:
             expected = len(category.keypoints) if category else 0
+            if category is not None and not expected and isinstance(kp, list) and len(kp) % 3 == 0:
+                # A keypoint category without names (or declared only in instances_*): 1..K.
+                category.keypoints = [str(k) for k in range(1, len(kp) // 3 + 1)]
+                category.geometry_types = sorted({*category.geometry_types, model.KEYPOINTS})
+                expected = len(category.keypoints)
+                category.skeleton = [
+                    e
+                    for e in category.skeleton
+                    if isinstance(e, list)
+                    and len(e) == 2
+                    and all(_is_int(j) and 1 <= j <= expected for j in e)
+                ]
+                self.adjusted.note(
+                    "keypoints_named",
+                    f.name,
+                    f"category {category.name!r} declares no keypoint names: named 1..{expected}",
+                    pointer=f"{ptr}/keypoints",
+                )
             if category is not None and not expected:
                 add(f.name, f"category {category.name!r} declares no keypoints", pointer=f"{ptr}/keypoints")
                 ok = False
@@ -442,6 +597,19 @@ class _Reader:
                     )
             else:
                 ok = False
+        if ok and not geometry.keys() - {"bbox"}:
+            # Our COCO export keeps a polyline's points and a 2D cuboid's corners beside its box.
+            for kind, part, size in ((model.POLYLINE, "points", None), (model.CUBOID_2D, "cuboid", 16)):
+                values = ann.get(part)
+                if (
+                    isinstance(values, list)
+                    and len(values) >= 4
+                    and len(values) % 2 == 0
+                    and (size is None or len(values) == size)
+                    and all(_is_number(v) for v in values)
+                    and check(kind, {part: values}, f"{ptr}/{part}")
+                ):
+                    return {part: list(values), **geometry}, kind, ok  # with its box part, if any
         for geometry_type, part in (
             (model.KEYPOINTS, "keypoints"),
             (model.MASK, "rle"),
@@ -576,6 +744,8 @@ def read_coco(
         reader.read_categories(f)
     for f in files:
         reader.index_images(f)
+    for f in files:
+        reader.index_captions(f)
     return Parsed(
         format="coco",
         categories=list(reader.categories.values()),

@@ -18,7 +18,8 @@ Known difference: a file with the ``annotations`` key twice streams both arrays 
 the last one); ``images`` or ``categories`` twice go to the whole-file reader.
 
 Where yajl refuses what ``json.loads`` reads or the other way round (a byte-order mark, NaN, a
-syntax error, text that is not UTF-8), the file goes to ``safe_load_json``, so the outcome and the
+syntax error, text that is not UTF-8), or where ``strict_json``'s scan of the raw bytes finds a
+candidate it refuses (``1e400``, a lone surrogate or NUL escape; the scan runs on every piece), the file goes to ``safe_load_json``, so the outcome and the
 located error (``line:column``) are exactly the whole-file reader's. Numbers: integers come back as
 ``int`` and the rest as ``float`` (``use_float``), as ``json.loads`` gives them.
 """
@@ -31,6 +32,7 @@ from typing import BinaryIO
 
 import ijson
 
+from . import strict_json
 from .archive import JsonDepthScan, safe_load_json
 from .model import FormatError, Problem
 
@@ -54,9 +56,28 @@ class _Fallback(Exception):
     """yajl and json.loads might disagree on this file: read it whole, as before."""
 
 
-def _guards(stream: BinaryIO, *, max_bytes: int, max_depth: int, name: str) -> None:
+# Bytes a strict_json candidate (``1e400``, ``\\ud800``, ``\\u0000``) is made of: a piece's tail of
+# these is carried into the next piece's scan, so a candidate cut in two is still found.
+_CANDIDATE_BYTES = frozenset(b"0123456789eE+-.\\uabcdefABCDEF")
+_MAX_TAIL = 1 << 20
+
+
+def _tail(piece: bytes) -> bytes | None:
+    """The end of ``piece`` a candidate may continue from; None if absurdly long (then: the whole file)."""
+    i = len(piece)
+    while i > 0 and piece[i - 1] in _CANDIDATE_BYTES:
+        i -= 1
+        if len(piece) - i > _MAX_TAIL:
+            return None
+    return piece[i:]
+
+
+def _guards(stream: BinaryIO, *, max_bytes: int, max_depth: int, name: str) -> bool:
+    """Size and depth, with safe_load_json's refusals; True if strict_json must look (the whole file)."""
     scan = JsonDepthScan()
     total = 0
+    strict = False
+    tail = b""
     while piece := stream.read(PIECE):
         total += len(piece)
         if total > max_bytes:
@@ -64,6 +85,10 @@ def _guards(stream: BinaryIO, *, max_bytes: int, max_depth: int, name: str) -> N
                 [Problem(file=name, message=f"JSON larger than {max_bytes} bytes", code="too_large")]
             )
         scan.feed(piece)
+        if not strict:
+            strict = any(strict_json.scan(tail + piece))
+            tail = _tail(piece)
+            strict = strict or tail is None
     if scan.deepest > max_depth:
         raise FormatError(
             [
@@ -74,6 +99,7 @@ def _guards(stream: BinaryIO, *, max_bytes: int, max_depth: int, name: str) -> N
                 )
             ]
         )
+    return strict
 
 
 def _only(stream: BinaryIO, prefix: str) -> tuple | None:
@@ -108,8 +134,10 @@ def read_outline(opener: Opener, *, max_bytes: int, max_depth: int, name: str) -
     ``safe_load_json`` reads it (the reader then says what is missing).
     """
     with opener() as stream:
-        _guards(stream, max_bytes=max_bytes, max_depth=max_depth, name=name)
+        strict = _guards(stream, max_bytes=max_bytes, max_depth=max_depth, name=name)
     try:
+        if strict:  # a float past 1e308, a surrogate or NUL escape: strict_json's refusals, as a whole
+            raise _Fallback
         with opener() as stream:
             is_object, opens = _shape(stream)
         if not is_object or opens != "start_array":

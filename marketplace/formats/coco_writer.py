@@ -43,11 +43,13 @@ import orjson
 from pycocotools import mask as mask_utils
 
 from . import model
+from .coco import _KNOWN_FIELDS, COCO_FIELDS
 from .model import CategoryDef, ItemRecord, LabelRecord, bbox_of
 from .writing import COPY_CHUNK, NameAllocator, Notes, Sink, opened_image, relative_image_name, split_folder
 
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 _PROVENANCE_FIELDS = ("annotator", "guideline_version", "model_name", "model_version")
+_RESERVED = _KNOWN_FIELDS | {"points", "cuboid", "cuboid_3d"}  # never overwritten by a kept field
 
 
 def coco_category_ids(categories: list[CategoryDef], notes: Notes | None = None) -> dict[str, int]:
@@ -195,8 +197,14 @@ class _Writer:
         s.image_count += 1
 
     def extras(self, label: LabelRecord, entry: dict) -> None:
-        if label.attributes:
-            entry["attributes"] = label.attributes
+        attributes = dict(label.attributes)
+        fields = attributes.pop(COCO_FIELDS, None)
+        # Fields a COCO file had beyond COCO's own (COCO-WholeBody's face_kpts ...) go back as fields.
+        for name in fields if isinstance(fields, list) else []:
+            if isinstance(name, str) and name in attributes and name not in entry and name not in _RESERVED:
+                entry[name] = attributes.pop(name)
+        if attributes:
+            entry["attributes"] = attributes
         if not label.is_final:
             entry["is_final"] = False
         if not self.provenance:

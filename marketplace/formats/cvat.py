@@ -44,7 +44,19 @@ Anything they do not give can come from a ``provenance.jsonl`` sidecar
 (:mod:`marketplace.formats.provenance`): a shape's ``source_ref`` is ``annotations.xml:<line>``
 and its ``source_id`` its 0-based position among the file's shapes and tags.
 
-Not read (each reported as a problem): ``<track>`` (CVAT for video), ``<ellipse>``, ``<skeleton>``.
+Without ``<meta><labels>`` (job exports, hand-made files) the categories are taken from the
+shapes, with the warning ``no_schema``. ``<values>`` are one per line (CVAT); a single line with
+spaces is split on them (datumaro writes ``<values>v1 v2 v3</values>``). A label attribute whose
+name is one of the shape's own flags (``occluded``, ``z_order``, ``group_id``, ``rotation``,
+``keyframe``, ``track_id``) is kept as ``attribute:<name>`` beside the flag (warning
+``attribute_renamed``): neither is lost.
+
+CVAT for video (``<track>``): one item per frame that has shapes (the frame's image is
+``frame_<6-digit number>.<ext>`` anywhere in the delivery, as CVAT exports frames), one label
+per shape that is not ``outside``, with the attributes ``track_id`` and ``keyframe`` (info
+``video_frames``).
+
+Not read (each reported as a problem): ``<ellipse>``, ``<skeleton>``.
 """
 
 from __future__ import annotations
@@ -74,6 +86,8 @@ MAX_PROBLEMS = 1000
 MAX_MASK_PIXELS = 89_478_485
 
 SHAPE_TAGS = ("box", "polygon", "polyline", "points", "cuboid", "mask")
+SHAPE_FLAGS = ("occluded", "z_order", "group_id", "rotation", "keyframe", "track_id")
+_FRAME_FILE = re.compile(r"(?:^|/)frame_(\d+)\.(?:jpe?g|png|bmp|webp|tiff?|gif)$", re.IGNORECASE)
 UNSUPPORTED_TAGS = ("ellipse", "skeleton")
 
 CVAT_SOURCES = {
@@ -129,6 +143,7 @@ def read_cvat(source: model.Source, *, xml_name: str | None = None) -> model.Par
     log = _ProblemLog(problems)
     categories, declared = _read_schema(source, name, log)
     images = _ImageIndex(source.names())
+    images.frame_size = _original_size(source, name)
     # Without a declared schema there is nothing to check labels and attributes against.
     schema = {c.name: c for c in categories} if declared else None
     return model.Parsed(
@@ -273,9 +288,7 @@ def _parse_meta(meta: Element, name: str, log: _ProblemLog) -> list[CvatCategory
                     AttributeSpec(
                         name=_text(attribute.find("name")),
                         input_type=_text(attribute.find("input_type")).lower() or "text",
-                        values=[
-                            v.strip() for v in (attribute.findtext("values") or "").splitlines() if v.strip()
-                        ],
+                        values=_values(attribute.findtext("values") or ""),
                         default=_text(attribute.find("default_value")),
                         mutable=_text(attribute.find("mutable")).lower() == "true",
                     )
@@ -290,6 +303,30 @@ def _parse_meta(meta: Element, name: str, log: _ProblemLog) -> list[CvatCategory
         if parent in categories:
             categories[parent].keypoints.append(child)
     return list(categories.values())
+
+
+def _values(text: str) -> list[str]:
+    """CVAT writes one value per line; datumaro one line with the values separated by spaces."""
+    lines = [v.strip() for v in text.splitlines() if v.strip()]
+    return lines[0].split() if len(lines) == 1 else lines
+
+
+def _original_size(source: model.Source, name: str) -> tuple[int | None, int | None]:
+    """A video task's frame size (<meta><task><original_size>), read from the head of the file."""
+    with source.open(name) as stream:
+        events, _ = _xml_events(stream)
+        try:
+            for event, element in events:
+                if event == "start" and element.tag in ("image", "track"):
+                    break
+                if event == "end" and element.tag == "original_size":
+                    w, h = _text(element.find("width")), _text(element.find("height"))
+                    if _INT.fullmatch(w) and _INT.fullmatch(h) and int(w) > 0 and int(h) > 0:
+                        return int(w), int(h)
+                    break
+        except (ParseError, DefusedXmlException):
+            pass  # reported by the other passes
+    return None, None
 
 
 def _schema_from_shapes(source: model.Source, name: str, log: _ProblemLog) -> list[CvatCategory]:
@@ -323,8 +360,13 @@ class _ImageIndex:
         # name -> itself: a found key is the index's own string, not a new copy per image.
         self.names = {n: n for n in names}
         self.by_basename: dict[str, list[str]] = {}
+        self.frames: dict[int, str] = {}  # video frame number -> its image (frame_000010.png)
+        self.frame_size: tuple[int | None, int | None] = (None, None)
         for n in names:
             self.by_basename.setdefault(posixpath.basename(n), []).append(n)
+            m = _FRAME_FILE.search(n)
+            if m and len(m.group(1)) <= 9:
+                self.frames.setdefault(int(m.group(1)), n)
 
     def find(self, name: str, subset: str) -> str | None:
         name = name.lstrip("/")
@@ -419,6 +461,7 @@ def _iter_items(
     source: model.Source, name: str, index: _ImageIndex, log: _ProblemLog
 ) -> Iterator[model.ItemRecord]:
     checker = _ImageChecker(name, index, log)
+    frames: dict[int, int] = {}
     with source.open(name) as stream:
         events, parser = _xml_events(stream)
         root = None
@@ -439,23 +482,54 @@ def _iter_items(
                                 source_ref=f"{name}:{image.line}",
                                 source_id=image.id,
                             )
-                    elif element.tag == "track":
-                        _report_track(element, name, log)
                 elif element.tag in ("image", "track"):
+                    if element.tag == "track":
+                        frames.update(_track_frames(element, name, log))
                     # Cleared, and dropped from the root, so memory stays flat over a long file.
                     element.clear()
                     root.clear()
         except (ParseError, DefusedXmlException) as exc:
             _report_xml_error(exc, parser, name, log)
+    if frames:
+        log.add(
+            name,
+            f"CVAT for video: {len(frames)} frames with shapes read as one item each",
+            code="video_frames",
+        )
+    width, height = index.frame_size
+    for frame, line in sorted(frames.items()):
+        key = index.frames.get(frame)
+        if key is None:
+            log.add(
+                name,
+                f"frame {frame} has shapes but no image frame_{frame:06d}.*",
+                line=line,
+                code="missing_image",
+            )
+            continue
+        yield model.ItemRecord(
+            key=key, width=width, height=height, split="", source_ref=f"{name}:{line}", source_id=frame
+        )
 
 
-def _report_track(element: _LineElement, name: str, log: _ProblemLog) -> None:
-    log.add(
-        name,
-        "<track> elements are CVAT for video; export the task as 'CVAT for images 1.1'",
-        line=element.line,
-        code="unsupported_shape",
-    )
+def _frame_number(text: str | None) -> int | None:
+    """A frame (or track) number: 0 to 10^9, never a huge digit string turned into an int."""
+    text = (text or "").strip()
+    return int(text) if len(text) <= 9 and text.isdigit() and text.isascii() else None
+
+
+def _track_frames(track: _LineElement, name: str, log: _ProblemLog) -> dict[int, int]:
+    """Frame -> line of the first shape in it, for the track's shapes that are not outside."""
+    frames: dict[int, int] = {}
+    for shape in track:
+        if shape.tag not in SHAPE_TAGS or shape.get("outside") == "1":
+            continue
+        frame = _frame_number(shape.get("frame"))
+        if frame is None:
+            log.add(name, f"<{shape.tag}> in a <track> needs a frame number (0 to 10^9)", line=shape.line)
+            continue
+        frames.setdefault(frame, shape.line)
+    return frames
 
 
 # --- labels -----------------------------------------------------------------------------------
@@ -485,9 +559,11 @@ def _iter_labels(
                         image, depth = checker.check(element), 0
                     elif image is not None:
                         depth += 1
-                    elif element.tag == "track":
-                        _report_track(element, name, log)
                     continue
+                if element.tag == "track":
+                    for label in _track_labels(element, index, reader, ordinal):
+                        yield label
+                    ordinal += sum(1 for shape in element if shape.tag in SHAPE_TAGS)
                 if element.tag in ("image", "track"):
                     image = None
                     element.clear()
@@ -509,6 +585,31 @@ def _iter_labels(
             _report_xml_error(exc, parser, name, log)
 
 
+def _track_labels(
+    track: _LineElement, index: _ImageIndex, reader: _ShapeReader, ordinal: int
+) -> Iterator[model.LabelRecord]:
+    """One label per shape of a video track that is not outside, on its frame's item."""
+    width, height = index.frame_size
+    track_id = track.get("id", "")
+    for i, shape in enumerate(s for s in track if s.tag in SHAPE_TAGS):
+        frame = _frame_number(shape.get("frame"))
+        if shape.get("outside") == "1" or frame is None:
+            continue
+        key = index.frames.get(frame)
+        if key is None:
+            continue  # reported by the items pass
+        for inherited in ("label", "source", "group_id"):
+            if inherited in track.attrib and inherited not in shape.attrib:
+                shape.set(inherited, track.get(inherited))
+        image = _Image(frame, posixpath.basename(key), width, height, "", shape.line, key, {})
+        label = reader.read(shape, image, ordinal + i)
+        if label is not None:
+            short = _frame_number(track_id)
+            label.attributes["track_id"] = short if short is not None else track_id[:100]
+            label.attributes["keyframe"] = shape.get("keyframe", "1") == "1"
+            yield label
+
+
 class _ShapeReader:
     """Turns one shape or tag element of an image into a LabelRecord, reporting what is wrong."""
 
@@ -516,9 +617,29 @@ class _ShapeReader:
         self.name, self.log = name, log
         self.checked = schema is not None
         self.schema = schema or {}
+        self.counted: dict[str, int] = {}
+        self.first: dict[str, int] = {}
 
     def problem(self, element: _LineElement, message: str, code: str = "invalid") -> None:
         self.log.add(self.name, message, line=element.line, code=code)
+
+    def problem_once(self, code: str, element: _LineElement, message: str) -> None:
+        """A recoverable deviation: reported at its first place, with how many times it happened."""
+        count = self.counted[code] = self.counted.get(code, 0) + 1
+        if count == 1:
+            before = len(self.log.sink)
+            self.problem(element, message, code)
+            self.first[code] = before if len(self.log.sink) > before else None
+            return
+        index = self.first.get(code)
+        if index is not None:
+            first = self.log.sink[index]
+            self.log.sink[index] = model.Problem(
+                first.file,
+                f"{message} ({count} times; the first is located here)",
+                line=first.line,
+                code=code,
+            )
 
     def read(self, element: _LineElement, image: _Image, ordinal: int) -> model.LabelRecord | None:
         tag = element.tag
@@ -542,7 +663,16 @@ class _ShapeReader:
             self.problem(element, f"<{tag} label={label!r}>: {error}", "invalid_geometry")
         if errors:
             return None
-        attributes.update(self.attributes(element, category))
+        for attr_name, value in self.attributes(element, category).items():
+            if attr_name in SHAPE_FLAGS:
+                self.problem_once(
+                    "attribute_renamed",
+                    element,
+                    f"a label attribute named like the shape's own {attr_name!r} flag is kept as "
+                    f"'attribute:{attr_name}' beside it",
+                )
+                attr_name = f"attribute:{attr_name}"
+            attributes[attr_name] = value
         return model.LabelRecord(
             item_key=image.key,
             category=label,
@@ -552,6 +682,9 @@ class _ShapeReader:
             provenance=self.provenance(element),
             source_ref=f"{self.name}:{element.line}",
             source_id=ordinal,
+            # CVAT for images writes no shape id, and renumbers when it does (some pipelines add one):
+            # kept for lineage, which checks that the ids are consistent before trusting them.
+            stable_id=(element.get("id") or "").strip() or None,
         )
 
     # geometry
@@ -758,6 +891,8 @@ def _typed_value(raw: str, spec: AttributeSpec) -> tuple[object, str | None]:
             low, high = float(spec.values[0]), float(spec.values[1])
         except (IndexError, ValueError):
             return value, None
+        if low > high:
+            return value, None  # not a min;max;step range (datumaro lists example values)
         if not low <= value <= high:
             return value, f"attribute {spec.name!r}={value} is outside {low:g}..{high:g}"
         return value, None

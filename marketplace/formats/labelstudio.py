@@ -130,10 +130,14 @@ def read_labelstudio(source: model.Source, *, json_name: str | None = None) -> m
 class _ProblemLog:
     """Collects problems: at most MAX_PROBLEMS, each reported once however many passes see it."""
 
+    # Recoverable deviations reported once, at their first place, with how many times they happened.
+    COLLAPSED = frozenset({"model_name_from_version", "skipped_relation"})
+
     def __init__(self, sink: list[model.Problem]):
         self.sink = sink
         self.seen: set[tuple] = set()
         self.full = False
+        self.collapsed: dict[str, list] = {}  # code -> [index in sink, count, first message]
 
     def add(
         self,
@@ -147,6 +151,21 @@ class _ProblemLog:
         key = (file, pointer, line, code, message)
         if key in self.seen:
             return
+        if code in self.collapsed:
+            self.seen.add(key)
+            entry = self.collapsed[code]
+            entry[1] += 1
+            first = self.sink[entry[0]]
+            self.sink[entry[0]] = model.Problem(
+                first.file,
+                f"{entry[2]} ({entry[1]} times; the first is located here)",
+                pointer=first.pointer,
+                line=first.line,
+                code=code,
+            )
+            return
+        if code in self.COLLAPSED and len(self.sink) < MAX_PROBLEMS:
+            self.collapsed[code] = [len(self.sink), 1, message]
         if len(self.sink) >= MAX_PROBLEMS:
             if not self.full:
                 self.full = True
@@ -590,6 +609,17 @@ def _task_labels(reader: _TaskReader, task: _Task, raw: dict) -> Iterator[model.
         provenance = model.Provenance(
             source=model.MODEL, model_version=str(prediction.get("model_version") or "")
         )
+        if provenance.model_version and not prediction.get("model_name"):
+            # Label Studio predictions name their model by model_version only.
+            provenance.model_name = provenance.model_version
+            reader.problem(
+                "predictions name their model by model_version only: model_name taken from it",
+                task.index,
+                "predictions",
+                p,
+                "model_version",
+                code="model_name_from_version",
+            )
         provenance.made_at = _timestamp(reader, prediction, "created_at", task.index, "predictions", p)
         provenance.updated_at = _timestamp(reader, prediction, "updated_at", task.index, "predictions", p)
         context = _Context(
@@ -660,9 +690,18 @@ def _results(context: _Context, results) -> Iterator[model.LabelRecord]:
             reader.problem("a result must be a JSON object", *where)
             continue
         kind = result.get("type")
+        if kind == "relation":
+            # A link between two regions, not a label of its own: noted, never a refusal.
+            reader.problem(
+                "relation results (links between regions) are not stored",
+                *where,
+                "type",
+                code="skipped_relation",
+            )
+            continue
         if not isinstance(kind, str) or kind not in RESULT_TYPES:
             reader.problem(
-                f"result type {kind!r} is not read; skipped", *where, "type", code="unsupported_result"
+                f"result type {str(kind)[:40]!r} cannot be read", *where, "type", code="unsupported_result"
             )
             continue
         value = result.get("value")
@@ -728,6 +767,7 @@ def _labels_of_result(context, result, k, names, geometry_type, parts, extra) ->
             provenance=provenance if n == 0 else dataclasses.replace(provenance),
             source_ref=f"{reader.name}#{_pointer(*where)}",
             source_id=uid,
+            stable_id=uid,
         )
 
 

@@ -36,6 +36,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol
 
+from .quoting import clip
+
+MAX_MESSAGE = 1000  # characters of one problem's message (messages quote input through quoting.quote)
+
 BBOX = "bbox"
 POLYGON = "polygon"
 POLYLINE = "polyline"
@@ -125,6 +129,9 @@ class LabelRecord:
     provenance: Provenance = field(default_factory=Provenance)
     source_ref: str = ""  # "annotations.json#/annotations/17" or "labels/train/a.txt:3"
     source_id: str | int | None = None  # COCO annotation id, CVAT shape index...
+    # The tool's own id of the annotation, kept by the tool across its exports (COCO annotation id,
+    # CVAT shape id when the export has one, Label Studio result id): lineage matches on it.
+    stable_id: str | None = None
 
 
 @dataclass
@@ -136,6 +143,13 @@ class Problem:
     line: int | None = None
     pointer: str | None = None  # JSON pointer, e.g. "/annotations/17/bbox"
     code: str = "invalid"
+
+    def __post_init__(self) -> None:
+        # A report is stored and served: no message may carry an unbounded slice of the input.
+        if len(self.message) > MAX_MESSAGE:
+            self.message = clip(self.message, MAX_MESSAGE)
+        if len(self.file) > MAX_MESSAGE:
+            self.file = clip(self.file, MAX_MESSAGE)
 
     def where(self) -> str:
         if self.line is not None:

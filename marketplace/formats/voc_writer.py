@@ -36,6 +36,7 @@ from __future__ import annotations
 import io
 import math
 import posixpath
+import re
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -102,6 +103,18 @@ def voc_box(box: list[float], width: int, height: int) -> tuple[tuple[int, int, 
     xmax = min(max(xmax, xmin), width)
     ymax = min(max(ymax, ymin), height)
     return (xmin, ymin, xmax, ymax), outside
+
+
+_XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+
+
+def _is_part(part) -> bool:
+    return (
+        isinstance(part, dict)
+        and isinstance(part.get("bbox"), list)
+        and len(part["bbox"]) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in part["bbox"])
+    )
 
 
 def _text(value) -> str:
@@ -206,7 +219,7 @@ class _Writer:
                     "clipped", "box corners clamped to the image (VOC corners are 1..width, 1..height)"
                 )
             k = len(objects) + 1
-            objects.append(self.object_xml(label, corners))
+            objects.append(self.object_xml(label, corners, width, height))
             self.provenance_record(f"Annotations/{voc_id}.xml#{k}", label)
             if "rle" in g or g.get("polygons"):
                 if instance is None:
@@ -231,7 +244,9 @@ class _Writer:
         self.summary.images += 1
         self.summary.objects += len(objects)
 
-    def object_xml(self, label: LabelRecord, corners: tuple[int, int, int, int]) -> str:
+    def object_xml(
+        self, label: LabelRecord, corners: tuple[int, int, int, int], width: int = 0, height: int = 0
+    ) -> str:
         attrs = dict(label.attributes)
         pose = attrs.pop("pose", "Unspecified")
         parts = [
@@ -247,6 +262,25 @@ class _Writer:
         parts.append(
             f"    <bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox>\n"
         )
+        # What the reader kept of <part> and <actions> goes back as VOC elements (issue #17).
+        voc_parts = attrs.get("parts")
+        if width and height and isinstance(voc_parts, list) and all(_is_part(p) for p in voc_parts):
+            del attrs["parts"]
+            for part in voc_parts:
+                (pxmin, pymin, pxmax, pymax), _ = voc_box([float(v) for v in part["bbox"]], width, height)
+                parts.append(
+                    f"    <part><name>{escape(str(part['name']))}</name><bndbox><xmin>{pxmin}</xmin>"
+                    f"<ymin>{pymin}</ymin><xmax>{pxmax}</xmax><ymax>{pymax}</ymax></bndbox></part>\n"
+                )
+        actions = attrs.get("actions")
+        if (
+            isinstance(actions, dict)
+            and all(isinstance(v, bool) for v in actions.values())
+            and all(isinstance(k, str) and _XML_NAME.fullmatch(k) for k in actions)
+        ):
+            del attrs["actions"]
+            flags = "".join(f"<{k}>{int(v)}</{k}>" for k, v in actions.items())
+            parts.append(f"    <actions>{flags}</actions>\n")
         if attrs:
             parts.append("    <attributes>\n")
             for name, value in attrs.items():

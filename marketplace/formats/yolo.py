@@ -12,7 +12,15 @@ Layouts:
   ``.../labels/<split>/x.txt`` (the last ``/images/`` replaced by ``/labels/``).
 - darknet (CVAT's "YOLO 1.1"): ``obj.names`` (one name per line), ``obj.data``
   (``classes``, ``train``, ``valid``, ``names``), ``train.txt``/``valid.txt`` listing images,
-  labels next to their image (``obj_train_data/x.jpg`` and ``obj_train_data/x.txt``).
+  labels next to their image (``obj_train_data/x.jpg`` and ``obj_train_data/x.txt``); without
+  lists or ``obj_<split>_data/`` folders, every image under ``images/`` (datumaro's layout).
+- ``classes.txt`` (one name per line), as LabelImg writes it (``x.jpg`` beside ``x.txt``) and
+  Label Studio's YOLO export (``images/x.jpg``, ``labels/x.txt``, ``notes.json``): every image
+  of the delivery, its label beside it or under ``labels/``.
+- DOTA ``labelTxt/`` (Roboflow's "YOLO OBB" export, DOTA itself): ``x1 y1 ... x4 y4 class
+  [difficult]`` in pixels, one file per image (``images/x.png`` -> ``labelTxt/x.txt``), read as a
+  4-point polygon with the attribute ``difficult``; ``imagesource:``/``gsd:`` header lines are
+  skipped. Class names come from the ``data.yaml`` when there is one, else from the rows.
 
 Rows: detect ``cls cx cy w h``; segment ``cls x1 y1 ... xn yn`` (3 points or more); pose
 ``cls cx cy w h`` then K keypoints of 2 or 3 values. All normalised to the image: pixels are
@@ -26,7 +34,10 @@ Checks follow Ultralytics' ``verify_image_label``: a row is refused when a coord
 above 1.01 or any value below -0.01 (its 1% tolerance; values inside it are clamped to 0..1
 and boxes clipped to the image, with a ``clipped`` problem if that moved an edge by more
 than ``model.EDGE_TOLERANCE`` pixels), when its class is >= nc, or when the column count is
-wrong (detect 5, pose 5 + K*D, segment an odd count of at least 7). Exact duplicate rows are
+wrong (detect 5, pose 5 + K*D, segment an odd count of at least 7). As in Ultralytics, a
+segment or OBB row (``cls x1 y1 ... x4 y4``) is range-checked on the box it spans (its points
+may lie slightly outside 0..1, as in Ultralytics' own OBB sample data); the points are then
+clamped to the image (``clipped``, a warning, when that moved one). Exact duplicate rows are
 dropped with a ``duplicate_row`` problem (a warning: the first copy is kept). Images smaller
 than 10 pixels or unreadable are refused with their labels.
 
@@ -34,8 +45,8 @@ Where we differ from Ultralytics, on purpose:
 
 - every bad row is reported (with file and 1-based line) and the good rows of the file are
   kept; Ultralytics stops at the first error and drops the whole image;
-- in a file that has segment rows, a 5-column row is a ``mixed_rows`` problem; Ultralytics
-  silently reads it as a 2-point segment;
+- in a file that has segment rows, a 5-column row is read as the box it is (Roboflow writes
+  such files) with a ``mixed_rows`` warning; Ultralytics reads it as a 2-point segment;
 - the class must be a whole number, a pose row's box is range-checked like its keypoints,
   keypoint visibility must be 0, 1 or 2, and zero-size boxes are refused;
 - duplicates are exact repeats of a row; Ultralytics compares segment rows by their
@@ -48,15 +59,18 @@ import math
 import posixpath
 import re
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import yaml  # PyYAML arrives with drf-spectacular; safe_load only.
+import yaml  # PyYAML arrives with drf-spectacular; read only through safe_yaml.
 from PIL import Image
 
-from . import model
+from . import model, safe_yaml
 from .archive import MiB, ProblemLog
 from .model import CategoryDef, FormatError, ItemRecord, LabelRecord, Parsed
+from .policy import Adjustments
+from .quoting import clip, quote
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 PIL_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
@@ -64,6 +78,14 @@ MIN_IMAGE_SIDE = 10  # Ultralytics refuses images under 10 pixels a side
 TOLERANCE = 0.01  # Ultralytics accepts coordinates in [-0.01, 1.01]
 MAX_YAML_BYTES = 1 * MiB
 MAX_TEXT_BYTES = 64 * MiB
+# Limits on what data.yaml and a label row may declare; each far above real datasets
+# (ImageNet-21k has 21,841 classes, COCO-WholeBody 133 keypoints) and each keeping the work
+# a hostile file can ask for proportional to its size.
+MAX_CLASSES = 50_000
+MAX_NAME_CHARS = 256
+MAX_KEYPOINTS = 1_000
+MAX_SHAPE_POINTS = 20_000  # points in one segment row (x y pairs)
+MAX_ROW_VALUES = 1 + 2 * MAX_SHAPE_POINTS  # also bounds a pose row: 5 + K*3 <= 3,005
 _SPLIT_KEYS = ("train", "val", "test")
 _EXIF_ORIENTATION = 274
 
@@ -93,6 +115,22 @@ def label_key_for(image_key: str) -> str:
     if sep:
         path = head + "/labels/" + tail
     return posixpath.splitext(path)[0][1:] + ".txt"
+
+
+def dota_label_for(label_key: str) -> str:
+    """The DOTA label file standing where Ultralytics' would be: ``.../labels/x.txt`` -> ``.../labelTxt/x.txt``."""
+    head, sep, tail = ("/" + label_key).rpartition("/labels/")
+    return (head + "/labelTxt/" + tail)[1:] if sep else label_key
+
+
+def is_dota(label_key: str) -> bool:
+    return "/labelTxt/" in "/" + label_key
+
+
+def _duplicates(names: list[str]) -> list[str]:
+    """The names given more than once (at most 10 of them, each cut to 100 characters), in linear time."""
+    counts = Counter(names)
+    return sorted(n[:100] for n, k in counts.items() if k > 1)[:10]
 
 
 def _read_text(
@@ -141,6 +179,7 @@ class _Layout:
                 parent = posixpath.dirname(parent)
         self.images: list[_Image] = []
         self.seen: dict[str, tuple[str, str]] = {}  # image key -> (split, where it was listed)
+        self.entries: dict[str, str] = {}  # split entry (folder or list file) -> the first split naming it
 
     def is_dir(self, path: str) -> bool:
         return path.rstrip("/") in self.dirs
@@ -173,6 +212,8 @@ class _Layout:
                 )
             return
         self.seen[key] = (split, ref)
+        if label is not None and label not in self.name_set:
+            label = dota_label_for(label)  # Roboflow's OBB export: labelTxt/ where labels/ would be
         self.images.append(
             _Image(key=key, split=split, label=label if label in self.name_set else None, ref=ref)
         )
@@ -180,8 +221,22 @@ class _Layout:
     def add_split(self, base: str, split: str, entry: str, where: str, line: int | None, label_of) -> None:
         found = self.locate(base, entry)
         if found is None:
+            # Roboflow and others always write train/val/test: a split not delivered has no images.
             self.problems.add(
-                where, f"{split} path {entry!r} is not in the delivery", line=line, code="missing_file"
+                where,
+                f"{split} path {quote(entry)} is not in the delivery: no images from it",
+                line=line,
+                code="missing_split",
+            )
+            return
+        first = self.entries.setdefault(found, split)
+        if first != split:
+            # "val: images/train" when there is no val set (Ultralytics needs one): not a conflict.
+            self.problems.add(
+                where,
+                f"{split} names the same {quote(found or '.')} as {first}: its images stay in {first}",
+                line=line,
+                code="split_reused",
             )
             return
         if found in self.name_set and found.lower().endswith(".txt"):
@@ -198,7 +253,7 @@ class _Layout:
                     key = self.locate(base, row)
                 if key is None or key not in self.name_set:
                     self.problems.add(
-                        found, f"image {row!r} is not in the delivery", line=lineno, code="missing_file"
+                        found, f"image {quote(row)} is not in the delivery", line=lineno, code="missing_file"
                     )
                     continue
                 self.add_image(key, split, found, label_of(key), line=lineno)
@@ -223,7 +278,7 @@ def _darknet_label(layout: _Layout):
 def _yaml_lines(text: str) -> dict[str, int]:
     """1-based line of each top-level key, for problem locations."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = safe_yaml.compose(text)
     except yaml.YAMLError:
         return {}
     if not isinstance(node, yaml.MappingNode):
@@ -231,10 +286,32 @@ def _yaml_lines(text: str) -> dict[str, int]:
     return {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
 
 
+def _duplicates(names: list[str]) -> list[str]:
+    """Names given more than once, sorted; linear (names.count in a loop was quadratic)."""
+    seen: set[str] = set()
+    dupes: set[str] = set()
+    for n in names:
+        (dupes if n in seen else seen).add(n)
+    return sorted(dupes)
+
+
 def _names_from(data: dict, name: str, lines: dict, problems: ProblemLog) -> list[str] | None:
     names, nc = data.get("names"), data.get("nc")
     if nc is not None and not (isinstance(nc, int) and not isinstance(nc, bool) and nc > 0):
-        problems.add(name, f"nc must be a positive integer, not {nc!r}", line=lines.get("nc"))
+        problems.add(name, f"nc must be a positive integer, not {quote(nc)}", line=lines.get("nc"))
+        return None
+    if nc is not None and nc > MAX_CLASSES:
+        problems.add(
+            name, f"nc is {nc}: at most {MAX_CLASSES} classes", line=lines.get("nc"), code="too_large"
+        )
+        return None
+    if isinstance(names, (list, dict)) and len(names) > MAX_CLASSES:
+        problems.add(
+            name,
+            f"{len(names)} names: at most {MAX_CLASSES} classes",
+            line=lines.get("names"),
+            code="too_large",
+        )
         return None
     if names is None:
         if nc is None:
@@ -250,7 +327,7 @@ def _names_from(data: dict, name: str, lines: dict, problems: ProblemLog) -> lis
         if sorted(by_index) != list(range(len(by_index))):
             problems.add(
                 name,
-                f"names indices must be 0..{len(by_index) - 1}, got {sorted(by_index)}",
+                f"names indices must be 0..{len(by_index) - 1}, got {quote(sorted(by_index))}",
                 line=lines.get("names"),
             )
             return None
@@ -261,12 +338,23 @@ def _names_from(data: dict, name: str, lines: dict, problems: ProblemLog) -> lis
         )
         return None
     names = [str(n) for n in names]
+    too_long = next((n for n in names if len(n) > MAX_NAME_CHARS), None)
+    if too_long is not None:
+        problems.add(
+            name,
+            f"class name {clip(too_long, 40)!r} is longer than {MAX_NAME_CHARS} characters",
+            line=lines.get("names"),
+            code="too_large",
+        )
+        return None
     if nc is not None and nc != len(names):
         problems.add(name, f"nc is {nc} but {len(names)} names are given", line=lines.get("nc"))
         return None
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = _duplicates(names)
     if dupes:
-        problems.add(name, f"duplicate class names {dupes}", line=lines.get("names"), code="duplicate_name")
+        problems.add(
+            name, f"duplicate class names {quote(dupes)}", line=lines.get("names"), code="duplicate_name"
+        )
         return None
     return names
 
@@ -276,11 +364,19 @@ def _read_ultralytics(layout: _Layout, name: str, problems: ProblemLog) -> _Sche
     if text is None:
         raise FormatError(list(problems))
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
+        code = "unsafe_yaml" if isinstance(exc, safe_yaml.UnsafeYAML) else "invalid"
         raise FormatError(
-            [model.Problem(file=name, message=f"invalid YAML: {exc}", line=mark.line + 1 if mark else None)]
+            [
+                model.Problem(
+                    file=name,
+                    message=f"invalid YAML: {clip(str(exc), 300)}",
+                    line=mark.line + 1 if mark else None,
+                    code=code,
+                )
+            ]
         ) from None
     if not isinstance(data, dict):
         raise FormatError([model.Problem(file=name, message="data.yaml must be a mapping")])
@@ -295,7 +391,7 @@ def _read_ultralytics(layout: _Layout, name: str, problems: ProblemLog) -> _Sche
             isinstance(kpt, list)
             and len(kpt) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) for v in kpt)
-            and kpt[0] > 0
+            and 0 < kpt[0] <= MAX_KEYPOINTS
             and kpt[1] in (2, 3)
         ):
             schema.kpt_shape = (kpt[0], kpt[1])
@@ -304,7 +400,7 @@ def _read_ultralytics(layout: _Layout, name: str, problems: ProblemLog) -> _Sche
                 [
                     model.Problem(
                         file=name,
-                        message=f"kpt_shape must be [K, 2 or 3], not {kpt!r}",
+                        message=f"kpt_shape must be [K, 2 or 3] with K at most {MAX_KEYPOINTS}, not {quote(kpt)}",
                         line=lines.get("kpt_shape"),
                     )
                 ]
@@ -377,9 +473,9 @@ def _read_darknet(
     ]
     if not names:
         raise FormatError([model.Problem(file=names_file, message="no class names", code="missing_schema")])
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = _duplicates(names)
     if dupes:
-        problems.add(names_file, f"duplicate class names {dupes}", code="duplicate_name")
+        problems.add(names_file, f"duplicate class names {quote(dupes)}", code="duplicate_name")
     if "classes" in config:
         value, lineno = config["classes"]
         if value != str(len(names)):
@@ -405,7 +501,62 @@ def _read_darknet(
             if m and _is_image(n):
                 split = {"valid": "val", "validation": "val"}.get(m.group("split"), m.group("split"))
                 layout.add_image(n, split, n, label_of(n))
+    if not layout.images:
+        _fallback_images(layout, label_of)  # datumaro: obj.names with images/<split>/, labels/<split>/
     return _Schema(names=names)
+
+
+def _all_images(layout: _Layout, label_of) -> None:
+    """Every image; the folder below an ``images/`` folder, if any, is its split."""
+    _fallback_images(layout, label_of)
+    for n in layout.names:
+        if _is_image(n) and n not in layout.seen:
+            layout.add_image(n, "", n, label_of(n))
+
+
+def _read_classes_txt(layout: _Layout, classes_file: str, problems: ProblemLog) -> _Schema:
+    """LabelImg's and Label Studio's YOLO layout: ``classes.txt``, labels beside or under labels/."""
+    names = [
+        n.strip() for n in (_read_text(layout.source, classes_file, problems) or "").splitlines() if n.strip()
+    ]
+    if not names:
+        raise FormatError([model.Problem(file=classes_file, message="no class names", code="missing_schema")])
+    dupes = _duplicates(names)
+    if dupes:
+        problems.add(classes_file, f"duplicate class names {dupes}", code="duplicate_name")
+    _all_images(layout, _darknet_label(layout))
+    return _Schema(names=names)
+
+
+_DOTA_HEADER = re.compile(r"^\s*(imagesource|gsd)\s*:", re.IGNORECASE)
+
+
+def _dota_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line, tokens) of each DOTA row, header lines and blank lines skipped."""
+    for lineno, line in enumerate(text.splitlines(), 1):
+        tokens = line.split()
+        if tokens and not _DOTA_HEADER.match(line):
+            yield lineno, tokens
+
+
+def _read_dota(layout: _Layout, problems: ProblemLog) -> _Schema:
+    """DOTA without a data.yaml: class names from the rows, in order of first use."""
+    names: dict[str, None] = {}
+    for n in layout.names:
+        if is_dota(n) and n.endswith(".txt"):
+            for _, tokens in _dota_rows(_read_text(layout.source, n, problems) or ""):
+                if len(tokens) in (9, 10):
+                    names.setdefault(tokens[8])
+    if not names:
+        raise FormatError(
+            [model.Problem(file="", message="no class names in labelTxt/", code="missing_schema")]
+        )
+
+    def label_of(key: str) -> str:
+        return dota_label_for(label_key_for(key))
+
+    _all_images(layout, label_of)
+    return _Schema(names=list(names))
 
 
 def _shallowest(names: list[str], pattern: str) -> str | None:
@@ -422,6 +573,7 @@ class _Reader:
         self.schema = schema
         self.image_size = image_size
         self.problems = problems
+        self.adjusted = Adjustments()
         self.sizes: dict[str, tuple[int, int] | None] = {}
 
     def size(self, key: str) -> tuple[int, int] | None:
@@ -465,21 +617,33 @@ class _Reader:
             if img.label is None or self.size(img.key) is None:
                 continue
             yield from self.read_label_file(img)
+        self.adjusted.flush_into(self.problems)
 
     def read_label_file(self, img: _Image) -> Iterator[LabelRecord]:
         name = img.label
         text = _read_text(self.source, name, self.problems)
         if text is None:
             return
+        if is_dota(name):
+            yield from self.read_dota_file(img, name, text)
+            return
         rows: list[tuple[int, list[float]]] = []
         for lineno, line in enumerate(text.splitlines(), 1):
             tokens = line.split()
             if not tokens:
                 continue
+            if len(tokens) > MAX_ROW_VALUES:
+                self.problems.add(
+                    name,
+                    f"{len(tokens)} values in one row: at most {MAX_ROW_VALUES} ({MAX_SHAPE_POINTS} points)",
+                    line=lineno,
+                    code="too_large",
+                )
+                continue
             try:
                 values = [float(t) for t in tokens]
             except ValueError:
-                self.problems.add(name, f"not a number in {line.strip()!r}", line=lineno)
+                self.problems.add(name, f"not a number in {quote(line.strip(), 120)}", line=lineno)
                 continue
             if not all(math.isfinite(v) for v in values):
                 self.problems.add(name, "values must be finite numbers", line=lineno)
@@ -515,15 +679,15 @@ class _Reader:
                     line=lineno,
                 )
                 return None
+        elif segment_file and n == 5:
+            self.adjusted.note(
+                "mixed_rows",
+                name,
+                "box rows in a file of segment rows read as boxes (Ultralytics reads them as 2-point segments)",
+                line=lineno,
+            )
+            segment_file = False
         elif segment_file:
-            if n == 5:
-                add(
-                    name,
-                    "box row in a file of segment rows (mixed box and segment rows)",
-                    line=lineno,
-                    code="mixed_rows",
-                )
-                return None
             if n < 7 or n % 2 == 0:
                 add(
                     name, f"segment rows need a class and 3 or more x y pairs, found {n} columns", line=lineno
@@ -545,13 +709,18 @@ class _Reader:
         if pose is not None:
             kp = values[5:]
             points = values[1:5] + [v for i, v in enumerate(kp) if i % pose[1] < 2]
+        elif segment_file:
+            # Ultralytics checks the box a segment (or OBB) spans, not its points.
+            xs, ys = coords[0::2], coords[1::2]
+            w, h = max(xs) - min(xs), max(ys) - min(ys)
+            points = [min(xs) + w / 2, min(ys) + h / 2, w, h]
         else:
             points = coords
         over = [v for v in points if v > 1 + TOLERANCE]
         if over:
             add(name, f"non-normalized or out of bounds coordinates {over}", line=lineno)
             ok = False
-        under = [v for v in coords if v < -TOLERANCE]
+        under = [v for v in (points if segment_file else coords) if v < -TOLERANCE]
         if under:
             add(name, f"negative coordinates {under}", line=lineno)
             ok = False
@@ -564,6 +733,17 @@ class _Reader:
             ring = []
             for i in range(0, len(coords), 2):
                 ring += [_px(coords[i], width), _px(coords[i + 1], height)]
+            moved = max(
+                max(abs(coords[i] * width - ring[i]), abs(coords[i + 1] * height - ring[i + 1]))
+                for i in range(0, len(coords), 2)
+            )
+            if moved > model.EDGE_TOLERANCE:
+                add(
+                    name,
+                    f"a point {moved:.1f} px beyond the image; clamped to it",
+                    line=lineno,
+                    code="clipped",
+                )
             geometry, geometry_type = {"polygons": [ring]}, model.POLYGON
         else:
             bbox = self.box(name, lineno, coords[:4], width, height)
@@ -589,6 +769,62 @@ class _Reader:
             source_ref=ref,
             source_id=lineno,
         )
+
+    def read_dota_file(self, img: _Image, name: str, text: str) -> Iterator[LabelRecord]:
+        """DOTA rows: ``x1 y1 x2 y2 x3 y3 x4 y4 class [difficult]`` in pixels."""
+        add = self.problems.add
+        width, height = self.sizes[img.key]
+        index = {n: i for i, n in enumerate(self.schema.names)}
+        seen: dict[tuple, int] = {}
+        for lineno, tokens in _dota_rows(text):
+            if len(tokens) not in (9, 10):
+                add(
+                    name,
+                    f"DOTA rows need 8 coordinates, a class and a difficulty, found {len(tokens)} columns",
+                    line=lineno,
+                )
+                continue
+            try:
+                ring = [float(t) for t in tokens[:8]]
+            except ValueError:
+                add(name, "the 8 coordinates must be numbers", line=lineno)
+                continue
+            if not all(math.isfinite(v) for v in ring):
+                add(name, "values must be finite numbers", line=lineno)
+                continue
+            category = tokens[8]
+            if category not in index:
+                add(
+                    name,
+                    f"class {category[:100]!r} is not in the class names",
+                    line=lineno,
+                    code="unknown_category",
+                )
+                continue
+            difficult = tokens[9] if len(tokens) == 10 else "0"
+            if difficult not in ("0", "1"):
+                add(name, f"difficulty must be 0 or 1, not {difficult[:20]!r}", line=lineno)
+                continue
+            key = tuple(tokens)
+            if key in seen:
+                add(name, f"duplicate of line {seen[key]}; dropped", line=lineno, code="duplicate_row")
+                continue
+            seen[key] = lineno
+            geometry = {"polygons": [ring]}
+            errors = model.validate_geometry(model.POLYGON, geometry, width, height)
+            for e in errors:
+                add(name, e, line=lineno, code="invalid_geometry")
+            if errors:
+                continue
+            yield LabelRecord(
+                item_key=img.key,
+                category=category,
+                geometry_type=model.POLYGON,
+                geometry=geometry,
+                attributes={"difficult": difficult == "1"},
+                source_ref=f"{name}:{lineno}",
+                source_id=lineno,
+            )
 
     def box(self, name: str, lineno: int, box: list[float], width: int, height: int) -> list[float] | None:
         cx, cy, w, h = box
@@ -643,19 +879,32 @@ def read_yolo(source: model.Source, *, image_size: ImageSize | None = None) -> P
     )
     names_file = _shallowest(names, r"(?:.*/)?obj\.names")
     data_file = _shallowest(names, r"(?:.*/)?obj\.data")
+    classes_file = _shallowest(names, r"(?:.*/)?classes\.txt")
     if yaml_file is not None:
         schema = _read_ultralytics(layout, yaml_file, problems)
         fmt = "yolo"
     elif names_file or data_file:
         schema = _read_darknet(layout, names_file, data_file, problems)
         fmt = "yolo_darknet"
+    elif classes_file:
+        schema = _read_classes_txt(layout, classes_file, problems)
+        fmt = "yolo"
+    elif any(is_dota(n) for n in names):
+        schema = _read_dota(layout, problems)
+        fmt = "yolo"
     else:
         raise FormatError(
-            [model.Problem(file="", message="no data.yaml or obj.names found", code="missing_schema")]
+            [
+                model.Problem(
+                    file="",
+                    message="no data.yaml, obj.names, classes.txt or labelTxt/ found",
+                    code="missing_schema",
+                )
+            ]
         )
     listed = {img.label for img in layout.images if img.label}
     for n in names:
-        if "/labels/" in "/" + n and n.endswith(".txt") and n not in listed:
+        if ("/labels/" in "/" + n or is_dota(n)) and n.endswith(".txt") and n not in listed:
             problems.add(n, "label file has no image", code="orphan_label")
     keypoint_names = []
     if schema.kpt_shape is not None:

@@ -68,6 +68,7 @@ from .writing import (
     relative_image_name,
     split_folder,
 )
+from .yolo import label_key_for
 
 DETECT, SEGMENT, POSE = "detect", "segment", "pose"
 TASKS = (DETECT, SEGMENT, POSE)
@@ -374,7 +375,8 @@ class _Writer:
         with opened_image(self.image_source, item) as stream:
             if stream is not None:
                 self.sink.copy_from(f"images/{rel}", stream)
-        label_file = f"labels/{posixpath.splitext(rel)[0]}.txt"
+        # Ultralytics' own rule (the last /images/ becomes /labels/), also for keys holding "images/".
+        label_file = label_key_for(f"images/{rel}")
         lines: list[str] = []
         seen: set[str] = set()
         for label in labels:

@@ -48,6 +48,19 @@ def license_text_sha256(license: License) -> str:
     return hashlib.sha256(f"{license.name}\n{license.url}\n{license.text}".encode()).hexdigest()
 
 
+def license_terms(license: License) -> dict:
+    """The yes/no and numeric terms a buyer accepts, as the entitlement_granted event records them."""
+    return {
+        "commercial_use": license.commercial_use,
+        "ai_training": license.ai_training,
+        "derivatives": license.derivatives,
+        "redistribution": license.redistribution,
+        "attribution_required": license.attribution_required,
+        "duration_days": license.duration_days,
+        "seats": license.seats,
+    }
+
+
 def seats_used(entitlement: Entitlement) -> int:
     return entitlement.seats.count()
 
@@ -154,6 +167,10 @@ def grant_entitlement(*, organization: Organization, offer: Offer, granted_by=No
                 "offer": offer.pk,
                 "access_mode": offer.access_mode,
                 "ends_at": entitlement.ends_at.isoformat() if entitlement.ends_at else None,
+                # The terms as accepted, bound into the signed ledger (issue #16): the text's hash
+                # (as LicenseAcceptance records it) and the flags; the license cannot change after.
+                "license_sha256": license_text_sha256(offer.license),
+                "license_terms": license_terms(offer.license),
             },
         )
     return entitlement

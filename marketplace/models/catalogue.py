@@ -32,6 +32,7 @@ __all__ = [
     "Item",
     "Label",
     "LabelQuerySet",
+    "ReleasedDatasetError",
     "SchemaContentQuerySet",
     "VersionContent",
     "VersionContentQuerySet",
@@ -58,6 +59,21 @@ class DatasetQuerySet(models.QuerySet):
             Exists(
                 DatasetVersion.objects.filter(dataset=OuterRef("pk"), status=DatasetVersion.Status.PUBLISHED)
             )
+        )
+
+    def delete(self):
+        if DatasetVersion.objects.released().filter(dataset__in=self).exists():
+            raise ReleasedDatasetError("A dataset in this selection")
+        return super().delete()
+
+
+class ReleasedDatasetError(ValidationError):
+    """Raised on deleting a dataset that has released versions: staff withdraw it instead."""
+
+    def __init__(self, label: str = "This dataset"):
+        super().__init__(
+            f"{label} has released versions and cannot be deleted; withdraw it with a reason instead.",
+            code="dataset_released",
         )
 
 
@@ -98,6 +114,11 @@ class Dataset(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("dataset-detail", kwargs={"slug": self.slug})
 
+    def delete(self, *args, **kwargs):
+        if self.pk and DatasetVersion.objects.released().filter(dataset_id=self.pk).exists():
+            raise ReleasedDatasetError(f"{self.title}")
+        return super().delete(*args, **kwargs)
+
     def latest_published(self) -> DatasetVersion | None:
         return self.versions.filter(status=DatasetVersion.Status.PUBLISHED).order_by("-number").first()
 
@@ -106,6 +127,17 @@ class DatasetVersionQuerySet(models.QuerySet):
     def released(self):
         """Published or deprecated: what buyers and auditors can read."""
         return self.filter(status__in=[DatasetVersion.Status.PUBLISHED, DatasetVersion.Status.DEPRECATED])
+
+    def update(self, **kwargs):
+        # Status moves (deprecation) go through save(), which checks field by field.
+        if self.released().exists():
+            raise FrozenVersionError("A version in this selection")
+        return super().update(**kwargs)
+
+    def delete(self):
+        if self.released().exists():
+            raise FrozenVersionError("A version in this selection")
+        return super().delete()
 
 
 class DatasetVersion(models.Model):
@@ -328,6 +360,8 @@ class Datasheet(VersionContent):
     retention = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = VersionContentQuerySet.as_manager()
+
     def __str__(self) -> str:
         return f"Datasheet of {self.version}"
 
@@ -353,6 +387,8 @@ class AnnotationSchema(VersionContent):
 
     version = models.OneToOneField(DatasetVersion, on_delete=models.CASCADE, related_name="schema")
     description = models.TextField(blank=True)
+
+    objects = VersionContentQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"Schema of {self.version}"
@@ -530,6 +566,13 @@ class Label(VersionContent):
     model_version = models.CharField(max_length=100, blank=True)
     made_at = models.DateTimeField(null=True, blank=True)
     source_ref = models.CharField(max_length=300, blank=True, help_text="Where it came from in the delivery")
+    source_id = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="The source tool's own id of the annotation (COCO annotation id, CVAT shape id, "
+        "Label Studio result id): the next delivery's labels are matched on it",
+    )
     delivery = models.ForeignKey(
         "Delivery", null=True, blank=True, on_delete=models.SET_NULL, related_name="labels"
     )

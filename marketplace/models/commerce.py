@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -63,6 +64,38 @@ class License(models.Model):
     @property
     def is_open(self) -> bool:
         return bool(self.spdx_id)
+
+    # What a buyer accepts: fixed once anyone has (new terms are a new license). A trigger holds it too
+    # (migration 0005); offers (price, access mode) stay editable.
+    TERMS = (
+        "spdx_id",
+        "name",
+        "url",
+        "text",
+        "commercial_use",
+        "ai_training",
+        "derivatives",
+        "redistribution",
+        "attribution_required",
+        "duration_days",
+        "seats",
+    )
+
+    def is_accepted(self) -> bool:
+        return bool(self.pk) and (
+            LicenseAcceptance.objects.filter(license_id=self.pk).exists()
+            or Entitlement.objects.filter(license_id=self.pk).exists()
+        )
+
+    def save(self, *args, **kwargs):
+        if self.pk and self.is_accepted():
+            stored = License.objects.filter(pk=self.pk).values(*self.TERMS).first() or {}
+            if any(stored.get(name) != getattr(self, name) for name in stored):
+                raise ValidationError(
+                    f"The terms of {self} were accepted and cannot change; write a new license instead.",
+                    code="license_accepted",
+                )
+        super().save(*args, **kwargs)
 
     def terms(self) -> list[tuple[str, bool]]:
         """The yes/no terms, in the order buyers read them."""

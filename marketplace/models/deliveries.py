@@ -41,6 +41,12 @@ class Delivery(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     report = models.JSONField(default=dict, blank=True)
     defaults = models.JSONField(default=dict, blank=True, help_text="Delivery-level provenance defaults")
+    matching = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Lineage options: {"enabled": false} for a new generation (no label matched), '
+        '"thresholds" per geometry kind (marketplace.deliveries.lineage.Thresholds)',
+    )
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )

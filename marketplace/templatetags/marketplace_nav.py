@@ -2,7 +2,7 @@
 
 from django import template
 
-from ..models import Membership
+from .. import navigation
 
 register = template.Library()
 
@@ -10,6 +10,16 @@ register = template.Library()
 @register.simple_tag
 def nav_roles(user) -> set[str]:
     """The roles the user holds in any organisation ("supplier", "buyer", "auditor")."""
-    if user is None or not user.is_authenticated:
-        return set()
-    return set(Membership.objects.filter(user=user).values_list("role", flat=True))
+    return navigation.roles_of(user)
+
+
+@register.simple_tag
+def nav_links(user) -> list[navigation.NavLink]:
+    """The header links for this user (navigation.links_for)."""
+    return navigation.links_for(user)
+
+
+@register.simple_tag
+def nav_unread(user) -> int:
+    """How many of the user's notifications are unread."""
+    return navigation.unread_count(user)

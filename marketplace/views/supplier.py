@@ -47,9 +47,38 @@ class DeliveryUploadForm(forms.Form):
         help_text='Provenance defaults as JSON, e.g. {"guideline_version": "v1.2", "source": "human"}',
     )
 
+    no_matching = forms.BooleanField(
+        required=False,
+        label="No matching (a new generation)",
+        help_text="Every label gets a new identity; the previous version's labels are recorded as deleted",
+    )
+    thresholds = forms.CharField(
+        required=False,
+        help_text='Matching thresholds as JSON, e.g. {"iou": 0.6, "distance": 8} (defaults: iou 0.5, '
+        "oks 0.5, distance 8 px, distance_3d 0.5 m, relabel 0.9)",
+    )
+
     def __init__(self, *args, datasets, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = datasets
+
+    def clean_thresholds(self) -> dict:
+        text = self.cleaned_data.get("thresholds") or ""
+        if not text.strip():
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise forms.ValidationError("Not valid JSON.") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Give a JSON object.")
+        return value
+
+    def matching_options(self) -> dict:
+        options: dict = {"enabled": not self.cleaned_data.get("no_matching")}
+        if self.cleaned_data.get("thresholds"):
+            options["thresholds"] = self.cleaned_data["thresholds"]
+        return options
 
     def clean_defaults(self) -> dict:
         text = self.cleaned_data.get("defaults") or ""
@@ -91,6 +120,7 @@ def deliveries(request):
                 defaults=form.cleaned_data["defaults"],
                 uploaded_by=request.user,
                 original_name=archive.name,
+                matching=form.matching_options(),
             )
         except DomainError as error:
             form.add_error(None, error.detail)
@@ -121,6 +151,7 @@ def delivery_detail(request, pk: int):
             "report": report,
             "problems": report.get("problems", []),
             "counts": report.get("counts", {}),
+            "lineage": report.get("lineage"),
             "provenance": report.get("provenance", {}),
             "shares": {
                 k: round(v * 100, 1) for k, v in report.get("provenance", {}).get("shares", {}).items()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from django.core.cache import cache
 from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models.functions import Coalesce
 
 from ..models import (
     Category,
     DatasetVersion,
+    Delivery,
     Item,
     Label,
 )
@@ -49,7 +51,28 @@ def diff_versions(*, old: DatasetVersion, new: DatasetVersion, examples: int = 1
             "kept": [new_gv[k] for k in new_gv if k in old_gv],
         },
         "examples": label_examples,
+        # How the delivery that made ``new`` matched its labels to ``old``'s, when it did.
+        "lineage": _lineage_between(old=old, new=new),
     }
+
+
+def _lineage_between(*, old: DatasetVersion, new: DatasetVersion) -> dict | None:
+    """The lineage section of the delivery that made ``new``, when it matched against ``old``.
+
+    The diff, the changelog and the dataset page show it beside their uid-based counts, which it
+    explains (how each kept label was found; see deliveries/lineage.py). None when ``new`` came
+    from elsewhere, or its delivery matched against another version than ``old``.
+    """
+    report = (
+        Delivery.objects.filter(version=new, status__in=("ingested", "validating"))
+        .order_by("-pk")
+        .values_list("report", flat=True)
+        .first()
+    )
+    section = (report or {}).get("lineage")
+    if not section or section.get("previous_version") != old.number:
+        return None
+    return {k: section.get(k) for k in ("enabled", "previous_version", "counts", "thresholds", "source_ids")}
 
 
 def _item_diff(*, old: DatasetVersion, new: DatasetVersion) -> dict:
@@ -93,7 +116,10 @@ def _label_diff(*, old: DatasetVersion, new: DatasetVersion, examples: int) -> t
         attributes=OuterRef("attributes"),
         iscrowd=OuterRef("iscrowd"),
     )
-    same_guideline = same_uid.filter(guideline_version_id=OuterRef("guideline_version_id"))
+    # Coalesce: two labels without a guideline version kept it (NULL = NULL is not true in SQL).
+    same_guideline = same_uid.annotate(gv=Coalesce("guideline_version_id", 0)).filter(
+        gv=Coalesce(OuterRef("guideline_version_id"), 0)
+    )
     in_new = new_labels.filter(uid=OuterRef("uid"))
     kept, identical, relabelled = Q(Exists(same_uid)), Q(Exists(same_label)), Q(Exists(same_guideline))
 
@@ -166,7 +192,7 @@ def cached_diff(*, old: DatasetVersion, new: DatasetVersion) -> dict:
     if old.status == DatasetVersion.Status.DRAFT or new.status == DatasetVersion.Status.DRAFT:
         return diff_versions(old=old, new=new)
     # The content hashes make the key safe even where a test database hands out the same ids again.
-    key = f"workspace:diff:v1:{old.pk}:{old.content_hash}:{new.pk}:{new.content_hash}"
+    key = f"workspace:diff:v2:{old.pk}:{old.content_hash}:{new.pk}:{new.content_hash}"
     result = cache.get(key)
     if result is None:
         result = diff_versions(old=old, new=new)

@@ -13,6 +13,7 @@ from marketplace.models import Label
 from ..conftest import build_version
 
 TRIGGERS = importlib.import_module("governance.migrations.0004_append_only_triggers")
+TEST_FLUSH_ONLY = importlib.import_module("governance.migrations.0007_ledger_flush_only_on_test_databases")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
@@ -71,4 +72,7 @@ def tampering():
                 cursor.execute("SET CONSTRAINTS ALL DEFERRED")
             else:
                 for statement in TRIGGERS.trigger_statements(vendor):
+                    if "_no_delete" not in statement:  # 0007 replaced those
+                        cursor.execute(statement)
+                for statement in TEST_FLUSH_ONLY.sqlite_no_delete_statements():
                     cursor.execute(statement)

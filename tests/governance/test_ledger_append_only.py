@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from governance import ledger
 from governance.models import LabelEvent, LedgerAppendOnlyError, TreeHead
+from marketplace.models import ReleasedDatasetError
 from tests import factories as f
 
 from .ledger_support import TRIGGERS, events, ledgered_version
@@ -66,7 +67,8 @@ def test_a_signed_tree_head_cannot_be_edited_or_deleted(ledgered):
 
 
 def test_a_dataset_with_a_ledger_cannot_be_deleted(ledgered):
-    with pytest.raises(models.ProtectedError):
+    # Released versions are refused first (issue #16); the ledger's PROTECT stands behind that.
+    with pytest.raises((models.ProtectedError, ReleasedDatasetError)):
         ledgered.delete()
 
 

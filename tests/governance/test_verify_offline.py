@@ -626,3 +626,78 @@ def test_the_cli_exits_2_when_an_input_cannot_be_read(auditor_dir, key_pem, even
     assert completed.returncode == 2
     assert "cannot read" in completed.stderr
     assert completed.stdout == ""
+
+
+# --- Pinned and unpinned keys
+
+
+def test_without_a_key_it_checks_a_bundle_against_its_own_key_and_says_unpinned(
+    auditor_dir, public_key, events, head
+):
+    pem = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    bundle = {
+        "tree_head": head,
+        "event": events[2],
+        "proof": proof_for(events, 2),
+        "public_key": pem.decode(),
+    }
+    completed = run_cli(auditor_dir, "--bundle", write_json(auditor_dir, "bundle.json", bundle))
+
+    assert completed.returncode == 0, completed.stderr
+    assert f"fingerprint {key_id(public_key)}" in completed.stdout
+    assert completed.stdout.splitlines()[-1] == "VALID (UNPINNED)"
+
+    bundle["event"] = dict(events[2], actor="mallory@example.org")
+    completed = run_cli(auditor_dir, "--bundle", write_json(auditor_dir, "bundle.json", bundle))
+    assert (
+        completed.returncode == 1 and f"FAIL: {EDITED}" in completed.stdout and "UNPINNED" in completed.stdout
+    )
+
+
+def test_a_bundle_re_signed_with_its_own_key_passes_unpinned_and_fails_pinned(
+    auditor_dir, key_pem, public_key, events
+):
+    forger = Ed25519PrivateKey.generate()
+    forged_pem = forger.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    bundle = {
+        "tree_head": sign_head(events, forger),
+        "event": events[1],
+        "proof": proof_for(events, 1),
+        "public_key": forged_pem.decode(),
+    }
+    path = write_json(auditor_dir, "bundle.json", bundle)
+
+    unpinned = run_cli(auditor_dir, "--bundle", path)
+    assert unpinned.returncode == 0 and "UNPINNED" in unpinned.stdout
+    assert key_id(forger.public_key()) in unpinned.stdout
+
+    assert run_cli(auditor_dir, "--bundle", path, "--key", key_pem).returncode == 1
+    by_fingerprint = run_cli(auditor_dir, "--bundle", path, "--fingerprint", key_id(public_key))
+    assert by_fingerprint.returncode == 1
+    assert f"is not the pinned {key_id(public_key)}" in by_fingerprint.stdout
+
+
+def test_it_reads_the_key_as_the_public_key_endpoint_answers_it(auditor_dir, public_key, events, head):
+    pem = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    key_json = write_json(
+        auditor_dir,
+        "registry-key.json",
+        {"algorithm": "Ed25519", "key_id": key_id(public_key), "public_key": pem.decode()},
+    )
+    bundle = {"tree_head": head, "event": events[0], "proof": proof_for(events, 0)}
+    completed = run_cli(auditor_dir, "--bundle", write_json(auditor_dir, "b.json", bundle), "--key", key_json)
+    assert (completed.returncode, completed.stdout) == (0, "VALID\n")
+
+
+def test_it_exits_2_for_a_bundle_without_a_key_or_a_malformed_fingerprint(auditor_dir, events, head):
+    bundle = write_json(
+        auditor_dir, "b.json", {"tree_head": head, "event": events[0], "proof": proof_for(events, 0)}
+    )
+    completed = run_cli(auditor_dir, "--bundle", bundle)
+    assert completed.returncode == 2 and "carries no public key" in completed.stderr
+    completed = run_cli(auditor_dir, "--bundle", bundle, "--fingerprint", "xyz" * 100)
+    assert completed.returncode == 2 and "xyz" not in completed.stderr
+    completed = run_cli(auditor_dir, "--head", bundle, "--events", bundle)
+    assert completed.returncode == 2 and "--key is required" in completed.stderr

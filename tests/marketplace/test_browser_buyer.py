@@ -16,7 +16,7 @@ from django.conf import settings as django_settings
 from marketplace.licensing import service as licensing
 from marketplace.models import AccessRequest, Order
 from tests import factories as f
-from tests.browser import chromium_page
+from tests.browser import chromium_page, wait_for_js
 
 from .buyer_support import purchase_offer, request_offer, version_with_images
 
@@ -91,7 +91,7 @@ def test_a_buyer_finds_previews_licenses_exports_and_downloads(live_server, shop
         assert "watermarked" in page.locator("#entitlement-banner").inner_text()
         first = page.locator("article.sample img").first
         first.scroll_into_view_if_needed()
-        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=first.element_handle())
+        wait_for_js(page, "img => img.complete && img.naturalWidth > 0", first.element_handle())
         assert page.evaluate("img => img.naturalWidth", first.element_handle()) <= 512
         legend = page.locator("#legend").inner_text()
         assert "car" in legend and "person" in legend

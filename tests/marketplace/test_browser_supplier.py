@@ -9,7 +9,7 @@ import pytest
 
 from marketplace.models import DatasetVersion
 from tests import factories as f
-from tests.browser import chromium_page
+from tests.browser import chromium_page, wait_for_js
 
 from .workspace_support import PDF_BYTES, REQUIRED_ANSWERS, coco_zip, fast_passwords  # noqa: F401  (autouse fixture)
 
@@ -72,9 +72,10 @@ def test_a_supplier_goes_from_nothing_to_a_published_version_in_the_browser(
         page.wait_for_url("**/workspace/crossings/versions/1/")
         assert "3" in page.locator("#counts").inner_text()
         # The sample previews are real images, drawn with their labels by the preview service.
-        page.wait_for_function(
+        wait_for_js(
+            page,
             "[...document.querySelectorAll('.samples img')].length === 3 && "
-            "[...document.querySelectorAll('.samples img')].every(i => i.complete && i.naturalWidth > 0)"
+            "[...document.querySelectorAll('.samples img')].every(i => i.complete && i.naturalWidth > 0)",
         )
         page.fill("#id_release_notes", "First release: three frames.")
         page.click("button:has-text('Publish version 1')")

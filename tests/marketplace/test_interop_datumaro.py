@@ -212,7 +212,7 @@ def test_coco_person_keypoints(dataset, media, run, tmp_path):
     assert _close(label.geometry["bbox"], box.get_bbox())  # one source annotation keeps its box
 
 
-def test_pascal_voc_boxes_follow_our_documented_one_pixel_rule(dataset, media, run, tmp_path):
+def test_pascal_voc_boxes_written_by_datumaro_are_read_as_datumaro_means_them(dataset, media, run, tmp_path):
     folder, data = _export(_boxes_only(), tmp_path, "voc")
     version = _ingest(dataset, run, data)
     theirs, _ = _theirs(folder, "voc")
@@ -224,11 +224,10 @@ def test_pascal_voc_boxes_follow_our_documented_one_pixel_rule(dataset, media, r
         boxes = [(n, a.get_bbox()) for n, a in anns if a.type == AnnotationType.bbox]
         assert len(boxes) == len(ours[key])
         for name, (x, y, w, h) in boxes:
-            # datumaro reads VOC's 1-based inclusive corners as-is; we apply the devkit rule
-            # (x = xmin - 1, w = xmax - xmin + 1): a documented disagreement of one pixel.
+            # datumaro writes and reads VOC corners as 0-based decimals ("1.0"); we detect that
+            # convention per file (issue #17) and read them as datumaro means them.
             assert any(
-                lab.category.name == name and _close(lab.geometry["bbox"], [x - 1, y - 1, w + 1, h + 1])
-                for lab in ours[key]
+                lab.category.name == name and _close(lab.geometry["bbox"], [x, y, w, h]) for lab in ours[key]
             ), (key, name, ours[key])
     assert dict(version.items.values_list("key", "split")) == {
         "JPEGImages/a.jpg": "train",

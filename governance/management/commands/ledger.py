@@ -1,7 +1,8 @@
 """``manage.py ledger verify [--dataset SLUG] [--head FILE ...]``, ``ledger prove EVENT_ID``, ``ledger public-key``.
 
-verify exits 0 when every chain, root and signature checks out, 1 with the first broken event of each
-dataset that does not. prove prints the JSON bundle that ``verify_offline.py --bundle`` checks.
+verify exits 0 when every chain, root and signature checks out and every released version still holds
+what its signed version_published event covers (governance.ledger.content_verification); 1 with the first broken
+event, or the first changed row (table, row, field), of each dataset that does not. prove prints the JSON bundle that ``verify_offline.py --bundle`` checks.
 """
 
 import json
@@ -13,7 +14,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 
 from governance import ledger
-from governance.ledger import verify_chain
+from governance.ledger import content_verification, verify_chain
 from governance.models import LabelEvent, TreeHead
 from marketplace.models import Dataset
 
@@ -72,13 +73,20 @@ class Command(BaseCommand):
         for dataset in list(datasets):
             heads = [h for h in trusted if h.get("dataset") == dataset.slug]
             report = verify_chain.verify_dataset(dataset=dataset, trusted_heads=heads, workers=workers)
+            # The ledger proves what was signed; this proves the database still holds it.
+            differences = content_verification.verify_dataset(dataset)
+            for difference in differences:
+                self.stdout.write(f"{dataset.slug}: CONTENT CHANGED — {difference}")
+            if differences and dataset.slug not in broken:
+                broken.append(dataset.slug)
             if report.ok:
                 self.stdout.write(
-                    f"{dataset.slug}: intact — {report.events} events, {report.tree_heads} tree heads, "
+                    f"{dataset.slug}: {'ledger intact' if differences else 'intact'} — {report.events} events, {report.tree_heads} tree heads, "
                     f"root {report.root_hash}"
                 )
                 continue
-            broken.append(dataset.slug)
+            if dataset.slug not in broken:
+                broken.append(dataset.slug)
             where = (
                 f"first broken event: seq {report.first_broken_seq}"
                 + (f" (id {report.first_broken_event_id})" if report.first_broken_event_id else "")

@@ -8,6 +8,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 
@@ -18,6 +19,7 @@ from marketplace.models import Dataset, Delivery, Organization
 
 def _zip_directory(folder: Path, target) -> None:
     """Zip a delivery folder (regular files only: links are not followed into the archive)."""
+    total, limit = 0, settings.DELIVERY_MAX_UNCOMPRESSED_BYTES
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for root, dirs, files in os.walk(folder, followlinks=False):
             dirs.sort()
@@ -25,6 +27,9 @@ def _zip_directory(folder: Path, target) -> None:
                 path = Path(root) / name
                 if path.is_symlink() or not path.is_file():
                     raise CommandError(f"{path} is a link or a special file: not part of a delivery")
+                total += path.stat().st_size
+                if total > limit:
+                    raise CommandError(f"{folder} holds more than the {limit} bytes a delivery may unpack to")
                 zf.write(path, path.relative_to(folder).as_posix())
 
 
@@ -42,16 +47,52 @@ class Command(BaseCommand):
         parser.add_argument("--format", default="auto", choices=Delivery.Format.values)
         parser.add_argument("--defaults", default="", help="provenance defaults as a JSON object")
         parser.add_argument("--json", action="store_true", dest="as_json", help="print one JSON object")
+        parser.add_argument(
+            "--no-matching",
+            action="store_true",
+            help="a new generation: no label is matched to the previous version's (all get new uids)",
+        )
+        parser.add_argument(
+            "--thresholds", default="", help='matching thresholds as a JSON object, e.g. {"iou": 0.6}'
+        )
 
-    def handle(self, *args, path, dataset, supplier, format, defaults, as_json, **options):
+    def handle(
+        self,
+        *args,
+        path,
+        dataset,
+        supplier,
+        format,
+        defaults,
+        as_json,
+        no_matching=False,
+        thresholds="",
+        **options,
+    ):
         source = Path(path)
         if not source.exists():
             raise CommandError(f"{path} does not exist")
+        # /dev/zero, a FIFO or a socket would be copied until the disk is full: regular files only,
+        # and no bigger than an upload may be.
+        if not source.is_dir():
+            if not source.is_file():
+                raise CommandError(f"{path} is not a regular file or a folder")
+            if source.stat().st_size > settings.DELIVERY_MAX_BYTES:
+                raise CommandError(
+                    f"{path} is {source.stat().st_size} bytes, more than the {settings.DELIVERY_MAX_BYTES} allowed"
+                )
         target = self._dataset(dataset, supplier, source.name)
         try:
             provenance_defaults = json.loads(defaults) if defaults else {}
         except ValueError as error:
             raise CommandError(f"--defaults: {error}") from None
+        matching: dict = {"enabled": not no_matching}
+        if thresholds:
+            try:
+                matching["thresholds"] = json.loads(thresholds)
+            except ValueError as error:
+                raise CommandError(f"--thresholds: {error}") from None
+        self._matching = matching
 
         with tempfile.TemporaryFile() as tmp:
             if source.is_dir():
@@ -97,7 +138,12 @@ class Command(BaseCommand):
     def _create(self, dataset, archive, format, defaults, name) -> Delivery:
         try:
             return deliveries.create_delivery(
-                dataset=dataset, archive=archive, format=format, defaults=defaults, original_name=name
+                dataset=dataset,
+                archive=archive,
+                format=format,
+                defaults=defaults,
+                original_name=name,
+                matching=self._matching,
             )
         except DomainError as error:
             raise CommandError(error.detail) from None
@@ -118,6 +164,7 @@ class Command(BaseCommand):
                 "categories": counts.get("categories", 0),
                 "provenance": report.get("provenance", {}).get("shares", {}),
                 "problems": report.get("problems", []),
+                "lineage": report.get("lineage"),
             }
             self.stdout.write(json.dumps(body, ensure_ascii=False))
             return
@@ -133,6 +180,14 @@ class Command(BaseCommand):
                 f"  {counts.get('items', 0)} items, {counts.get('labels', 0)} labels ({kinds}), "
                 f"{counts.get('candidate_labels', 0)} candidates, {counts.get('categories', 0)} categories"
             )
+            lineage = report.get("lineage") or {}
+            if lineage.get("previous_version") is not None:
+                c = lineage["counts"]
+                self.stdout.write(
+                    f"  against version {lineage['previous_version']}: matched by uid {c['uid']}, source id "
+                    f"{c['source_id']}, geometry {c['geometry']}, relabel {c['relabel']}; {c['new']} new, "
+                    f"{c['removed']} removed, {c['modified']} modified, {c['unchanged']} unchanged"
+                )
         for p in report.get("problems", []):
             where = f"{p['file']}{':' + p['location'] if p['location'] else ''}" or "(delivery)"
             line = f"  {p['severity']:<7} {p['code']:<20} {where}: {p['message']}"

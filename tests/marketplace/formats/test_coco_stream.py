@@ -50,6 +50,9 @@ def both_ways(monkeypatch, files: dict) -> tuple:
     whole = outcome(zip_source(files))
     monkeypatch.setattr(coco, "STREAM_ABOVE_BYTES", -1)
     streamed = outcome(zip_source(files))
+    monkeypatch.setattr(coco_stream, "PIECE", 5)  # every candidate cut across pieces somewhere
+    in_small_pieces = outcome(zip_source(files))
+    assert in_small_pieces == streamed
     return whole, streamed
 
 
@@ -88,6 +91,10 @@ AWKWARD = {
     "not UTF-8": lambda: json.dumps(_doc()).replace('"car"', '"c\xe9r"').encode("latin-1"),
     "too deep": lambda: json.dumps({**_doc(), "x": "[" * 70 + "]" * 70}).replace('"' + "[" * 70 + "]" * 70 + '"', "[" * 70 + "]" * 70),
     "empty": lambda: "",
+    "a float past 1e308 (strict_json refuses it)": lambda: json.dumps(_doc()).replace("103.0", "1e400"),
+    "a lone surrogate escape": lambda: json.dumps(_doc()).replace('"vehicle"', '"veh\\ud800icle"'),
+    "a NUL escape": lambda: json.dumps(_doc()).replace('"vehicle"', '"veh\\u0000icle"'),
+    "an integer of 5,000 digits": lambda: json.dumps(_doc()).replace("103.0", "7" * 5000),
 }  # fmt: skip
 
 

@@ -157,3 +157,48 @@ def test_provenance_rides_on_each_annotation_and_our_reader_reads_it_back(tmp_pa
         model_name="m",
         model_version="2",
     )
+
+
+def test_fields_coco_does_not_define_go_back_as_fields_and_pycocotools_reads_them(tmp_path):
+    # COCO-WholeBody-style extra fields on a keypoint annotation, and a polyline from CVAT.
+    face = [float(v) for v in range(9)]
+    doc = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 20, "height": 10}],
+        "categories": [{"id": 3, "name": "car"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 1, 4, 4], "area": 16, "iscrowd": 0,
+             "face_kpts": face, "face_valid": True, "lefthand_box": [1, 2, 3, 4]},
+        ],
+    }  # fmt: skip
+    source = tmp_path / "in"
+    (source / "annotations").mkdir(parents=True)
+    (source / "annotations" / "instances_train.json").write_text(json.dumps(doc))
+    (source / "a.jpg").write_bytes(image_bytes(20, 10))
+    parsed = read_coco(DirectorySource(source))
+    items, labels = list(parsed.items), list(parsed.labels)
+    assert labels[0].attributes["face_kpts"] == face  # kept, and said so
+    assert [p.code for p in parsed.problems] == ["extra_fields"]
+    polyline = LabelRecord(items[0].key, "car", model.POLYLINE, {"points": [1.0, 1.0, 5.0, 5.0, 9.0, 1.0]})
+
+    out = tmp_path / "out"
+    picture = image_bytes(20, 10)
+    write(
+        out,
+        [(items[0], [*labels, polyline])],
+        categories=parsed.categories,
+        image_source=lambda _: io.BytesIO(picture),
+    )
+    coco = COCO(str(out / "annotations" / "instances_train.json"))
+    first, second = (coco.anns[i] for i in sorted(coco.anns))
+    assert (
+        first["face_kpts"] == face and first["face_valid"] is True and first["lefthand_box"] == [1, 2, 3, 4]
+    )
+    assert "coco_fields" not in json.dumps(coco.dataset)  # the marker is ours, never written
+    assert second["points"] == [1.0, 1.0, 5.0, 5.0, 9.0, 1.0]  # beside its box
+    # Read back: the same fields as attributes, the polyline as a polyline.
+    again = read_coco(DirectorySource(out))
+    list(again.items)
+    back = list(again.labels)
+    assert back[0].attributes["face_kpts"] == face
+    assert back[1].geometry_type == model.POLYLINE
+    assert back[1].geometry == {"points": [1.0, 1.0, 5.0, 5.0, 9.0, 1.0], "bbox": [1.0, 1.0, 8.0, 4.0]}

@@ -420,17 +420,6 @@ def test_an_email_as_annotator_is_refused():
     assert "example.com" not in repr(labels)
 
 
-def test_video_tracks_are_reported_as_unsupported():
-    xml = (
-        META
-        + '  <track id="0" label="car"><box frame="0" xtl="1" ytl="1" xbr="2" ybr="2"/></track>\n</annotations>\n'
-    )
-    parsed, items, labels = _parse(xml)
-
-    assert (items, labels) == ([], [])
-    assert [p.code for p in parsed.problems] == ["unsupported_shape"]
-
-
 def test_problems_stop_at_a_thousand():
     shapes = '    <box label="bus" xtl="1" ytl="1" xbr="2" ybr="2"/>\n' * 1200
     xml = (

@@ -353,8 +353,13 @@ def test_predictions_are_model_candidates_and_accepted_predictions_keep_their_mo
     root = _deliver(tmp_path, [_task(1, "/a.jpg", [accepted], [prediction])])
     parsed, _, labels = _read(root)
 
-    assert parsed.problems == []
+    # Label Studio names a prediction's model by model_version only: model_name is taken from it,
+    # with a warning that says so.
+    assert [(p.code, p.pointer) for p in parsed.problems] == [
+        ("model_name_from_version", "/0/predictions/0/model_version")
+    ]
     annotation_label, prediction_label = labels
+    assert prediction_label.provenance.model_name == "yolo-2024-02"
     assert prediction_label.is_final is False
     assert prediction_label.uid == "prediction-77:r1"
     assert prediction_label.provenance.source == model.MODEL
@@ -574,3 +579,40 @@ def test_json_values_of_the_wrong_type_are_problems_not_crashes(tmp_path):
     assert labels[0].provenance.source == model.HUMAN
     assert labels[0].provenance.annotator is None
     assert {p.code for p in parsed.problems} == {"unsupported_result", "unknown_origin", "invalid"}
+
+
+def test_predictions_naming_their_model_by_version_only_are_one_counted_warning(tmp_path):
+    import json as _json
+
+    from marketplace.formats.archive import DirectorySource
+    from marketplace.formats.labelstudio import read_labelstudio as _read
+
+    from .builders import image_bytes
+
+    result = {
+        "type": "rectanglelabels",
+        "from_name": "label",
+        "to_name": "image",
+        "original_width": 40,
+        "original_height": 30,
+        "value": {"x": 10, "y": 10, "width": 20, "height": 20, "rectanglelabels": ["car"]},
+    }
+    tasks = [
+        {
+            "id": i,
+            "data": {"image": f"/data/upload/1/{i}.jpg"},
+            "predictions": [{"model_version": f"yolo-v{i}", "result": [dict(result, id=f"r{i}")]}],
+        }
+        for i in range(3)
+    ]
+    (tmp_path / "export.json").write_text(_json.dumps(tasks))
+    for i in range(3):
+        (tmp_path / f"{i}.jpg").write_bytes(image_bytes(40, 30))
+    parsed = _read(DirectorySource(tmp_path))
+    labels = list(parsed.labels)
+
+    assert [lab.provenance.model_name for lab in labels] == ["yolo-v0", "yolo-v1", "yolo-v2"]
+    warnings = [p for p in parsed.problems if p.code == "model_name_from_version"]
+    assert len(warnings) == 1
+    assert warnings[0].pointer == "/0/predictions/0/model_version"
+    assert "3 times; the first is located here" in warnings[0].message

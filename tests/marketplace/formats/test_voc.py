@@ -167,11 +167,10 @@ def test_it_reports_bad_corners_at_their_own_line(tmp_path):
     bad = voc_xml(
         "2007_000003.jpg",
         [
-            {"name": "cat", "box": ("12.5", 1, 20, 10)},
-            {"name": "cat", "box": (0, 1, 20, 10)},
+            {"name": "cat", "box": ("x", 1, 20, 10)},
             {"name": "cat", "box": (10, 1, 9, 10)},
             {"name": "cat", "box": (1, 1, 41, 10)},
-            {"name": "cat", "box": ("2.0", 1, 20, 10)},
+            {"name": "cat", "box": (2, 1, 20, 10)},
         ],
     )
     parsed, _, labels = _read(
@@ -184,25 +183,25 @@ def test_it_reports_bad_corners_at_their_own_line(tmp_path):
 
     xml = "VOC2012/Annotations/2007_000003.xml"
     assert _where(parsed) == [
-        (xml, line_of(bad, "<xmin>12.5</xmin>"), "invalid"),
-        (xml, line_of(bad, "<xmin>0</xmin>"), "invalid"),
+        (xml, line_of(bad, "<xmin>x</xmin>"), "invalid"),
         (xml, line_of(bad, "<xmax>9</xmax>"), "invalid"),
         (xml, line_of(bad, "<xmax>41</xmax>"), "invalid"),
     ]
-    assert "VOC is 1-based" in parsed.problems[1].message
-    assert "less than <xmin> 10" in parsed.problems[2].message
+    assert "VOC is 1-based" in parsed.problems[2].message
+    assert "less than <xmin> 10" in parsed.problems[1].message
     cats = [label for label in labels if label.category == "cat"]
-    assert [c.geometry["bbox"] for c in cats] == [[1, 0, 19, 10]]  # only "2.0", an integer
+    assert [c.geometry["bbox"] for c in cats] == [[1, 0, 19, 10]]  # only the good one
 
 
-def test_it_reports_a_missing_size_at_the_annotation_element(tmp_path):
+def test_a_missing_size_is_taken_from_the_image_and_said(tmp_path):
     bad = voc_xml("2007_000001.jpg", [DOG], size=False)
-    parsed, items, _ = _read(tmp_path, **{"VOC2012/Annotations/2007_000001.xml": bad})
+    parsed, items, labels = _read(tmp_path, **{"VOC2012/Annotations/2007_000001.xml": bad})
 
     assert _where(parsed) == [
-        ("VOC2012/Annotations/2007_000001.xml", line_of(bad, "<annotation>"), "missing_size")
+        ("VOC2012/Annotations/2007_000001.xml", line_of(bad, "<annotation>"), "size_from_image")
     ]
-    assert (items[0].width, items[0].height) == (None, None)
+    assert (items[0].width, items[0].height) == (W, H)
+    assert labels[0].geometry == {"bbox": [0, 0, 20, 15]}
 
 
 def test_it_reports_a_missing_image_at_the_filename_line(tmp_path):
@@ -308,11 +307,21 @@ DOG_ATTRIBUTES = {"pose": "Left", "truncated": False, "difficult": True}
 
 
 def test_the_mask_category_comes_from_the_class_png_and_a_disagreement_is_reported(tmp_path):
-    parsed, _, labels = _read(tmp_path, **_mask_files(classes=_classes(dog=8)))  # 8 = cat
+    parsed, _, labels = _read(tmp_path, **_mask_files(classes=_classes(dog=15)))  # 15 = person
 
     masks = [label for label in labels if label.geometry_type == model.MASK]
-    assert [m.category for m in masks] == ["cat", "person"]
+    assert [m.category for m in masks] == ["person", "person"]
     assert _where(parsed) == [("VOC2012/SegmentationClass/2007_000001.png", None, "mask_class_mismatch")]
+
+
+def test_a_class_png_naming_a_class_no_object_has_keeps_the_xml_name_and_says_so(tmp_path):
+    parsed, _, labels = _read(tmp_path, **_mask_files(classes=_classes(dog=8)))  # 8 = cat, not declared
+
+    masks = [label for label in labels if label.geometry_type == model.MASK]
+    assert [m.category for m in masks] == ["dog", "person"]  # every label's class is in the schema
+    assert {c.name for c in parsed.categories} == {"dog", "person"}
+    assert _where(parsed) == [("VOC2012/SegmentationClass/2007_000001.png", None, "mask_class_mismatch")]
+    assert "the XML's name is kept" in parsed.problems[0].message
 
 
 def test_a_custom_labelmap_gives_the_class_palette_order(tmp_path):

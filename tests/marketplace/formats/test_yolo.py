@@ -261,12 +261,30 @@ def test_it_rejects_pose_rows_with_the_wrong_number_of_keypoint_values():
     assert "need 11 columns" in parsed.problems[0].message
 
 
-def test_it_rejects_box_rows_mixed_into_a_file_of_segments():
-    rows = "0 0.1 0.1 0.2 0.1 0.2 0.2\n1 0.5 0.5 0.1 0.1\n0 0.1 0.1 0.2\n"
+def test_box_rows_mixed_into_a_file_of_segments_are_read_as_boxes_with_a_warning():
+    rows = "0 0.1 0.1 0.2 0.1 0.2 0.2\n1 0.5 0.5 0.1 0.1\n0 0.1 0.1 0.2\n1 0.25 0.25 0.5 0.5\n"
     parsed, _, labels = _read({"labels/train/a.txt": rows})
 
-    assert _where(parsed) == [("labels/train/a.txt", 2, "mixed_rows"), ("labels/train/a.txt", 3, "invalid")]
-    assert [label.geometry_type for label in labels] == [model.POLYGON]
+    # One warning for every mixed row (counted, the first located), after the row problems.
+    assert _where(parsed) == [("labels/train/a.txt", 3, "invalid"), ("labels/train/a.txt", 2, "mixed_rows")]
+    assert "2 times" in parsed.problems[1].message
+    assert [label.geometry_type for label in labels] == [model.POLYGON, model.BBOX, model.BBOX]
+    assert labels[1].geometry == {"bbox": [0.45 * W, 0.45 * H, 0.1 * W, 0.1 * H]}
+
+
+def test_obb_and_segment_rows_are_range_checked_on_the_box_they_span_as_ultralytics_does():
+    # Ultralytics' verify_image_label turns segment/OBB rows into boxes before its 0..1 check, so
+    # points slightly outside the frame pass (its OBB sample data has some); they are clamped here.
+    rows = (
+        "0 -0.02 0.1 0.5 0.1 0.5 0.4 -0.02 0.4\n"  # a point 2% left of the frame: its box is inside
+        "1 0.9 0.1 1.5 0.1 1.5 0.4 0.9 0.4\n"  # its box's centre is beyond 1.01: refused
+    )
+    parsed, _, labels = _read({"labels/train/a.txt": rows})
+
+    assert _where(parsed) == [("labels/train/a.txt", 1, "clipped"), ("labels/train/a.txt", 2, "invalid")]
+    assert labels[0].geometry == {
+        "polygons": [[0.0, 0.1 * H, 0.5 * W, 0.1 * H, 0.5 * W, 0.4 * H, 0.0, 0.4 * H]]
+    }
 
 
 def test_it_drops_duplicate_rows_with_a_warning():

@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("governance", "0005_quality_reports_and_review_tasks"),
+        ("governance", "0007_ledger_flush_only_on_test_databases"),
         ("marketplace", "0004_notifications"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

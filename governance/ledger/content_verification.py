@@ -1,0 +1,174 @@
+"""Recompute what each published version holds and compare it with what its signed event says.
+
+``ledger verify`` proves that the ``version_published`` event is the one that was signed; this module
+proves that the database still holds what that event's content hash covers (``governance.ledger.content``
+writes the rule). For a rule-2 version it names the first difference: the part (and its table), the
+row (by key) and the field. How the row is found:
+
+1. Each part is recomputed, streamed in key order, and its digest compared with the event's
+   ``parts``. Equal parts are done with.
+2. For the first part that differs, the stored row reference (``ContentDigestBlock``) is first checked
+   against the signed part digest: a reference that does not add up is not believed (someone with the
+   rights to drop triggers edited it too), and the report says only which part changed.
+3. Otherwise the live rows and the reference are walked side by side, both in key order: a key only
+   in the reference is a row removed, a key only in the database a row added, a key in both with
+   another digest a row changed; its short field digests say which field.
+
+Memory stays bounded: one block of the reference and one chunk of rows at a time.
+Rule-1 versions (published before rule 2) are recomputed under rule 1; it keeps no row reference,
+so the report names the version and the rule only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from marketplace.models import Dataset, DatasetVersion
+
+from . import content
+
+KEY_NAMES = {
+    "schema": "schema",
+    "categories": "name",
+    "attributes": "scope:name",
+    "datasheet": "field",
+    "guidelines": "version",
+    "items": "key",
+    "labels": "uid",
+}
+_END = object()
+
+
+@dataclass
+class ContentDifference:
+    """The first thing in a version that is not what its signed event covers."""
+
+    version: str
+    table: str = ""
+    row: str = ""
+    field: str = ""
+    detail: str = ""
+
+    def __str__(self) -> str:
+        where = self.table
+        if self.row:
+            where += f" row {self.row}"
+        if self.field:
+            where += f" field {self.field}"
+        return f"{self.version}: {where}: {self.detail}" if where else f"{self.version}: {self.detail}"
+
+
+def verify_version(version: DatasetVersion) -> ContentDifference | None:
+    """Return the first difference between a released version and its signed content, or None."""
+    label = f"{version.dataset.slug} v{version.number}"
+    event = content.published_event(version)
+    if event is None:
+        return ContentDifference(label, detail="released, but the ledger has no version_published event")
+    payload = event.payload or {}
+    signed = payload.get("content_hash")
+    if version.content_hash != signed:
+        return ContentDifference(
+            label,
+            table="marketplace_datasetversion",
+            row=f"id={version.pk}",
+            field="content_hash",
+            detail=f"{version.content_hash!r} is not the signed {signed!r}",
+        )
+    rule = payload.get("content_rule", 1)
+    if rule == 1:
+        if content.content_hash_rule_1(version) != signed:
+            return ContentDifference(
+                label,
+                table="marketplace_item/marketplace_label",
+                detail="items or labels differ from what was published (content rule 1 keeps no row "
+                "reference: republish as a new version to get one)",
+            )
+        return None
+    if rule != content.CONTENT_RULE:
+        return ContentDifference(label, detail=f"unknown content rule {rule!r}")
+    parts = payload.get("parts") or {}
+    if content.content_hash_of(parts) != signed:
+        return ContentDifference(label, detail="the event's part digests do not give its content hash")
+    for part in content.PARTS:
+        expected = parts.get(part) or {}
+        digest = content.PartDigest()
+        for row in content.iter_rows(version, part):
+            digest.add(content.row_digest(row))
+        if digest.as_dict() == expected:
+            continue
+        return _locate(version, label, part, expected) or ContentDifference(
+            label, table=content.TABLES[part], detail="the part's digest differs; no single row found"
+        )
+    return None
+
+
+def verify_dataset(dataset: Dataset) -> list[ContentDifference]:
+    """The first difference of each released version of a dataset (empty: all as published)."""
+    versions = DatasetVersion.objects.released().filter(dataset=dataset).select_related("dataset")
+    found = []
+    for version in versions.order_by("number"):
+        difference = verify_version(version)
+        if difference is not None:
+            found.append(difference)
+    return found
+
+
+def _reference_matches(version: DatasetVersion, part: str, expected: dict) -> bool:
+    digest = content.PartDigest()
+    try:
+        for _key, row_hex, _fields in content.stored_reference(version.pk, part):
+            digest.add(bytes.fromhex(row_hex))
+    except ValueError:
+        return False
+    return digest.as_dict() == expected
+
+
+def _live(version: DatasetVersion, part: str) -> Iterator[tuple[str, str, str]]:
+    for row in content.iter_rows(version, part):
+        yield row["key"], content.row_digest(row).hex(), content.field_digests(part, row)
+
+
+def _locate(version: DatasetVersion, label: str, part: str, expected: dict) -> ContentDifference | None:
+    table, key_name = content.TABLES[part], KEY_NAMES[part]
+    if not _reference_matches(version, part, expected):
+        return ContentDifference(
+            label,
+            table=table,
+            detail="differs from what was published; the stored row reference does not match the "
+            "signed digest either, so the row cannot be named",
+        )
+    live, stored = _live(version, part), content.stored_reference(version.pk, part)
+    now, then = next(live, _END), next(stored, _END)
+    while now is not _END or then is not _END:
+        if then is _END or (now is not _END and now[0] < then[0]):
+            return ContentDifference(
+                label, table=table, row=f"{key_name}={now[0]!r}", detail="added after publication"
+            )
+        if now is _END or then[0] < now[0]:
+            return ContentDifference(
+                label, table=table, row=f"{key_name}={then[0]!r}", detail="removed after publication"
+            )
+        if now[1] != then[1]:
+            return ContentDifference(
+                label,
+                table=table,
+                row=f"{key_name}={now[0]!r}",
+                field=_changed_field(part, now[2], then[2]),
+                detail="changed after publication",
+            )
+        now, then = next(live, _END), next(stored, _END)
+    return None
+
+
+def _changed_field(part: str, now: str, then: str) -> str:
+    width = content.FIELD_DIGEST_HEX
+    names = content.ROW_FIELDS[part]
+    changed = [
+        name
+        for i, name in enumerate(names)
+        if now[i * width : (i + 1) * width] != then[i * width : (i + 1) * width]
+    ]
+    if part == "datasheet":
+        return ""  # the row is the question: its key already names the field
+    return ", ".join(changed) or "(unknown)"
