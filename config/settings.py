@@ -236,12 +236,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_TASK_DEFAULT_QUEUE", "registry")
-# Chunks a ledger verification started through the API is cut into (governance.ledger.verify_chain).
-LEDGER_VERIFY_PARTS = envint("LEDGER_VERIFY_PARTS", "8")
 # Periodic work, for `celery -A config beat` (README, Deployment).
 CELERY_BEAT_SCHEDULE = {
     "expire-failed-deliveries": {"task": "marketplace.tasks.expire_failed_deliveries", "schedule": 24 * 3600},
 }
+# Chunks a ledger verification started through the API is cut into (governance.ledger.verify_chain).
+LEDGER_VERIFY_PARTS = envint("LEDGER_VERIFY_PARTS", "8")
 
 # Ledger signing key (Ed25519, PEM). Unset: a key is generated under VAR_DIR when
 # GENERATE_SECRETS (or DEBUG) allows it; otherwise the process stops, as for SECRET_KEY.
@@ -271,6 +271,9 @@ else:
 
 EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "registry@localhost")
+# Self-service buyer sign-up (marketplace.accounts): attempts per client address per hour, link validity.
+SIGNUP_RATE_PER_HOUR = envint("SIGNUP_RATE_PER_HOUR", "5")
+SIGNUP_CONFIRM_DAYS = envint("SIGNUP_CONFIRM_DAYS", "3")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

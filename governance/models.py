@@ -199,6 +199,7 @@ class LabelEvent(models.Model):
         VERSION_DEPRECATED = "version_deprecated", "Version deprecated"
         ENTITLEMENT_GRANTED = "entitlement_granted", "Entitlement granted"
         EXPORT_DOWNLOADED = "export_downloaded", "Export downloaded"
+        PAYMENT_CONFIRMED = "payment_confirmed", "Payment confirmed"
 
     dataset = models.ForeignKey("marketplace.Dataset", on_delete=models.PROTECT, related_name="ledger")
     seq = models.PositiveBigIntegerField(help_text="Position in the dataset's chain, from 0")

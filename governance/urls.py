@@ -30,4 +30,14 @@ urlpatterns = [
         quality_pages.review_queue,
         name="quality-review",
     ),
+    path(
+        "datasets/<slug:slug>/versions/<int:number>/quality/review/<int:task_id>/thumbnail.jpg",
+        quality_pages.review_thumbnail,
+        name="quality-review-thumbnail",
+    ),
+    path(
+        "datasets/<slug:slug>/versions/<int:number>/quality/review/<int:task_id>/by/<int:annotator_id>.jpg",
+        quality_pages.review_thumbnail,
+        name="quality-review-annotator-thumbnail",
+    ),
 ]

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import catalogue, home, library, supplier
+from .views import accounts, catalogue, home, library, supplier
 from .views import workspace as ws
 
 urlpatterns = [
@@ -13,6 +13,9 @@ urlpatterns = [
     path("datasets/<slug:slug>/", catalogue.dataset_detail, name="dataset-detail"),
     path("datasets/<slug:slug>/versions/<int:number>/samples/", catalogue.samples, name="samples"),
     path("datasets/<slug:slug>/offers/<int:offer_id>/", catalogue.offer, name="offer"),
+    # Buyers: sign-up with e-mail confirmation.
+    path("accounts/signup/", accounts.signup, name="signup"),
+    path("accounts/confirm/<str:token>/", accounts.signup_confirm, name="signup-confirm"),
     # Buyers: the library and its buttons.
     path("library/", library.library, name="library"),
     path("library/actions/", library.library_action, name="library-action"),

@@ -70,3 +70,10 @@ def test_the_auditor_index_shows_an_outsider_nothing(client_for, outsider, datas
 
 def test_the_auditor_index_needs_a_login(client):
     assert client.get("/governance/").status_code == 302
+
+
+def test_a_visitor_finds_sign_up_in_the_header_and_it_leads_to_the_form(client, client_for, buyer):
+    page = client.get("/").content.decode()
+    assert 'id="nav-signup" href="/accounts/signup/"' in page
+    assert client.get("/accounts/signup/").status_code == 200
+    assert 'id="nav-signup"' not in client_for(buyer).get("/").content.decode()

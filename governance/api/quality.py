@@ -15,7 +15,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from governance.models import Annotator, ReviewTask
+from governance.models import ReviewTask
 from governance.quality import consensus, reports
 from governance.quality.access import readable_version, supplied_version
 from governance.quality.tasks import compute_quality_reports
@@ -146,13 +146,7 @@ class ReviewDecisionView(APIView):
         body = DecisionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        reviewer = None
-        if data["reviewer"]:
-            reviewer = Annotator.objects.filter(
-                organization_id=version.dataset.supplier_id, pseudonym=data["reviewer"]
-            ).first()
-            if reviewer is None:
-                raise DomainError("No annotator of yours has that pseudonym.", code="invalid_reviewer")
+        reviewer = consensus.reviewer_named(version, data["reviewer"])
         common = {"task": task, "user": request.user, "reviewer": reviewer, "note": data["note"]}
         if self.decision == "accept":
             task = consensus.accept_review(**common)

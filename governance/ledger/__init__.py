@@ -13,7 +13,8 @@ The document holds exactly these fields, all covered by the hash:
 ``seq``                position in the chain (0, 1, 2 ...)
 ``label_uid``          the label's stable uid (str) or null for dataset-level events
 ``action``             created, modified, deleted, reviewed, accepted, rejected, consensus,
-                       version_published, version_deprecated, entitlement_granted, export_downloaded
+                       version_published, version_deprecated, entitlement_granted, export_downloaded,
+                       payment_confirmed
 ``actor``              annotator pseudonym, model name, "consensus", or an organisation/user
 ``occurred_at``        when it happened, as the source says (ISO 8601, UTC, microseconds)
 ``recorded_at``        when the registry wrote it down (same format)

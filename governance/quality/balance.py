@@ -166,6 +166,39 @@ class BalanceInput:
     label_category: np.ndarray  # per label: category code
     label_boxes: np.ndarray  # per label: enclosing [x, y, w, h], NaN when it has none
     attributes: list[Attribute] = field(default_factory=list)
+    # per label: True for another view of an object already counted (see ``same_object_views``)
+    label_same_object: np.ndarray | None = None
+
+
+# A 2D cuboid is the projection of an object whose 3D pose a cuboid_3d gives: on one image and for one
+# class, the two describe the same objects (as in KITTI or nuScenes, where each 3D box comes with its
+# 2D box). The class share counts objects, so the second view is not counted again. Other pairs of
+# kinds (a crack's polyline and a box) may be different objects and are counted as they are.
+PAIRED_VIEWS = ("cuboid_2d", "cuboid_3d")
+
+
+def same_object_views(
+    label_item: np.ndarray, label_category: np.ndarray, label_kind: Sequence[str]
+) -> np.ndarray:
+    """Per label, whether it is the second view of an object: of each image and class, the first
+    min(#cuboid_2d, #cuboid_3d) 3D cuboids (their 2D cuboids are counted)."""
+    kinds = np.asarray(label_kind, dtype=object)
+    out = np.zeros(len(kinds), dtype=bool)
+    flat, second = kinds == PAIRED_VIEWS[0], kinds == PAIRED_VIEWS[1]
+    if not flat.any() or not second.any():
+        return out
+    key = label_item.astype(np.int64) * (int(label_category.max()) + 1) + label_category
+    # Vectorised: rank each 3D cuboid within its (image, class) and keep those ranked below the
+    # number of 2D cuboids there.
+    second_at = np.nonzero(second)[0]
+    order = np.argsort(key[second_at], kind="stable")
+    sorted_keys = key[second_at][order]
+    rank = np.arange(len(sorted_keys)) - np.searchsorted(sorted_keys, sorted_keys, side="left")
+    flat_keys, flat_counts = np.unique(key[flat], return_counts=True)
+    at = np.minimum(np.searchsorted(flat_keys, sorted_keys), len(flat_keys) - 1)
+    flats_there = np.where(flat_keys[at] == sorted_keys, flat_counts[at], 0)
+    out[second_at[order[rank < flats_there]]] = True
+    return out
 
 
 def encode_values(raw: Sequence, declared: Sequence) -> tuple[np.ndarray, list[str]]:
@@ -194,12 +227,19 @@ def balance_report(data: BalanceInput, *, min_count: int = MIN_COUNT, tolerance:
     report: dict = {"items": n_items, "final_labels": n_labels, "min_count": min_count}
     gaps: list[dict] = []
 
-    per_class = np.bincount(data.label_category, minlength=n_cat)
-    label_split = data.item_split[data.label_item] if n_labels else np.empty(0, np.int64)
-    grid = np.bincount(label_split * n_cat + data.label_category, minlength=n_split * n_cat).reshape(
+    # Classes count objects: a label that is another view of an object already counted is left out.
+    counted = np.ones(n_labels, dtype=bool) if data.label_same_object is None else ~data.label_same_object
+    counted_category = data.label_category[counted]
+    per_class = np.bincount(counted_category, minlength=n_cat)
+    label_split = data.item_split[data.label_item[counted]] if n_labels else np.empty(0, np.int64)
+    grid = np.bincount(label_split * n_cat + counted_category, minlength=n_split * n_cat).reshape(
         n_split, n_cat
     )
     classes = distribution(data.categories, per_class, min_count=min_count)
+    not_counted = np.bincount(data.label_category[~counted], minlength=n_cat)
+    classes["same_object_views"] = {
+        c: int(not_counted[k]) for k, c in enumerate(data.categories) if not_counted[k]
+    }
     classes["per_split"] = {
         split: {c: int(grid[s, k]) for k, c in enumerate(data.categories)}
         for s, split in enumerate(data.splits)
@@ -390,15 +430,16 @@ def load_balance_input(version) -> BalanceInput:
     item_index = {row[0]: i for i, row in enumerate(items)}
     categories = list(Category.objects.filter(schema__version=version).order_by("source_id", "name"))
     category_index = {c.pk: i for i, c in enumerate(categories)}
-    label_item, label_category, geometries, label_attributes = [], [], [], []
+    label_item, label_category, geometries, label_attributes, label_kind = [], [], [], [], []
     rows = Label.objects.filter(version=version, is_final=True).values_list(
-        "item_id", "category_id", "geometry", "attributes"
+        "item_id", "category_id", "geometry", "attributes", "geometry_type"
     )
-    for item, category, geometry, attributes in rows.iterator(chunk_size=5000):
+    for item, category, geometry, attributes, kind in rows.iterator(chunk_size=5000):
         label_item.append(item_index[item])
         label_category.append(category_index[category])
         geometries.append(geometry or {})
         label_attributes.append(attributes or {})
+        label_kind.append(kind)
     data = BalanceInput(
         splits=splits,
         categories=[c.name for c in categories],
@@ -408,6 +449,7 @@ def load_balance_input(version) -> BalanceInput:
         label_category=np.array(label_category, dtype=np.int64),
         label_boxes=boxes_of(geometries),
     )
+    data.label_same_object = same_object_views(data.label_item, data.label_category, label_kind)
     specs = AttributeSpec.objects.filter(schema__version=version).order_by("scope", "name")
     for spec in specs:
         if (
@@ -426,7 +468,8 @@ def load_balance_input(version) -> BalanceInput:
             wanted = [
                 category_index[c.pk] for c in categories if not spec.categories or c.name in spec.categories
             ]
-            applies = np.isin(data.label_category, wanted)
+            # One object, one vote: the second view of an object (its 3D cuboid) repeats its attributes.
+            applies = np.isin(data.label_category, wanted) & ~data.label_same_object
         codes, values = encode_values(raw, declared)
         data.attributes.append(
             Attribute(
@@ -492,9 +535,28 @@ def annotator_pool(version, agreement: dict | None = None) -> dict:
     for key, bucket in demographics.items():
         small = sum(n for n in bucket.values() if n < 3)
         shown[key] = {v: n for v, n in bucket.items() if n >= 3} | ({"other": small} if small else {})
+    # Final labels by source and by model: the shares the Croissant RAI fields and the pages report.
+    finals_by_source: dict[str, int] = {}
+    models: dict[tuple[str, str], dict] = {}
+    for row in (
+        Label.objects.filter(version=version)
+        .values("source", "is_final", "model_name", "model_version")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        if row["is_final"]:
+            finals_by_source[row["source"]] = finals_by_source.get(row["source"], 0) + row["n"]
+        if row["model_name"]:
+            key = (row["model_name"], row["model_version"] or "")
+            entry = models.setdefault(
+                key, {"name": key[0], "version": key[1], "final_labels": 0, "candidate_labels": 0}
+            )
+            entry["final_labels" if row["is_final"] else "candidate_labels"] += row["n"]
     return {
         "annotators": len(annotators),
         "labels_by_source": by_source,
+        "final_labels_by_source": finals_by_source,
+        "models": [models[k] for k in sorted(models)],
         "roles": roles,
         "with_training_records": trained,
         "with_qualifications": qualified,

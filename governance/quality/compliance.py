@@ -688,12 +688,43 @@ def annotation_analysis_texts(agreement: dict) -> list[str]:
             f"{name}: Krippendorff's alpha {_fmt(c['krippendorff_alpha'])}, Fleiss' kappa {_fmt(c['fleiss_kappa'])}, "
             f"raw agreement {_fmt(c['percent_agreement'])} over {c['units']} objects."
         )
+        for cls, pc in c.get("per_class", {}).items():
+            out.append(
+                f"{name} on {cls}: Krippendorff's alpha {_fmt(pc['krippendorff_alpha'])}, Fleiss' kappa "
+                f"{_fmt(pc['fleiss_kappa'])} over {pc['units']} objects."
+            )
+    for kind, section in agreement.get("geometry", {}).items():
+        for cls, t in section.get("per_class", {}).items():
+            out.append(
+                f"{kind} on {cls}: pairwise F1 {_fmt(t['f1'])}, mean {section['similarity']} "
+                f"{_fmt(t['mean_similarity'])} ({t['matched']} matched)."
+            )
     items = agreement.get("items", {})
     out.append(
         f"{items.get('below_threshold', 0)} of {items.get('scored', 0)} images scored under "
         f"{agreement.get('item_threshold')} agreement and are queued for review."
     )
     return out
+
+
+def source_share_text(pool: dict) -> str:
+    """Who made the final labels, as shares: human annotators, models, consensus of several annotators."""
+    by_source = pool.get("final_labels_by_source") or {}
+    total = sum(by_source.values())
+    if not total:
+        return ""
+    return "Final labels by source: " + _shares({k: n / total for k, n in sorted(by_source.items())}) + "."
+
+
+def machine_annotation_tools_texts(pool: dict) -> list[str]:
+    """Each model that made labels, with how many of the final labels it made."""
+    total = sum((pool.get("final_labels_by_source") or {}).values())
+    return [
+        f"{m['name']} {m['version']}".strip()
+        + f": {m['final_labels']} final labels ({_pct(m['final_labels'] / total if total else None)})"
+        + (f", {m['candidate_labels']} candidate labels" if m["candidate_labels"] else "")
+        for m in pool.get("models", [])
+    ]
 
 
 def bias_texts(balance: dict, declared: str) -> list[str]:

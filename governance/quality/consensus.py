@@ -29,6 +29,7 @@ from http import HTTPStatus
 
 import numpy as np
 from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from governance import ledger
@@ -450,3 +451,28 @@ def _apply_fix(
         extra={**extra, "decision": "fixed"},
         version_number=task.version.number,
     )
+
+
+# --------------------------------------------------------------------------- reviewers
+
+
+def eligible_reviewers(version: DatasetVersion) -> QuerySet[Annotator]:
+    """Who may be named as a review's reviewer: the supplier's active annotators who labelled this dataset."""
+    labelled = Label.objects.filter(annotator=OuterRef("pk"), version__dataset_id=version.dataset_id)
+    return (
+        Annotator.objects.filter(organization_id=version.dataset.supplier_id, active=True)
+        .filter(Exists(labelled))
+        .order_by("pseudonym")
+    )
+
+
+def reviewer_named(version: DatasetVersion, pseudonym: str) -> Annotator | None:
+    """The reviewer a decision names (None when it names nobody), or invalid_reviewer."""
+    if not pseudonym:
+        return None
+    reviewer = eligible_reviewers(version).filter(pseudonym=pseudonym).first()
+    if reviewer is None:
+        raise DomainError(
+            "Name one of the annotators who labelled this dataset as the reviewer.", code="invalid_reviewer"
+        )
+    return reviewer

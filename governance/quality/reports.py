@@ -118,18 +118,25 @@ def stored_report(version: DatasetVersion, kind: str) -> QualityReport:
 def croissant_rai_fields(version: DatasetVersion) -> dict:
     """The Croissant RAI properties this registry measures, for the Croissant export.
 
-    ``rai:annotationsPerItem`` is one sentence; the other three are lists of sentences (the
-    vocabulary's range is Text, repeated values allowed). Computed reports are read from storage
-    (computed now if missing). The sentences are written by ``compliance``.
+    ``rai:annotationsPerItem`` is one sentence; the others are lists of sentences (the vocabulary's
+    range is Text, repeated values allowed). Computed reports are read from storage (computed now
+    if missing). The sentences are written by ``compliance``. Annotator demographics are not here:
+    the Croissant aggregates them from the live annotator records (``exports.documents``).
     """
     stored = reports_for(version)
     agreement, balance = stored["agreement"].result, stored["balance"].result
+    pool = balance.get("annotator_pool", {})
     sheet = Datasheet.objects.filter(version=version).first()
-    return {
+    shares = compliance.source_share_text(pool)
+    fields = {
         "rai:annotationsPerItem": compliance.annotations_per_item_text(agreement, balance),
-        "rai:dataAnnotationAnalysis": compliance.annotation_analysis_texts(agreement),
+        "rai:dataAnnotationAnalysis": [
+            *compliance.annotation_analysis_texts(agreement),
+            *([shares] if shares else []),
+        ],
         "rai:dataBiases": compliance.bias_texts(balance, sheet.biases.strip() if sheet else ""),
-        "rai:annotatorDemographics": compliance.annotator_demographics_texts(
-            balance.get("annotator_pool", {})
-        ),
     }
+    tools = compliance.machine_annotation_tools_texts(pool)
+    if tools:
+        fields["rai:machineAnnotationTools"] = tools
+    return fields

@@ -19,6 +19,7 @@ from governance.models import Annotator, ReviewTask
 from governance.quality import consensus, reports
 from governance.quality.access import is_supplier
 from marketplace import visibility
+from marketplace.catalogue import previews
 from marketplace.errors import DomainError
 from marketplace.models import DatasetVersion, Label
 
@@ -77,6 +78,7 @@ def chart_context(stats: dict | None, agreement: dict | None, balance: dict | No
     if balance:
         classes = balance["classes"]
         context["class_bars"] = bars(classes["counts"])
+        context["same_object_views"] = classes.get("same_object_views", {})
         context["split_tables"] = classes.get("per_split", {})
         context["people"] = [
             {
@@ -197,9 +199,22 @@ def review_queue(request, slug: str, number: int):
         version=version, item__in=[t.item_id for t in tasks], is_final=True
     ).select_related("category"):
         labels.setdefault(label.item_id, []).append(label)
+    # What each annotator said on each queued image: their candidate labels, grouped by annotator.
+    said: dict[int, dict[str, list[Label]]] = {}
+    for label in (
+        Label.objects.filter(version=version, item__in=[t.item_id for t in tasks], is_final=False)
+        .select_related("category", "annotator")
+        .order_by("item_id", "annotator__pseudonym", "id")
+    ):
+        who = label.annotator.pseudonym if label.annotator_id else label.model_name or label.source
+        said.setdefault(label.item_id, {}).setdefault(who, []).append(label)
     for task in tasks:
         task.final_labels = labels.get(task.item_id, [])
         task.components_list = sorted(task.components.items())
+        task.annotators_said = [
+            {"who": who, "labels": said_labels, "annotator_id": said_labels[0].annotator_id}
+            for who, said_labels in said.get(task.item_id, {}).items()
+        ]
     return render(
         request,
         "governance/quality/review.html",
@@ -208,7 +223,7 @@ def review_queue(request, slug: str, number: int):
             "version": version,
             "tasks": tasks,
             "open_count": sum(1 for t in tasks if t.status == ReviewTask.Status.OPEN),
-            "reviewers": Annotator.objects.filter(organization_id=version.dataset.supplier_id, active=True),
+            "reviewers": consensus.eligible_reviewers(version),
             "default_threshold": consensus.DEFAULT_REVIEW_THRESHOLD,
             "can_fix": not version.is_frozen,
         },
@@ -228,11 +243,7 @@ def _act(request, version: DatasetVersion) -> None:
     task = ReviewTask.objects.filter(version=version, pk=request.POST.get("task") or 0).first()
     if task is None:
         raise DomainError("No such review task.", code="not_found")
-    reviewer = None
-    if request.POST.get("reviewer"):
-        reviewer = Annotator.objects.filter(
-            organization_id=version.dataset.supplier_id, pseudonym=request.POST["reviewer"]
-        ).first()
+    reviewer = consensus.reviewer_named(version, request.POST.get("reviewer", ""))
     common = {"task": task, "user": request.user, "reviewer": reviewer, "note": request.POST.get("note", "")}
     if action == "accept":
         consensus.accept_review(**common)
@@ -248,3 +259,35 @@ def _act(request, version: DatasetVersion) -> None:
         raise DomainError("Unknown action.", code="invalid_action")
     done = {"accept": "accepted", "reject": "rejected", "fix": "fixed"}[action]
     messages.success(request, f"{task.item.key}: {done}; the decision is in the ledger.")
+
+
+@require_http_methods(["GET"])
+def review_thumbnail(request, slug: str, number: int, task_id: int, annotator_id: int | None = None):
+    """A queued image as a JPEG (at most 512 px): with its final labels drawn, or with the candidate
+    labels of one annotator of the supplier; the supplier's alone, like the queue."""
+    version = _version(request, slug, number)
+    if not is_supplier(request.user, version):
+        raise Http404("No such dataset version")
+    task = ReviewTask.objects.filter(version=version, pk=task_id).select_related("item").first()
+    if task is None:
+        raise Http404("No such review task")
+    item = task.item
+    if (
+        annotator_id is not None
+        and not Annotator.objects.filter(
+            organization_id=version.dataset.supplier_id, pk=annotator_id
+        ).exists()
+    ):
+        raise Http404("No such annotator")
+    labels = previews.label_views([item], version, candidates_of=annotator_id)[item.pk]
+    data = previews.render_preview(
+        image=previews.open_original(item),
+        width=item.width,
+        height=item.height,
+        labels=labels,
+        watermark=None,
+    )
+    response = HttpResponse(data, content_type="image/jpeg")
+    # A draft's labels can change under review; the supplier's own image is never shared by a proxy.
+    response["Cache-Control"] = "private, max-age=60"
+    return response

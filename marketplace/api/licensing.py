@@ -29,6 +29,9 @@ class OrderSerializer(serializers.ModelSerializer):
     dataset = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     license = serializers.StringRelatedField()
     placed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    confirmed_by = serializers.SlugRelatedField(
+        source="marked_paid_by", slug_field="username", read_only=True
+    )
 
     class Meta:
         model = Order
@@ -45,6 +48,7 @@ class OrderSerializer(serializers.ModelSerializer):
             "entitlement",
             "placed_by",
             "payment_reference",
+            "confirmed_by",
             "created_at",
             "paid_at",
         ]
@@ -140,7 +144,19 @@ class DecideSerializer(serializers.Serializer):
 
 
 class MarkPaidSerializer(serializers.Serializer):
-    reference = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    """The supplier's confirmation that an invoice's transfer arrived (checked by the payment provider)."""
+
+    # Plain text fields: the payment provider checks them and answers with its own error codes
+    # (payment_reference_required, payment_amount_invalid, payment_amount_mismatch).
+    reference = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="The bank's reference of the transfer"
+    )
+    amount = serializers.CharField(
+        required=False, allow_blank=True, max_length=40, help_text="The amount received, e.g. 4900.00"
+    )
+    currency = serializers.CharField(
+        required=False, allow_blank=True, max_length=3, help_text="ISO 4217; the invoice's when left out"
+    )
 
 
 # --------------------------------------------------------------------------- offers
@@ -218,7 +234,11 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         body = MarkPaidSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         order = licensing.mark_paid(
-            user=request.user, order=self.get_object(), reference=body.validated_data.get("reference", "")
+            user=request.user,
+            order=self.get_object(),
+            reference=body.validated_data.get("reference", ""),
+            amount=body.validated_data.get("amount", ""),
+            currency=body.validated_data.get("currency", ""),
         )
         return Response(OrderSerializer(order).data)
 

@@ -132,12 +132,18 @@ def person_attributes(version: DatasetVersion) -> set[str]:
     )
 
 
-def label_views(items: list[Item], version: DatasetVersion) -> dict[int, list[LabelView]]:
-    """Final labels of these items, keyed by item id, with colour and provenance."""
+def label_views(
+    items: list[Item], version: DatasetVersion, *, candidates_of: int | None = None
+) -> dict[int, list[LabelView]]:
+    """Final labels of these items, keyed by item id, with colour and provenance; or, with
+    ``candidates_of`` (an annotator's id), that annotator's candidate labels (the review queue's)."""
     hidden = person_attributes(version)
     out: dict[int, list[LabelView]] = {item.pk: [] for item in items}
+    chosen = (
+        {"is_final": True} if candidates_of is None else {"is_final": False, "annotator_id": candidates_of}
+    )
     labels = (
-        Label.objects.filter(item__in=items, is_final=True)
+        Label.objects.filter(item__in=items, **chosen)
         .select_related("category", "annotator", "guideline_version")
         .order_by("item_id", "id")
     )

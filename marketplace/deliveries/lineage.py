@@ -574,8 +574,11 @@ class Lineage:
     old_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # Label pk per old row
     old: Side | None = None
     new: Side | None = None
-    uids: list = field(default_factory=list)  # the uid each spooled row is written with
+    # The uid each spooled row is written with; None: each row's own (nothing to match against).
+    uids: list | None = None
+    labels: int = 0  # how many rows the delivery has
     modified: int = 0
+    provenance_only: int = 0  # of ``modified``: same content, other annotator, guideline or source
     unchanged: int = 0
 
     def section(self) -> dict:
@@ -586,13 +589,18 @@ class Lineage:
             "thresholds": self.thresholds.as_dict(),
         }
         if self.matches is None:
-            body["counts"] = {"uid": 0, "source_id": 0, "geometry": 0, "relabel": 0, "new": len(self.uids)}
+            body["counts"] = {"uid": 0, "source_id": 0, "geometry": 0, "relabel": 0, "new": self.labels}
             body["counts"]["removed"] = int(len(self.old_ids))
-            body["counts"].update(modified=0, unchanged=0)
+            body["counts"].update(modified=0, provenance_only=0, unchanged=0)
             body["examples"] = {}
             return body
         m = self.matches
-        body["counts"] = {**m.counts(), "modified": self.modified, "unchanged": self.unchanged}
+        body["counts"] = {
+            **m.counts(),
+            "modified": self.modified,
+            "provenance_only": self.provenance_only,
+            "unchanged": self.unchanged,
+        }
         body["source_ids"] = {
             "status": m.source_ids,
             "pairs": m.source_id_pairs,
@@ -625,6 +633,20 @@ class Lineage:
         ]
         body["examples"] = examples
         return body
+
+
+def _provenance(label) -> dict:
+    """Who made a label, under which guideline, by which means: a change here alone is a modification.
+
+    ``made_at`` is left out: a tool that stamps its export time would otherwise modify every label.
+    """
+    return {
+        "annotator": label.annotator.pseudonym if label.annotator_id else "",
+        "guideline_version": label.guideline_version.tag if label.guideline_version_id else "",
+        "source": label.source,
+        "model_name": label.model_name,
+        "model_version": label.model_version,
+    }
 
 
 def _group(is_final: bool, annotator: str | None) -> str:
@@ -727,12 +749,12 @@ def match_delivery(*, labels, previous, version, options: dict | None) -> Lineag
     options = options or {}
     thresholds = Thresholds.parse(options.get("thresholds"))
     enabled = options.get("enabled", True)
-    result = Lineage(enabled=enabled, thresholds=thresholds)
+    result = Lineage(enabled=enabled, thresholds=thresholds, labels=labels.count)
     if previous is not None:
         result.previous_number = previous.number
     if not enabled:
         # A new generation: every label is new, even one carrying its own uid; the old ones go.
-        result.uids = [uuid.uuid4() for batch in labels.batches() for _ in batch]
+        result.uids = [uuid.uuid4() for _ in range(labels.count)]
         if previous is not None:
             result.old_ids = np.fromiter(
                 Label.objects.filter(version=previous).order_by("id").values_list("id", flat=True),
@@ -740,8 +762,7 @@ def match_delivery(*, labels, previous, version, options: dict | None) -> Lineag
             )
         return result
     if previous is None:
-        result.uids = [uid for batch in labels.batches() for uid, _ in batch]
-        return result
+        return result  # the first version: the rows keep their own uids, and the spool is not read twice
     sizes = {
         k: (h, w) for k, h, w in Item.objects.filter(version=version).values_list("key", "height", "width")
     }
@@ -761,8 +782,11 @@ def lineage_events(
     """The ledger events of a delivery's labels (in write order), then of the previous labels it removed.
 
     ``created`` for a new label; for a matched one, ``modified`` with before and after (and how it was
-    matched) when its content changed, nothing when it did not; ``deleted`` for a vanished one. The
-    previous labels are read back in batches by primary key, so memory stays bounded.
+    matched) when its content or its provenance (annotator, guideline version, source, model) changed,
+    nothing when neither did; ``deleted`` for a vanished one. The event's actor and guideline are the
+    new label's ("v2 modified by reviewer B under guideline v2"); a provenance change also carries the
+    previous provenance under ``provenance.before``. The previous labels are read back in batches by
+    primary key, so memory stays bounded.
     """
     from django.utils import timezone
 
@@ -776,7 +800,7 @@ def lineage_events(
 
     def flush(batch):
         wanted = [int(m.old[n]) for n, _ in batch if m is not None and m.old[n] >= 0]
-        before = Label.objects.select_related("item", "category").in_bulk(
+        before = Label.objects.select_related("item", "category", "annotator", "guideline_version").in_bulk(
             [int(lineage.old_ids[i]) for i in wanted]
         )
         for n, label in batch:
@@ -788,21 +812,33 @@ def lineage_events(
                 continue
             old = before[int(lineage.old_ids[i])]
             old_state, new_state = _label_state(old), _label_state(label)
-            if old_state == new_state and old.iscrowd == label.iscrowd:
+            same_content = old_state == new_state and old.iscrowd == label.iscrowd
+            old_prov, new_prov = _provenance(old), _provenance(label)
+            if same_content and old_prov == new_prov:
                 lineage.unchanged += 1
                 continue
             lineage.modified += 1
+            extra: dict = {
+                "lineage": {
+                    "method": METHOD_NAMES[int(m.method[n])],
+                    "similarity": round(float(m.similarity[n]), 4),
+                    "previous_version": lineage.previous_number,
+                    "changed": [
+                        part
+                        for part, same in (("content", same_content), ("provenance", old_prov == new_prov))
+                        if not same
+                    ],
+                }
+            }
+            if old_prov != new_prov:
+                extra["provenance"] = {"before": old_prov, "after": new_prov}
+                if same_content:
+                    lineage.provenance_only += 1
             yield ledger.label_event(
                 label,
                 action="modified",
                 before=old_state,
-                extra={
-                    "lineage": {
-                        "method": METHOD_NAMES[int(m.method[n])],
-                        "similarity": round(float(m.similarity[n]), 4),
-                        "previous_version": lineage.previous_number,
-                    }
-                },
+                extra=extra,
                 delivery_id=delivery_id,
                 version_number=version_number,
             )

@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from governance.models import Annotator
 
+from .. import hooks
 from ..formats import croissant as cr
 from ..formats import model as fmt
 from ..formats.coco_writer import coco_category_ids
@@ -145,7 +146,7 @@ def rai_facts(version: DatasetVersion) -> dict:
         {"guideline": g.guideline.title, "tag": g.tag, "sha256": g.sha256}
         for g in version.guideline_versions.select_related("guideline").order_by("effective_date")
     ]
-    return cr.rai_properties(
+    rai = cr.rai_properties(
         datasheet=answers,
         guideline_versions=guidelines,
         annotations_per_item=per_item,
@@ -154,6 +155,9 @@ def rai_facts(version: DatasetVersion) -> dict:
         annotator_demographics=demographics,
         person_attributes=list(person),
     )
+    # The measured figures (agreement, balance gaps, source shares) from governance's quality reports.
+    rai.update(hooks.croissant_rai(version))
+    return rai
 
 
 def croissant_document(

@@ -396,21 +396,62 @@ def _check_seller(user, order: Order) -> None:
         )
 
 
-def mark_paid(*, user, order: Order, reference: str = "") -> Order:
-    """The supplier or staff confirm that an invoice was paid (through the payment provider)."""
+def mark_paid(*, user, order: Order, reference: str, amount, currency: str = "") -> Order:
+    """The supplier or staff confirm that an invoice's payment arrived: the provider checks the reference
+    and the amount, and who confirmed it, when and the receipt go on the order and into the dataset's
+    ledger (``payment_confirmed``). Nobody of the buying organisation confirms its own payment."""
     with transaction.atomic():
         order = Order.objects.select_for_update().select_related("dataset").get(pk=order.pk)
         _check_seller(user, order)
+        if order.organization_id in org_ids(user):
+            raise DomainError(
+                "A payment is confirmed by the seller, not by the organisation that paid.",
+                code="own_payment",
+                status_code=403,
+            )
         if order.status == Order.Status.PAID:
             return order
         if order.status != Order.Status.INVOICED:
             raise DomainError(f"This order is {order.status}.", code="order_not_payable", status_code=409)
-        payment_provider().confirm_payment(order=order, reference=reference)
+        provider = payment_provider()
+        receipt = provider.confirm_payment(order=order, reference=reference, amount=amount, currency=currency)
+        if (
+            Order.objects.filter(
+                dataset__supplier_id=order.dataset.supplier_id,
+                status=Order.Status.PAID,
+                payment_reference=receipt.reference,
+            )
+            .exclude(pk=order.pk)
+            .exists()
+        ):
+            # One transfer cannot pay two invoices: a reference seen before is a mistake or a replay.
+            raise DomainError(
+                "This payment reference already confirmed another invoice.",
+                code="payment_reference_reused",
+                status_code=409,
+            )
         order.status = Order.Status.PAID
         order.paid_at = timezone.now()
         order.marked_paid_by = user
-        order.payment_reference = reference.strip()[:200]
+        order.payment_reference = receipt.reference
         order.save(update_fields=["status", "paid_at", "marked_paid_by", "payment_reference"])
+        ledger.record_dataset_event(
+            dataset=order.dataset,
+            action="payment_confirmed",
+            actor=_actor(user),
+            occurred_at=order.paid_at,
+            payload={
+                "order": order.pk,
+                "invoice": order.invoice_number,
+                "organization": order.organization.slug,
+                "amount": str(receipt.amount),
+                "currency": receipt.currency,
+                "provider": receipt.provider,
+                # The reference itself stays on the order: the ledger is append-only and public to
+                # auditors, so it carries only a digest that proves which reference was confirmed.
+                "reference_sha256": hashlib.sha256(receipt.reference.encode()).hexdigest(),
+            },
+        )
     return order
 
 

@@ -221,9 +221,12 @@ def supplier_orders(request):
                 )
             else:
                 licensing.mark_paid(
-                    user=request.user, order=order, reference=request.POST.get("reference", "")
+                    user=request.user,
+                    order=order,
+                    reference=request.POST.get("reference", ""),
+                    amount=request.POST.get("amount", ""),
                 )
-                messages.success(request, f"Order {order.invoice_number} marked paid.")
+                messages.success(request, f"Payment of invoice {order.invoice_number} confirmed.")
         except DomainError as exc:
             messages.error(request, exc.detail)
         return redirect("supplier-orders")
@@ -232,7 +235,7 @@ def supplier_orders(request):
         "marketplace/supplier_orders.html",
         {
             "orders": Order.objects.filter(dataset__in=supplied).select_related(
-                "dataset", "organization", "license", "placed_by"
+                "dataset", "organization", "license", "placed_by", "marked_paid_by"
             )[:200],
             "offers": Offer.objects.filter(dataset__in=supplied)
             .select_related("dataset", "license")

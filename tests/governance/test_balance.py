@@ -189,3 +189,57 @@ def test_annotator_demographics_are_only_shown_as_counts_of_three_or_more(datase
         "A-2": 20,
         "A-3": 19,
     }
+
+
+# --------------------------------------------------------------------------- one object, one count
+
+
+def test_a_3d_cuboid_is_the_same_object_as_a_2d_cuboid_of_its_class_on_its_image():
+    # image 0: one bearing in 2D and 3D; image 1: two 2D, one 3D; image 2: one 2D, two 3D;
+    # image 3: a 3D cuboid alone; image 4: a crack's polyline and box (not paired), and a 3D cuboid
+    # of another class next to a bearing's 2D cuboid (not paired).
+    item = np.array([0, 0, 1, 1, 1, 2, 2, 2, 3, 4, 4, 4, 4])
+    category = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 2])
+    kind = ["cuboid_3d", "cuboid_2d", "cuboid_2d", "cuboid_3d", "cuboid_2d", "cuboid_2d", "cuboid_3d",
+            "cuboid_3d", "cuboid_3d", "polyline", "bbox", "cuboid_2d", "cuboid_3d"]  # fmt: skip
+    marked = balance.same_object_views(item, category, kind)
+    assert marked.tolist() == [
+        True,
+        False,
+        False,
+        True,
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+    ]
+
+
+def test_the_class_share_counts_the_bearing_once():
+    data = columns()
+    data.label_same_object = np.array([False, False, True, False, False])  # the second person label
+    report = balance.balance_report(data, min_count=1)
+    assert report["classes"]["counts"] == {"car": 2, "person": 2}
+    assert report["classes"]["per_split"]["train"] == {"car": 1, "person": 2}
+    assert report["classes"]["same_object_views"] == {"person": 1}
+    assert report["final_labels"] == 5  # labels are still labels
+
+
+def test_a_million_3d_cuboids_are_paired_without_a_python_loop_per_label():
+    rng = np.random.default_rng(1)
+    n = 1_000_000
+    item, category = rng.integers(0, 50_000, n), rng.integers(0, 3, n)
+    kind = np.where(rng.random(n) < 0.5, "cuboid_2d", "cuboid_3d")
+    marked = balance.same_object_views(item, category, kind)
+    # Per (image, class): min(#2D, #3D) of its 3D cuboids are marked, counted here with numpy's bincount.
+    key = item * 3 + category
+    flat = np.bincount(key[kind == "cuboid_2d"], minlength=150_000)
+    deep = np.bincount(key[kind == "cuboid_3d"], minlength=150_000)
+    assert marked.sum() == np.minimum(flat, deep).sum()
+    assert not marked[kind == "cuboid_2d"].any()
+    assert (np.bincount(key[marked], minlength=150_000) == np.minimum(flat, deep)).all()

@@ -78,16 +78,16 @@ def test_a_supplier_draft_with_nothing_in_it_is_mostly_missing():
 
 def test_the_croissant_rai_fields_come_from_the_measurements():
     fields = reports.croissant_rai_fields(DatasetVersion.objects.get(dataset__slug="pedestrian-poses"))
-    assert set(fields) == {
-        "rai:annotationsPerItem", "rai:dataAnnotationAnalysis", "rai:dataBiases", "rai:annotatorDemographics",
-    }  # fmt: skip
+    # Demographics come from the live annotator records (exports.documents), not from the stored reports.
+    assert set(fields) == {"rai:annotationsPerItem", "rai:dataAnnotationAnalysis", "rai:dataBiases"}
     assert "3 annotators on 20 images" in fields["rai:annotationsPerItem"]
     assert any("age_band: Krippendorff's alpha" in s for s in fields["rai:dataAnnotationAnalysis"])
     assert any("keypoints: pairwise precision" in s for s in fields["rai:dataAnnotationAnalysis"])
     assert any("age_band=senior" in s for s in fields["rai:dataBiases"])
     version = DatasetVersion.objects.get(dataset__slug="pedestrian-poses")
     assert fields["rai:dataBiases"][0] == version.datasheet.biases  # the datasheet's own words first
-    assert fields["rai:annotatorDemographics"][0].startswith("3 pseudonymous annotators")
+    pool = reports.report_for(version, "balance")["annotator_pool"]
+    assert compliance.annotator_demographics_texts(pool)[0].startswith("3 pseudonymous annotators")
 
     street = reports.croissant_rai_fields(
         DatasetVersion.objects.filter(dataset__slug="urban-street-scenes", status="published").first()
@@ -119,3 +119,23 @@ def test_consensus_of_the_demo_annotators_gives_back_the_demos_final_labels():
         assert np.abs(truth[:, :2] - fused[:, :2]).max() < 6.0
         agreeing_attributes += nearest.attributes == p.attributes
     assert agreeing_attributes >= 0.9 * len(proposals)
+
+
+def test_the_bridge_counts_each_bearing_once_in_its_class_share(client):
+    version = DatasetVersion.objects.filter(dataset__slug="bridge-inspection", status="published").first()
+    classes = reports.report_for(version, "balance")["classes"]
+    bearings = Label.objects.filter(version=version, is_final=True, category__name="bearing")
+    flat, deep = (
+        bearings.filter(geometry_type="cuboid_2d").count(),
+        bearings.filter(geometry_type="cuboid_3d").count(),
+    )
+    assert flat and deep, "the demo bridge has bearings in 2D and in 3D"
+    # One bearing per image, drawn as a 2D cuboid and estimated as a 3D cuboid.
+    assert classes["counts"]["bearing"] == max(flat, deep) == bearings.values("item").distinct().count()
+    assert classes["same_object_views"] == {"bearing": min(flat, deep)}
+    page = client.get(
+        f"/governance/datasets/bridge-inspection/versions/{version.number}/quality/"
+    ).content.decode()
+    assert f"{min(flat, deep)} 3D cuboids of bearing" in page
+    dataset_page = client.get("/datasets/bridge-inspection/").content.decode()
+    assert "a 2D and a 3D cuboid of the same class on one image are one object" in dataset_page

@@ -89,7 +89,7 @@ def build_world(persona_name: str):
     order = licensing.purchase(
         user=victim_buyer, offer=offer, idempotency_key="canary-key", accept_license=True
     )
-    licensing.mark_paid(user=victim_supplier, order=order, reference="canary-reference")
+    licensing.mark_paid(user=victim_supplier, order=order, reference="canary-reference", amount="100.00")
     licensing.request_access(
         user=victim_buyer, offer=request_mode, accept_license=True, message="canary message"
     )

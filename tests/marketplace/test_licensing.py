@@ -256,12 +256,15 @@ def test_the_supplier_marks_an_invoice_paid_and_a_buyer_cannot(published_version
         user=buyer, offer=purchase_offer(dataset), idempotency_key="k", accept_license=True
     )
     with pytest.raises(DomainError) as caught:
-        licensing.mark_paid(user=buyer, order=order, reference="paid, honest")
+        licensing.mark_paid(user=buyer, order=order, reference="paid, honest", amount=order.price)
     assert caught.value.status_code == 403
 
-    paid = licensing.mark_paid(user=supplier, order=order, reference="SEPA 2026-117")
+    paid = licensing.mark_paid(user=supplier, order=order, reference="SEPA 2026-117", amount="4900.00")
     assert paid.status == Order.Status.PAID and paid.paid_at and paid.payment_reference == "SEPA 2026-117"
-    assert licensing.mark_paid(user=supplier, order=order).paid_at == paid.paid_at  # idempotent
+    assert paid.marked_paid_by == supplier
+    again = licensing.mark_paid(user=supplier, order=order, reference="SEPA 2026-117", amount="4900.00")
+    assert again.paid_at == paid.paid_at  # idempotent
+    assert LabelEvent.objects.filter(dataset=dataset, action="payment_confirmed").count() == 1
 
 
 def test_cancelling_an_unpaid_invoice_revokes_its_entitlement(published_version, dataset, buyer, supplier):
@@ -280,7 +283,7 @@ def test_the_payment_provider_is_pluggable(published_version, dataset, buyer, su
     )
     assert order.invoice_number == "R-1"
     with pytest.raises(DomainError):
-        licensing.mark_paid(user=supplier, order=order, reference="x")
+        licensing.mark_paid(user=supplier, order=order, reference="x", amount=order.price)
     assert Order.objects.get().status == Order.Status.INVOICED
 
 
@@ -290,7 +293,7 @@ class RefusingProvider:
     def issue_invoice(self, *, order):
         return "R-1"
 
-    def confirm_payment(self, *, order, reference):
+    def confirm_payment(self, *, order, reference, amount, currency):
         raise DomainError("The bank has not seen this payment.", code="payment_not_found", status_code=409)
 
 

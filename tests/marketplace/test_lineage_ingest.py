@@ -92,7 +92,7 @@ def test_a_corrected_coco_export_diffs_as_what_the_supplier_fixed(dataset, media
     assert section["previous_version"] == 1
     assert section["counts"] == {
         "uid": 0, "source_id": 4, "geometry": 0, "relabel": 0, "new": 1, "removed": 0,
-        "modified": 2, "unchanged": 2,
+        "modified": 2, "provenance_only": 0, "unchanged": 2,
     }  # fmt: skip
     assert section["source_ids"]["status"] == "used"
     assert section["thresholds"]["iou"] == 0.5
@@ -123,6 +123,55 @@ def test_a_class_change_is_one_label_modified_and_its_history_spans_both_version
     body = api_for(supplier).get(f"/api/v1/labels/{uid}/history/").json()
     actions = [(e["event"]["action"], e["event"]["version_number"]) for e in body["events"]]
     assert actions == [("created", 1), ("modified", 2)]
+    assert all(e["proof"] for e in body["events"])
+
+
+def test_a_label_reviewed_under_a_new_guideline_is_modified_for_its_provenance_alone(
+    dataset, media, run, api_for, supplier
+):
+    from datetime import date
+
+    from tests import factories as f
+
+    guide = f.GuidelineFactory(dataset=dataset, title="Street labelling guide")
+    f.GuidelineVersionFactory(guideline=guide, tag="v1", effective_date=date(2026, 1, 1))
+    f.GuidelineVersionFactory(guideline=guide, tag="v2", effective_date=date(2026, 3, 1))
+    first = [{"defaults": {"annotator": "annotator-A", "guideline_version": "v1", "source": "human"}}]
+    deliver(dataset, coco_delivery(V1, provenance=first), run)
+    # The same export again; reviewer B went over label 3 under guideline v2 and changed nothing in it.
+    reviewed = [*first, {"label": 3, "annotator": "reviewer-B", "guideline_version": "v2"}]
+    second = deliver(dataset, coco_delivery(V1, provenance=reviewed), run)
+
+    counts = second.report["lineage"]["counts"]
+    assert (counts["modified"], counts["provenance_only"], counts["unchanged"]) == (1, 1, 3)
+    [(action, uid, payload)] = label_events(dataset, 2)
+    assert action == "modified" and payload["before"] == payload["after"]  # the label itself is as it was
+    assert payload["lineage"]["changed"] == ["provenance"]
+    assert payload["provenance"]["before"]["annotator"] == "annotator-A"
+    assert payload["provenance"]["before"]["guideline_version"] == "v1"
+    assert payload["provenance"]["after"]["annotator"] == "reviewer-B"
+    v1, v2 = (DatasetVersion.objects.get(dataset=dataset, number=n) for n in (1, 2))
+    assert (
+        Label.objects.get(version=v1, source_id="3").uid
+        == uid
+        == Label.objects.get(version=v2, source_id="3").uid
+    )
+    diff = workspace_diff.diff_versions(old=v1, new=v2)
+    assert diff["labels"]["changed"] == 0 and diff["labels"]["relabelled"] == 1
+
+    # Its history: v1 created by annotator A under guideline v1, then v2 modified by reviewer B under v2.
+    ledger.sign_tree_head(dataset=dataset)
+    body = api_for(supplier).get(f"/api/v1/labels/{uid}/history/").json()
+    life = [
+        (
+            e["event"]["action"],
+            e["event"]["version_number"],
+            e["event"]["actor"],
+            e["event"]["guideline_version"],
+        )
+        for e in body["events"]
+    ]
+    assert life == [("created", 1, "annotator-A", "v1"), ("modified", 2, "reviewer-B", "v2")]
     assert all(e["proof"] for e in body["events"])
 
 

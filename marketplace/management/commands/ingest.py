@@ -186,7 +186,8 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"  against version {lineage['previous_version']}: matched by uid {c['uid']}, source id "
                     f"{c['source_id']}, geometry {c['geometry']}, relabel {c['relabel']}; {c['new']} new, "
-                    f"{c['removed']} removed, {c['modified']} modified, {c['unchanged']} unchanged"
+                    f"{c['removed']} removed, {c['modified']} modified ({c.get('provenance_only', 0)} in provenance "
+                    f"only), {c['unchanged']} unchanged"
                 )
         for p in report.get("problems", []):
             where = f"{p['file']}{':' + p['location'] if p['location'] else ''}" or "(delivery)"

@@ -1,0 +1,1 @@
+"""Accounts: a buyer organisation signs itself up, confirming its e-mail address (service)."""
