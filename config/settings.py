@@ -111,6 +111,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "marketplace.middleware.DatabaseBusyMiddleware",
     "marketplace.middleware.DomainErrorMiddleware",
+    "marketplace.middleware.ApiNotFoundMiddleware",  # a path under /api/ that no route matches: JSON 404
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -281,7 +282,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # DjangoFilterBackend that refuses parameters a list does not know (marketplace.api.query).
+    "DEFAULT_FILTER_BACKENDS": ["marketplace.api.query.StrictFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "marketplace.api.pagination.Pagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -318,6 +320,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Every operation declares the error shape and its 4xx answers (marketplace.api.schema).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "marketplace.api.schema.add_error_responses",
+    ],
 }
 
 LOGGING = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -32,8 +33,11 @@ class Guideline(models.Model):
         )
 
 
-class GuidelineImmutableError(Exception):
+class GuidelineImmutableError(ValidationError):
     """A guideline version is immutable once created, and undeletable once labels or versions use it."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code="guideline_immutable")
 
 
 class GuidelineVersionQuerySet(models.QuerySet):
@@ -200,6 +204,7 @@ class LabelEvent(models.Model):
         ENTITLEMENT_GRANTED = "entitlement_granted", "Entitlement granted"
         EXPORT_DOWNLOADED = "export_downloaded", "Export downloaded"
         PAYMENT_CONFIRMED = "payment_confirmed", "Payment confirmed"
+        DATASET_WITHDRAWN = "dataset_withdrawn", "Dataset withdrawn"
 
     dataset = models.ForeignKey("marketplace.Dataset", on_delete=models.PROTECT, related_name="ledger")
     seq = models.PositiveBigIntegerField(help_text="Position in the dataset's chain, from 0")

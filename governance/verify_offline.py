@@ -36,8 +36,13 @@ Content of a published version (content rule 2, written out in ``governance/ledg
     "sha256": part_digest}}}))``, which must be the event's ``payload.content_hash``. ``--archive``
     checks, in order: every file against ``MANIFEST.sha256`` (and no file missing or extra), the
     content hash recomputed from the content files, the event's own hash, its inclusion proof, the
-    tree head's signature with the auditor's key, and that the class names of a COCO export are the
-    published classes.
+    tree head's signature with the auditor's key, and that the labels of a COCO export are the
+    published labels: each annotation (and image-level classification) by its uid, with the same
+    class, flags and geometry (within GEOMETRY_TOLERANCE), none twice, and none of those the export's
+    selection (``evidence/export.json``: splits, classes, candidates) takes missing. So a box altered
+    in ``annotations/*.json``, with the manifest rewritten to match, fails. VOC and YOLO files carry
+    no label uids: only their class names (and YOLO rows' class indices) are checked; their boxes
+    rest on the manifest.
 
 Command line (exit status 0 when everything verifies, 1 when something does not, 2 when an input
 cannot be read)::
@@ -414,10 +419,10 @@ def verify_archive(path: Union[str, Path], public_key: PublicKeyLike) -> Result:
         except (UnicodeDecodeError, ValueError):
             failures.append(f"{EVIDENCE} is not JSON")
             return Result(failures)
-        categories = _content_keys(archive, "content/categories.jsonl")
-        coco = [n for n in names if n.startswith("annotations/") and n.endswith(".json")]
-        for name in coco:
-            _check_coco_classes(archive, name, categories, failures)
+        coco = sorted(n for n in names if n.startswith("annotations/") and n.endswith(".json"))
+        if coco:
+            _check_coco_labels(archive, names, coco, failures)
+        _check_voc_yolo_classes(archive, names, failures)
 
     if not isinstance(bundle, dict):
         return Result(failures + [f"{EVIDENCE} is not a JSON object"])
@@ -467,26 +472,439 @@ def _part_digest(archive, name: str, failures: list[str]) -> dict:
     return {"count": count, "sha256": digest.hexdigest()}
 
 
-def _content_keys(archive, name: str) -> set:
-    keys = set()
+# --- The labels in an export's COCO files are the published labels ---------------------------------
+#
+# A manifest can be rewritten with the files it lists, so the format files are checked against the
+# content files (whose digests the signed event holds): every COCO annotation, and every image-level
+# classification, must be a published label (by its uid) of the same class, final flag, crowd flag
+# and geometry (box, polygons, RLE, keypoints: equal within GEOMETRY_TOLERANCE, the rounding a float
+# written as JSON may take), none twice; and every published label that the export's selection
+# (``evidence/export.json``: splits, classes, candidates) takes and COCO can hold must be there.
+# Bounded memory: the published labels go into a temporary SQLite file (standard library), and the
+# COCO files are read element by element (``_JsonStream``), never loaded whole.
+
+EXPORT_SELECTION = "evidence/export.json"
+GEOMETRY_TOLERANCE = 1e-3  # pixels
+MAX_ELEMENT_CHARS = 64 << 20  # one annotation, image or the categories list, as JSON text
+MAX_LABEL_FAILURES = 20
+_WS = " \t\n\r"
+
+
+class _JsonStream:
+    """Reads one JSON document from a binary stream a value at a time (``json.JSONDecoder.raw_decode``
+    over a refilled buffer), so arrays of millions of annotations never sit in memory at once."""
+
+    def __init__(self, stream):
+        import codecs
+
+        self.stream = stream
+        self.decode = codecs.getincrementaldecoder("utf-8")().decode
+        self.buf, self.pos, self.eof = "", 0, False
+        self.decoder = json.JSONDecoder()
+
+    def _fill(self, size: int = 1 << 16) -> None:
+        chunk = self.stream.read(size)
+        self.eof = not chunk
+        self.buf = self.buf[self.pos :] + self.decode(chunk, final=self.eof)
+        self.pos = 0
+
+    def peek(self) -> str:
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in _WS:
+                self.pos += 1
+            if self.pos < len(self.buf) or self.eof:
+                return self.buf[self.pos : self.pos + 1]
+            self._fill()
+
+    def expect(self, char: str) -> None:
+        if self.peek() != char:
+            raise ValueError(f"expected {char!r}")
+        self.pos += 1
+
+    def value(self):
+        self.peek()
+        size = 1 << 16
+        while True:
+            try:
+                obj, end = self.decoder.raw_decode(self.buf, self.pos)
+            except ValueError:
+                if self.eof:
+                    raise
+            else:
+                if end < len(self.buf) or self.eof:  # a number at the buffer's end may go on
+                    self.pos = end
+                    return obj
+            if len(self.buf) - self.pos > MAX_ELEMENT_CHARS:
+                raise ValueError("a JSON element is larger than this verifier reads")
+            self._fill(size)
+            size = min(size * 2, 1 << 24)
+
+    def object_members(self, arrays: tuple[str, ...]):
+        """Yield (key, value) of the top-level object; the members named in ``arrays`` are yielded
+        element by element as (key, element)."""
+        self.expect("{")
+        if self.peek() == "}":
+            return
+        while True:
+            key = self.value()
+            self.expect(":")
+            if key in arrays:
+                self.expect("[")
+                if self.peek() == "]":
+                    self.pos += 1
+                else:
+                    while True:
+                        yield key, self.value()
+                        if self.peek() == ",":
+                            self.pos += 1
+                            continue
+                        self.expect("]")
+                        break
+            else:
+                yield key, self.value()
+            if self.peek() == ",":
+                self.pos += 1
+                continue
+            self.expect("}")
+            return
+
+
+def _tight_box(geometry: dict) -> list | None:
+    """The tight [x, y, w, h] box, as the registry's codecs derive it (marketplace.formats.model.bbox_of)."""
+    if "bbox" in geometry:
+        return list(geometry["bbox"])
+    xs: list = []
+    ys: list = []
+    for ring in geometry.get("polygons") or []:
+        xs += ring[0::2]
+        ys += ring[1::2]
+    for part in ("points", "cuboid"):
+        if part in geometry:
+            xs += geometry[part][0::2]
+            ys += geometry[part][1::2]
+    kp = geometry.get("keypoints") or []
+    for i in range(0, len(kp) - 2, 3):
+        if kp[i + 2] > 0:
+            xs.append(kp[i])
+            ys.append(kp[i + 1])
+    if not xs:
+        return None
+    return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+
+
+def _coco_box(geometry: dict) -> list | None:
+    """The box the COCO writer gives a geometry (None: an RLE mask's, which needs pycocotools)."""
+    if "bbox" in geometry:
+        return list(geometry["bbox"])
+    if geometry.get("rle") is not None:
+        return None
+    box = _tight_box(geometry)
+    if box is not None and not geometry.get("polygons"):
+        box = [box[0], box[1], max(box[2], 1.0), max(box[3], 1.0)]  # a line covers a pixel at least
+    return box
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(float(a) - float(b)) <= GEOMETRY_TOLERANCE
+    return a == b
+
+
+def _geometry_difference(geometry: dict, ann: dict) -> str:
+    """'' when the annotation holds the published geometry, else which part differs."""
+    box = _coco_box(geometry)
+    if box is not None and not _close(box, ann.get("bbox")):
+        return "box"
+    rle = geometry.get("rle")
+    if rle is not None:
+        seg = ann.get("segmentation")
+        if (
+            not isinstance(seg, dict)
+            or seg.get("counts") != rle.get("counts")
+            or not _close(list(rle.get("size") or []), list(seg.get("size") or []))
+        ):
+            return "mask"
+    elif geometry.get("polygons") and not _close(geometry["polygons"], ann.get("segmentation")):
+        return "polygons"
+    if "keypoints" in geometry and not _close(geometry["keypoints"], ann.get("keypoints")):
+        return "keypoints"
+    for part in ("points", "cuboid", "cuboid_3d"):
+        if part in geometry and not _close(geometry[part], ann.get(part)):
+            return part
+    return ""
+
+
+class _LabelFailures:
+    def __init__(self, failures: list[str]):
+        self.failures, self.count = failures, 0
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if self.count <= MAX_LABEL_FAILURES:
+            self.failures.append(message)
+
+    def close(self) -> None:
+        if self.count > MAX_LABEL_FAILURES:
+            self.failures.append(f"... and {self.count - MAX_LABEL_FAILURES} more label differences")
+
+
+def _short(value) -> str:
+    return repr(str(value)[:80])
+
+
+def _check_coco_labels(archive, names: list[str], coco: list[str], failures: list[str]) -> None:
+    import sqlite3
+    import tempfile
+
+    selection = None
+    if EXPORT_SELECTION in names:
+        try:
+            selection = json.loads(archive.read(EXPORT_SELECTION).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            selection = None
+    if not isinstance(selection, dict):
+        failures.append(f"{EXPORT_SELECTION} is missing or not a JSON object: the labels cannot be counted")
+        selection = None
+    report = _LabelFailures(failures)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = sqlite3.connect(str(Path(tmp) / "labels.sqlite3"))
+        try:
+            _load_published(archive, db)
+            published_classes = {row[0] for row in db.execute("SELECT key FROM classes")}
+            for name in coco:
+                try:
+                    _check_coco_file(archive, name, db, published_classes, selection, report)
+                except (UnicodeDecodeError, ValueError) as error:
+                    failures.append(f"{name} cannot be read as COCO JSON: {str(error)[:120]}")
+            if selection is not None:
+                _check_nothing_missing(db, selection, report)
+        finally:
+            db.close()
+    report.close()
+
+
+def _jsonl(archive, name: str):
     with archive.open(name) as stream:
         for line in stream:
             try:
-                keys.add(json.loads(line).get("key"))
-            except (ValueError, AttributeError):
-                continue
-    return keys
+                row = json.loads(line)
+            except ValueError:
+                continue  # reported by the content hash check
+            if isinstance(row, dict):
+                yield row
 
 
-def _check_coco_classes(archive, name: str, categories: set, failures: list[str]) -> None:
-    try:
-        document = json.loads(archive.read(name).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        failures.append(f"{name} is not JSON")
+def _load_published(archive, db) -> None:
+    db.execute("CREATE TABLE classes (key TEXT PRIMARY KEY)")
+    db.execute("CREATE TABLE items (key TEXT PRIMARY KEY, split TEXT)")
+    db.execute(
+        "CREATE TABLE labels (uid TEXT PRIMARY KEY, item TEXT, category TEXT, kind TEXT, geometry TEXT, "
+        "is_final INTEGER, iscrowd INTEGER, coco INTEGER, seen INTEGER DEFAULT 0)"
+    )
+    db.executemany(
+        "INSERT OR IGNORE INTO classes VALUES (?)",
+        ((str(r.get("key")),) for r in _jsonl(archive, "content/categories.jsonl")),
+    )
+    db.executemany(
+        "INSERT OR IGNORE INTO items VALUES (?, ?)",
+        ((str(r.get("key")), str(r.get("split") or "")) for r in _jsonl(archive, "content/items.jsonl")),
+    )
+
+    def rows():
+        for r in _jsonl(archive, "content/labels.jsonl"):
+            geometry = r.get("geometry") if isinstance(r.get("geometry"), dict) else {}
+            kind = str(r.get("geometry_type"))
+            # What COCO holds: classifications in the image entry, everything with a box as an annotation.
+            holds = (
+                kind == "classification"
+                or geometry.get("rle") is not None
+                or _tight_box(geometry) is not None
+            )
+            yield (
+                str(r.get("key")),
+                str(r.get("item")),
+                str(r.get("category")),
+                kind,
+                json.dumps(geometry),
+                1 if r.get("is_final") else 0,
+                1 if r.get("iscrowd") else 0,
+                1 if holds else 0,
+            )
+
+    db.executemany(
+        "INSERT OR IGNORE INTO labels (uid, item, category, kind, geometry, is_final, iscrowd, coco) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows(),
+    )
+
+
+def _check_coco_file(
+    archive, name: str, db, published_classes: set, selection: dict | None, report: _LabelFailures
+) -> None:
+    classes: dict | None = None
+    chosen = _Selection(selection)
+    with archive.open(name) as stream:
+        for key, value in _JsonStream(stream).object_members(("images", "annotations")):
+            if key == "categories":
+                classes = {}
+                for category in value if isinstance(value, list) else []:
+                    if not isinstance(category, dict):
+                        continue
+                    if category.get("name") not in published_classes:
+                        report.add(f"{name}: class {_short(category.get('name'))} is not a published class")
+                    classes[category.get("id")] = category.get("name")
+            elif key in ("images", "annotations"):
+                if classes is None:
+                    raise ValueError("its categories must come before its images and annotations")
+                if key == "annotations":
+                    _check_label(name, value, db, classes, chosen, report, classification=False)
+                elif isinstance(value, dict):
+                    for entry in value.get("classifications") or []:
+                        _check_label(name, entry, db, classes, chosen, report, classification=True)
+
+
+def _check_label(
+    name, ann, db, classes: dict, chosen: _Selection, report: _LabelFailures, *, classification: bool
+) -> None:
+    if not isinstance(ann, dict):
+        report.add(f"{name}: an annotation is not a JSON object")
         return
-    for category in document.get("categories", []) if isinstance(document, dict) else []:
-        if isinstance(category, dict) and category.get("name") not in categories:
-            failures.append(f"{name}: class {str(category.get('name'))[:80]!r} is not a published class")
+    uid = ann.get("uid")
+    where = f"{name}: label {_short(uid)}" if uid else f"{name}: annotation id {_short(ann.get('id'))}"
+    if not isinstance(uid, str):
+        report.add(f"{where} has no uid: it cannot be matched to a published label")
+        return
+    row = db.execute(
+        "SELECT l.category, l.kind, l.geometry, l.is_final, l.iscrowd, l.seen, i.split "
+        "FROM labels l LEFT JOIN items i ON i.key = l.item WHERE l.uid = ?",
+        (uid,),
+    ).fetchone()
+    if row is None:
+        report.add(f"{where} is not a published label")
+        return
+    category, kind, geometry, is_final, iscrowd, seen, split = row
+    if not chosen.takes(category=category, split=split or "", is_final=bool(is_final)):
+        report.add(f"{where} is outside the export's selection ({EXPORT_SELECTION})")
+    if seen:
+        report.add(f"{where} appears twice")
+        return
+    db.execute("UPDATE labels SET seen = 1 WHERE uid = ?", (uid,))
+    if classes.get(ann.get("category_id")) != category:
+        report.add(
+            f"{where}: class {_short(classes.get(ann.get('category_id')))}, published {_short(category)}"
+        )
+    if bool(ann.get("is_final", True)) != bool(is_final):
+        report.add(f"{where}: final flag differs from the published label")
+    if classification != (kind == "classification"):
+        report.add(f"{where}: geometry type differs from the published {_short(kind)}")
+        return
+    if classification:
+        return
+    if bool(ann.get("iscrowd", 0)) != bool(iscrowd):
+        report.add(f"{where}: crowd flag differs from the published label")
+    part = _geometry_difference(json.loads(geometry), ann)
+    if part:
+        report.add(f"{where}: {part} differs from the published geometry")
+
+
+class _Selection:
+    """What an export took (``evidence/export.json``); None takes everything."""
+
+    def __init__(self, selection: dict | None):
+        selection = selection or {}
+        self.splits = {("" if s == "unassigned" else str(s)) for s in selection.get("splits") or []}
+        self.classes = {str(c) for c in selection.get("categories") or []}
+        self.candidates = bool(selection.get("candidates")) or not selection
+
+    def takes(self, *, category: str, split: str, is_final: bool) -> bool:
+        return (
+            (is_final or self.candidates)
+            and (not self.splits or split in self.splits)
+            and (not self.classes or category in self.classes)
+        )
+
+
+def _check_nothing_missing(db, selection: dict, report: _LabelFailures) -> None:
+    splits = [("" if s == "unassigned" else str(s)) for s in selection.get("splits") or []]
+    classes = [str(c) for c in selection.get("categories") or []]
+    sql = "SELECT l.uid FROM labels l JOIN items i ON i.key = l.item WHERE l.coco = 1 AND l.seen = 0"
+    params: list = []
+    if not selection.get("candidates"):
+        sql += " AND l.is_final = 1"
+    if splits:
+        sql += f" AND i.split IN ({','.join('?' * len(splits))})"
+        params += splits
+    if classes:
+        sql += f" AND l.category IN ({','.join('?' * len(classes))})"
+        params += classes
+    for (uid,) in db.execute(sql + " ORDER BY l.uid", params):
+        report.add(f"published label {_short(uid)} is missing from the export")
+
+
+def _check_voc_yolo_classes(archive, names: list[str], failures: list[str]) -> None:
+    """VOC and YOLO files carry no label uids: only their class names are checked against the
+    published classes (labelmap.txt and every <object><name> of Annotations/*.xml; data.yaml's
+    names and every row's class index of labels/*.txt). Boxes there rest on the manifest alone."""
+    voc = [n for n in names if n.startswith("Annotations/") and n.endswith(".xml")]
+    yolo = "data.yaml" in names
+    if not voc and not yolo:
+        return
+    classes = {str(r.get("key")) for r in _jsonl(archive, "content/categories.jsonl")}
+    report = _LabelFailures(failures)
+    if "labelmap.txt" in names:
+        with archive.open("labelmap.txt") as stream:
+            for raw in stream:
+                line = raw.decode("utf-8", "replace")
+                if line.startswith("#"):
+                    continue  # the "# label:color_rgb:parts:actions" header
+                name = line.split(":", 1)[0].strip()
+                if name and name != "background" and name not in classes:
+                    report.add(f"labelmap.txt: class {_short(name)} is not a published class")
+    if voc:
+        import xml.etree.ElementTree as ET  # noqa: S405 - the archive is the thing checked; expat refuses entity bombs
+
+        for name in sorted(voc):
+            try:
+                with archive.open(name) as stream:
+                    for _event, element in ET.iterparse(stream):  # noqa: S314
+                        if element.tag == "object":
+                            label = (element.findtext("name") or "").strip()
+                            if label not in classes:
+                                report.add(f"{name}: class {_short(label)} is not a published class")
+                            element.clear()
+            except ET.ParseError as error:
+                report.add(f"{name} is not XML: {str(error)[:80]}")
+    if yolo:
+        indices = set()
+        with archive.open("data.yaml") as stream:
+            in_names = False
+            for raw in stream:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if line.startswith("names:"):
+                    in_names = True
+                    continue
+                if in_names and line.startswith("  ") and ":" in line:
+                    index, _, value = line.strip().partition(":")
+                    try:
+                        label = json.loads(value.strip())
+                    except ValueError:
+                        label = value.strip()
+                    indices.add(index.strip())
+                    if label not in classes:
+                        report.add(f"data.yaml: class {_short(label)} is not a published class")
+                elif in_names:
+                    in_names = False
+        for name in sorted(n for n in names if n.startswith("labels/") and n.endswith(".txt")):
+            with archive.open(name) as stream:
+                for number, raw in enumerate(stream, 1):
+                    first = raw.split(maxsplit=1)[:1]
+                    if first and first[0].decode("utf-8", "replace") not in indices:
+                        report.add(f"{name} line {number}: class index not in data.yaml")
+    report.close()
 
 
 # --- Merkle verification, duplicated from governance/merkle.py on purpose ------------------------

@@ -1,7 +1,12 @@
+from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
 from . import models
+from .catalogue import withdrawal as catalogue_withdrawal
+from .errors import DomainError
 
 
 class MembershipInline(admin.TabularInline):
@@ -97,7 +102,7 @@ class DatasetAdmin(admin.ModelAdmin):
     search_fields = ["title", "slug", "summary"]
     prepopulated_fields = {"slug": ["title"]}
     inlines = [VersionInline, OfferInline]
-    actions = ["delist", "relist"]
+    actions = ["delist", "relist", "withdraw"]
 
     def get_readonly_fields(self, request, obj=None):
         # The slug is inside every ledger event's hash: renaming would break verification.
@@ -126,7 +131,50 @@ class DatasetAdmin(admin.ModelAdmin):
 
     @admin.action(description="List in the catalogue")
     def relist(self, request, queryset):
-        queryset.update(status=models.Dataset.Status.LISTED)
+        # A withdrawn dataset stays out of the catalogue: its withdrawal is in the ledger.
+        queryset.filter(withdrawal__isnull=True).update(status=models.Dataset.Status.LISTED)
+
+    @admin.action(description="Withdraw (with a reason buyers read; recorded in the ledger)")
+    def withdraw(self, request, queryset):
+        # Deleting a dataset with released versions is refused: staff withdraw it, one at a time,
+        # on the withdrawal form (which asks for the reason and goes through the one service).
+        if queryset.count() != 1:
+            self.message_user(request, "Withdraw one dataset at a time.", level="error")
+            return None
+        url = reverse("admin:marketplace_datasetwithdrawal_add")
+        return HttpResponseRedirect(f"{url}?dataset={queryset.get().pk}")
+
+
+class DatasetWithdrawalForm(forms.ModelForm):
+    class Meta:
+        model = models.DatasetWithdrawal
+        fields = ["dataset", "reason"]
+
+
+@admin.register(models.DatasetWithdrawal)
+class DatasetWithdrawalAdmin(admin.ModelAdmin):
+    """Withdrawals are written once, through ``marketplace.catalogue.withdrawal``; never edited or deleted."""
+
+    form = DatasetWithdrawalForm
+    list_display = ["dataset", "withdrawn_at", "withdrawn_by"]
+    search_fields = ["dataset__slug", "dataset__title", "reason"]
+    readonly_fields = ["withdrawn_at", "withdrawn_by"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        try:
+            saved = catalogue_withdrawal.withdraw_dataset(
+                dataset=obj.dataset, reason=obj.reason, user=request.user
+            )
+        except DomainError as error:
+            raise PermissionDenied(error.detail) from None
+        obj.pk, obj.withdrawn_at, obj.withdrawn_by = saved.pk, saved.withdrawn_at, saved.withdrawn_by
+        obj._state.adding = False
 
 
 @admin.register(models.DatasetVersion)

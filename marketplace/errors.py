@@ -23,6 +23,9 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     PARSE_ERROR = "parse_error"
     THROTTLED = "throttled"
+    # Query parameters: a yes/no that is neither, a parameter the endpoint does not know.
+    INVALID_BOOLEAN = "invalid_boolean"
+    UNKNOWN_PARAMETER = "unknown_parameter"
     # Hardening (#14): hostile bodies, password guessing, a busy embedded database.
     INVALID_JSON = "invalid_json"
     JSON_TOO_LARGE = "json_too_large"
@@ -50,6 +53,9 @@ class ErrorCode(StrEnum):
     SAME_VERSION = "same_version"
     REASON_REQUIRED = "reason_required"
     DATASET_REQUIRED = "dataset_required"
+    DATASET_RELEASED = "dataset_released"
+    ALREADY_WITHDRAWN = "already_withdrawn"
+    GUIDELINE_IMMUTABLE = "guideline_immutable"
 
     # Deliveries.
     INVALID_FORMAT = "invalid_format"
@@ -74,6 +80,7 @@ class ErrorCode(StrEnum):
     ORGANIZATION_REQUIRED = "organization_required"
     REQUEST_REQUIRED = "request_required"
     FORBIDDEN = "forbidden"
+    LICENSE_ACCEPTED = "license_accepted"
 
     # Exports, downloads and previews.
     INVALID_OPTIONS = "invalid_options"

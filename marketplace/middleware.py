@@ -1,7 +1,8 @@
 """Answers for faults a request cannot fix by itself, and a service's "not found" on pages.
 
 The API renders ``DomainError`` in its own handler (marketplace.api.errors); these middlewares
-cover what escapes a view: a page's 404, an upload past the size limit, a busy SQLite database.
+cover what escapes a view: a page's 404, an upload past the size limit, a busy SQLite database;
+and a path under /api/ that no route matches answers the API's JSON 404 (ApiNotFoundMiddleware).
 """
 
 from __future__ import annotations
@@ -73,4 +74,29 @@ class DatabaseBusyMiddleware:
             status=503,
         )
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+
+class ApiNotFoundMiddleware:
+    """Answer a 404 under ``/api/`` in the API's JSON error shape, not Django's HTML page.
+
+    An unknown path (``/api/v1/nope/``) or a malformed id (``/versions/abc/``, a label uid that is
+    not a UUID) matches no route, so no API view and no DRF handler ever runs: Django answers its
+    404 page, in DEBUG its technical one. Views' own 404s are JSON already and pass through.
+    Listed after CommonMiddleware, so a missing trailing slash still redirects first.
+    """
+
+    PREFIX = "/api/"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code == 404
+            and request.path.startswith(self.PREFIX)
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            return JsonResponse({"code": ErrorCode.NOT_FOUND.value, "detail": "Not found."}, status=404)
         return response

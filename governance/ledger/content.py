@@ -199,13 +199,19 @@ def _datasheet_rows(version):
             yield {"key": name, "answer": sheet[name]}
 
 
-def _guideline_rows(version):
+def referenced_guideline_versions(version: DatasetVersion) -> set[int]:
+    """Ids of the guideline versions a version names, itself or through its labels."""
     referenced = set(version.guideline_versions.values_list("pk", flat=True))
     referenced |= set(
         Label.objects.filter(version=version, guideline_version__isnull=False)
         .values_list("guideline_version_id", flat=True)
         .distinct()
     )
+    return referenced
+
+
+def _guideline_rows(version):
+    referenced = referenced_guideline_versions(version)
     rows = []
     for title, tag, sha, text, effective in GuidelineVersion.objects.filter(pk__in=referenced).values_list(
         "guideline__title", "tag", "sha256", "text", "effective_date"
@@ -433,15 +439,19 @@ def _rule_1_json(value) -> bytes:
 # --------------------------------------------------------------------------- export archives
 
 
-def write_archive_content(sink, version: DatasetVersion) -> None:
+def write_archive_content(sink, version: DatasetVersion, selection: dict | None = None) -> None:
     """Put the version's canonical rows and its signed evidence into an export archive.
 
     ``content/<part>.jsonl``: every part, one canonical row a line, in key order (what the content
     hash is computed over). ``evidence/version_published.json``: the version_published event, its
     inclusion proof and the tree head signed at publication, with the public key for convenience
-    (an auditor checks against the key they hold, not this one). ``verify_offline.py --archive``
-    walks manifest -> content hash -> event -> inclusion proof -> signature.
+    (an auditor checks against the key they hold, not this one). ``evidence/export.json``: what the
+    export took (format, splits, classes, candidates), so the verifier can tell a label left out by
+    the selection from a label removed. ``verify_offline.py --archive`` walks manifest -> content
+    hash -> event -> inclusion proof -> signature, then the format files against the content.
     """
+    if selection is not None:
+        sink.write("evidence/export.json", canonical_json(selection))
     for part in PARTS:
         with sink.open(f"content/{part}.jsonl") as out:
             for row in iter_rows(version, part):

@@ -14,18 +14,24 @@ row (by key) and the field. How the row is found:
    in the reference is a row removed, a key only in the database a row added, a key in both with
    another digest a row changed; its short field digests say which field.
 
-Memory stays bounded: one block of the reference and one chunk of rows at a time.
+Guideline versions stored as a file (a PDF): the content hash covers their ``sha256`` column, not
+the bytes in storage, so once the rows check out each such file is read again (streamed) and hashed;
+a file replaced in storage, or gone, is reported at its guideline version (field ``document``).
+
+Memory stays bounded: one block of the reference and one chunk of rows (or of a file) at a time.
 Rule-1 versions (published before rule 2) are recomputed under rule 1; it keeps no row reference,
 so the report names the version and the rule only.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from marketplace.models import Dataset, DatasetVersion
 
+from ..models import GuidelineVersion
 from . import content
 
 KEY_NAMES = {
@@ -38,6 +44,7 @@ KEY_NAMES = {
     "labels": "uid",
 }
 _END = object()
+FILE_CHUNK = 1 << 20
 
 
 @dataclass
@@ -61,6 +68,10 @@ class ContentDifference:
 
 def verify_version(version: DatasetVersion) -> ContentDifference | None:
     """Return the first difference between a released version and its signed content, or None."""
+    return _verify_rows(version) or _verify_guideline_files(version)
+
+
+def _verify_rows(version: DatasetVersion) -> ContentDifference | None:
     label = f"{version.dataset.slug} v{version.number}"
     event = content.published_event(version)
     if event is None:
@@ -100,6 +111,41 @@ def verify_version(version: DatasetVersion) -> ContentDifference | None:
         return _locate(version, label, part, expected) or ContentDifference(
             label, table=content.TABLES[part], detail="the part's digest differs; no single row found"
         )
+    return None
+
+
+def _verify_guideline_files(version: DatasetVersion) -> ContentDifference | None:
+    """Re-hash the stored file of every guideline version the version names that has one."""
+    label = f"{version.dataset.slug} v{version.number}"
+    stored = (
+        GuidelineVersion.objects.filter(pk__in=content.referenced_guideline_versions(version))
+        .exclude(document="")
+        .select_related("guideline")
+        .order_by("pk")
+    )
+    for gv in stored:
+        row = f"version={content.guideline_key(gv.guideline.title, gv.tag)!r}"
+        digest = hashlib.sha256()
+        try:
+            with gv.document.open("rb") as fh:
+                for chunk in iter(lambda fh=fh: fh.read(FILE_CHUNK), b""):
+                    digest.update(chunk)
+        except (FileNotFoundError, OSError):
+            return ContentDifference(
+                label,
+                table=content.TABLES["guidelines"],
+                row=row,
+                field="document",
+                detail="the guideline's file is missing from storage",
+            )
+        if digest.hexdigest() != gv.sha256:
+            return ContentDifference(
+                label,
+                table=content.TABLES["guidelines"],
+                row=row,
+                field="document",
+                detail="the stored file's SHA-256 is not the sha256 pinned at publication: the file was replaced",
+            )
     return None
 
 

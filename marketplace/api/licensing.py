@@ -178,7 +178,16 @@ class PurchaseView(APIView):
         request=PurchaseSerializer,
         responses={201: OrderSerializer},
         parameters=[
-            OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER, required=False)
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                location=OpenApiParameter.HEADER,
+                required=True,
+                description="Required (1 to 100 characters; or `idempotency_key` in the body): the same key "
+                "answers the same order, so a retried purchase never buys twice. Without one the answer is "
+                "400 `idempotency_key_required` (or `license_not_accepted` when the license is not "
+                "accepted either: that is checked first).",
+            )
         ],
     )
     def post(self, request, offer_id: int):

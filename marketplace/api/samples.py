@@ -17,9 +17,10 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
-from marketplace.errors import DomainError
+from marketplace.errors import DomainError, ErrorCode
 
 from .. import visibility
 from ..catalogue import previews
@@ -73,6 +74,9 @@ class SamplesSerializer(serializers.Serializer):
     dataset = serializers.CharField()
     version = serializers.IntegerField()
     entitled = serializers.BooleanField()
+    count = serializers.IntegerField(help_text="Items matching category/split in all pages")
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
     legend = LegendSerializer(many=True)
     results = SampleSerializer(many=True)
 
@@ -87,26 +91,55 @@ class SamplesView(APIView):
         parameters=[
             OpenApiParameter("category", str, description="Only items with a label of this class"),
             OpenApiParameter("split", str, enum=["train", "val", "test"]),
-            OpenApiParameter("limit", int, description=f"1 to {previews.SAMPLE_LIMIT_MAX}"),
+            OpenApiParameter(
+                "page_size",
+                int,
+                description=f"1 to {previews.SAMPLE_LIMIT_MAX} (default {previews.SAMPLE_LIMIT_DEFAULT})",
+            ),
+            OpenApiParameter("page", int, description="From 1; page 1 is the stratified selection"),
+            OpenApiParameter("limit", int, description="The page size's older name", deprecated=True),
         ],
         responses=SamplesSerializer,
     )
     def get(self, request, dataset_slug: str, number: int):
         version = visibility.visible_version(request.user, dataset_slug, number, detail="Not found.")
-        limit = request.query_params.get("limit") or previews.SAMPLE_LIMIT_DEFAULT
-        try:
-            limit = int(limit)
-        except ValueError:
-            raise DomainError("limit must be a whole number.", code="invalid_limit") from None
-        return Response(
-            samples_payload(
-                user=request.user,
-                version=version,
-                category=request.query_params.get("category") or None,
-                split=request.query_params.get("split") or None,
-                limit=limit,
-            )
+        params = request.query_params
+        size = _whole(
+            params.get("page_size") or params.get("limit"), previews.SAMPLE_LIMIT_DEFAULT, "page_size"
         )
+        size = max(1, min(size, previews.SAMPLE_LIMIT_MAX))
+        page = _whole(params.get("page"), 1, "page")
+        payload = samples_payload(
+            user=request.user,
+            version=version,
+            category=params.get("category") or None,
+            split=params.get("split") or None,
+            limit=size,
+            page=page,
+        )
+        pages = max(1, -(-payload["count"] // size))
+        if page < 1 or page > pages:
+            raise DomainError("Invalid page.", code=ErrorCode.NOT_FOUND, status_code=404)
+        url = request.build_absolute_uri()
+        payload["next"] = replace_query_param(url, "page", page + 1) if page < pages else None
+        if page <= 1:
+            payload["previous"] = None
+        elif page == 2:
+            payload["previous"] = remove_query_param(url, "page")
+        else:
+            payload["previous"] = replace_query_param(url, "page", page - 1)
+        # Paging keys first, as in every other list of the API.
+        return Response({key: payload[key] for key in SamplesSerializer().fields})
+
+
+def _whole(raw, default: int, name: str) -> int:
+    """A whole-number query parameter, or 400 ``invalid_limit``."""
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise DomainError(f"{name} must be a whole number.", code="invalid_limit") from None
 
 
 class PreviewView(APIView):

@@ -203,12 +203,24 @@ class DatasetListSerializer(serializers.ModelSerializer):
         return sorted((latest.stats or {}).get("annotation_kinds", {})) if latest else []
 
 
+class DatasetWithdrawalSerializer(serializers.Serializer):
+    reason = serializers.CharField()
+    withdrawn_at = serializers.DateTimeField()
+
+
 class DatasetDetailSerializer(DatasetListSerializer):
     versions = serializers.SerializerMethodField()
     current = serializers.SerializerMethodField()
+    withdrawal = serializers.SerializerMethodField()
 
     class Meta(DatasetListSerializer.Meta):
-        fields = [*DatasetListSerializer.Meta.fields, "description", "versions", "current"]
+        fields = [*DatasetListSerializer.Meta.fields, "description", "versions", "current", "withdrawal"]
+
+    @extend_schema_field(DatasetWithdrawalSerializer(allow_null=True))
+    def get_withdrawal(self, obj):
+        """Withdrawn by the registry's staff (with the reason), or null."""
+        withdrawal = getattr(obj, "withdrawal", None)
+        return DatasetWithdrawalSerializer(withdrawal).data if withdrawal else None
 
     @extend_schema_field(VersionSummarySerializer(many=True))
     def get_versions(self, obj):

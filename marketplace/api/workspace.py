@@ -41,6 +41,7 @@ from ..models import (
 from ..notifications import service as notifications
 from .pagination import Pagination
 from .parsers import LimitedJSONParser
+from .query import parse_bool
 from .serializers import LicenseSerializer
 
 # --------------------------------------------------------------------------- serializers
@@ -735,7 +736,7 @@ class NotificationListView(WorkspaceView):
     )
     def get(self, request):
         qs = Notification.objects.for_user(request.user).select_related("dataset")
-        if request.query_params.get("unread") in ("1", "true", "yes"):
+        if parse_bool(request.query_params, "unread"):
             qs = qs.unread()
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)

@@ -245,6 +245,38 @@ def sample_items(
     return [by_pk[pk] for pk in picked]
 
 
+def sample_page(
+    *,
+    version: DatasetVersion,
+    category: str | None = None,
+    split: str | None = None,
+    page: int = 1,
+    page_size: int = SAMPLE_LIMIT_DEFAULT,
+) -> tuple[list[Item], int]:
+    """One page of a version's samples and how many there are in all.
+
+    The order is fixed for a page size: first the stratified selection of ``sample_items`` (page 1
+    is what the samples endpoint always answered), then every other matching item in the same
+    fixed shuffle (content hash). Each page costs the selection (at most ``SAMPLE_LIMIT_MAX``
+    items) and one offset query, whatever the version's size.
+    """
+    page_size = max(1, min(int(page_size), SAMPLE_LIMIT_MAX))
+    head = sample_items(version=version, category=category, split=split, limit=page_size)
+    matching = Item.objects.filter(version=version)
+    if split:
+        matching = matching.filter(split=split)
+    if category:
+        matching = matching.filter(
+            Exists(Label.objects.filter(item=OuterRef("pk"), category__name=category, is_final=True))
+        )
+    count = matching.count()
+    if page <= 1:
+        return head, count
+    start = (page - 1) * page_size - len(head)
+    rest = matching.exclude(pk__in=[it.pk for it in head]).order_by("sha256", "pk")
+    return list(rest[start : start + page_size]), count
+
+
 # --------------------------------------------------------------------------- rendering
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 import django_filters
+from django import forms
 from django.db import connections
 from django.db.models import (
     BigIntegerField,
@@ -27,6 +28,7 @@ from django.db.models import (
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
+from ..errors import ErrorCode
 from ..formats import model as fmt
 from ..models import AttributeSpec, Category, Dataset, DatasetVersion, Offer
 
@@ -62,6 +64,36 @@ def _released_versions():
     return DatasetVersion.objects.filter(status__in=RELEASED)
 
 
+class StrictNullBooleanField(forms.NullBooleanField):
+    """A yes/no/absent filter that refuses anything else: ``commercial_use=maybe`` is an error, not
+    "no filter" (Django's NullBooleanField reads every unknown word as "unknown" and filters nothing)."""
+
+    TRUE = frozenset({"true", "1", "yes", "on"})
+    FALSE = frozenset({"false", "0", "no", "off"})
+    ABSENT = frozenset({"", "unknown"})  # "unknown": the empty choice of Django's own select widget
+    # A text input hands the raw word to to_python (NullBooleanSelect maps unknown words to None).
+    widget = forms.TextInput
+
+    def to_python(self, value):
+        if value is None or isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in self.TRUE:
+            return True
+        if text in self.FALSE:
+            return False
+        if text in self.ABSENT:
+            return None
+        raise forms.ValidationError("Enter true or false.", code=ErrorCode.INVALID_BOOLEAN.value)
+
+    def validate(self, value):
+        pass
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictNullBooleanField
+
+
 class DatasetFilter(django_filters.FilterSet):
     """Filters of the catalogue: text, task, annotation kind, class, license and its terms, domain,
     access mode, size, price, demographic statistics; and the sort order."""
@@ -75,14 +107,14 @@ class DatasetFilter(django_filters.FilterSet):
     license = django_filters.CharFilter(method="filter_license", label="License (SPDX id or name)")
     domain = django_filters.CharFilter(field_name="domain", lookup_expr="iexact", label="Domain")
     supplier = django_filters.CharFilter(field_name="supplier__slug", label="Supplier (slug)")
-    commercial_use = django_filters.BooleanFilter(method="filter_term", label="Commercial use allowed")
-    ai_training = django_filters.BooleanFilter(method="filter_term", label="AI training allowed")
-    derivatives = django_filters.BooleanFilter(method="filter_term", label="Derivatives allowed")
-    redistribution = django_filters.BooleanFilter(method="filter_term", label="Redistribution allowed")
+    commercial_use = StrictBooleanFilter(method="filter_term", label="Commercial use allowed")
+    ai_training = StrictBooleanFilter(method="filter_term", label="AI training allowed")
+    derivatives = StrictBooleanFilter(method="filter_term", label="Derivatives allowed")
+    redistribution = StrictBooleanFilter(method="filter_term", label="Redistribution allowed")
     access_mode = django_filters.ChoiceFilter(
         choices=Offer.AccessMode.choices, method="filter_access_mode", label="Access"
     )
-    has_demographics = django_filters.BooleanFilter(
+    has_demographics = StrictBooleanFilter(
         method="filter_has_demographics", label="Has demographic statistics"
     )
     min_items = django_filters.NumberFilter(

@@ -14,7 +14,7 @@ def catalogue_queryset(user):
     """Datasets this user may see, with what the list needs prefetched."""
     return (
         visibility.datasets(user)
-        .select_related("supplier")
+        .select_related("supplier", "withdrawal")
         .prefetch_related(
             Prefetch(
                 "versions",
@@ -60,10 +60,17 @@ def original_url(version: DatasetVersion, item: Item) -> str:
     )
 
 
-def samples_payload(*, user, version: DatasetVersion, category=None, split=None, limit=None) -> dict:
-    """What the samples endpoint and the sample viewer page show: items, their labels, a legend."""
-    items = previews.sample_items(
-        version=version, category=category, split=split, limit=limit or previews.SAMPLE_LIMIT_DEFAULT
+def samples_payload(
+    *, user, version: DatasetVersion, category=None, split=None, limit=None, page: int = 1
+) -> dict:
+    """What the samples endpoint and the sample viewer page show: items, their labels, a legend;
+    page ``page`` of ``limit`` items (previews.sample_page) and ``count``, how many there are."""
+    items, count = previews.sample_page(
+        version=version,
+        category=category,
+        split=split,
+        page=page,
+        page_size=limit or previews.SAMPLE_LIMIT_DEFAULT,
     )
     views = previews.label_views(items, version)
     entitled = visibility.may_use(user=user, version=version)
@@ -86,6 +93,7 @@ def samples_payload(*, user, version: DatasetVersion, category=None, split=None,
         "dataset": version.dataset.slug,
         "version": version.number,
         "entitled": entitled,
+        "count": count,
         "legend": previews.legend([v for vs in views.values() for v in vs]),
         "results": results,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from ..formats import model as fmt
@@ -16,6 +17,18 @@ log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- schema
+
+
+HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def stored_color(value: str | None) -> str:
+    """A delivered class colour as the schema stores it (``#rrggbb``); anything else (``rgba(...)``,
+    ``#rrggbbaa``, a CSS name, which Label Studio configs carry) gives way to the palette's."""
+    value = (value or "").strip()
+    if len(value) == 4 and value.startswith("#"):
+        value = "#" + "".join(ch * 2 for ch in value[1:])
+    return value if HEX_COLOR.fullmatch(value) else ""
 
 
 @dataclass
@@ -103,7 +116,7 @@ def merge_schema(
             geometry_types=list(c.geometry_types),
             keypoint_names=list(c.keypoints),
             skeleton=[list(e) for e in c.skeleton],
-            color=c.color,
+            color=stored_color(c.color),
         )
         if c.source_id is not None and c.source_id not in taken:
             spec.source_id = c.source_id

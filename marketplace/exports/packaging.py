@@ -28,6 +28,7 @@ from .documents import (
     license_url,
     site_url,
 )
+from .notes import notes_markdown
 from .records import PROVENANCE_COLUMNS, Progress, Selection, category_defs, iter_records, open_image
 
 log = logging.getLogger(__name__)
@@ -109,10 +110,22 @@ def build_archive(
             for chunk in iter(lambda: prov_file.read(1024 * 1024), ""):
                 out.write(chunk.encode("utf-8"))
     sink.write("datasheet.md", datasheet_markdown(version).encode())
+    # What the format dropped or converted, in words, for whoever has only the zip.
+    label = dict(Export.Format.choices).get(format, format)
+    sink.write(
+        "NOTES.md",
+        notes_markdown(version=version, format_label=label, notes=notes.as_list(), summary=summary).encode(),
+    )
     sink.write("LICENSE.txt", license_text(version).encode())
     # The canonical content and the signed evidence, so a buyer can prove offline that this is the
     # published version (governance.ledger.content; verify_offline.py --archive).
-    ledger_content.write_archive_content(sink, version)
+    selected = {
+        "format": format,
+        "splits": list(options.get("splits") or []),
+        "categories": list(options.get("categories") or []),
+        "candidates": bool(options.get("candidates")),
+    }
+    ledger_content.write_archive_content(sink, version, selected)
     doc = _archive_croissant(version, format, sink.files, with_images=image_source is not None)
     sink.write("croissant.json", canonical_json(doc).encode())
     sink.write_manifest("MANIFEST.sha256")

@@ -70,7 +70,8 @@ ROBOFLOW_COCO = "_annotations.coco.json"
 _KNOWN_FIELDS = frozenset(
     {"id", "image_id", "category_id", "bbox", "segmentation", "keypoints", "num_keypoints", "area",
      "iscrowd", "attributes", "annotator", "created_at", "guideline_version", "source", "model_name",
-     "model_version", "is_final", "uid", "updated_at"}
+     "model_version", "is_final", "uid", "updated_at",
+     "segmentation_is_box"}  # our writer's mark on a box-only annotation's rectangle segmentation
 )  # fmt: skip
 _PROVENANCE_STR = ("annotator", "guideline_version", "model_name", "model_version")
 # The label attribute that lists the attributes read from annotation fields COCO does not define
@@ -532,6 +533,14 @@ class _Reader:
             else:
                 ok = False
         seg = ann.get("segmentation")
+        if (
+            ann.get("segmentation_is_box") is True
+            and "bbox" in geometry
+            and seg == [model.box_ring(geometry["bbox"])]
+        ):
+            # Our writer's segmentation for a box-only annotation, marked so: it adds no shape, the
+            # annotation is its box (or keypoints with their box). Unmarked rings stay polygons.
+            seg = []
         if isinstance(seg, list) and seg:
             rings_ok = True
             for j, ring in enumerate(seg):

@@ -10,7 +10,11 @@ What is written, and the conventions kept (the checks pycocotools and datumaro m
 - ``bbox`` ``[x, y, w, h]``, 0-based floats, from the label's ``bbox`` part, else from its
   mask (``pycocotools.mask.toBbox``), else the tight box of its points. A box derived from a
   line or points is at least 1 pixel wide and high (it covers the pixels the line crosses).
-- ``segmentation``: polygons as they are; masks as compressed RLE with ``counts`` a str.
+- ``segmentation``: polygons as they are; masks as compressed RLE with ``counts`` a str; any
+  other annotation (a box, keypoints, a line or cuboid written as its box) the box's rectangle
+  as one polygon, so ``COCO.annToMask`` decodes every annotation (``[]`` or no key at all
+  crashes it), marked ``"segmentation_is_box": true`` so our reader reads it back as the box.
+- an export with no image still writes ``annotations/instances_default.json``, with empty lists.
   ``iscrowd`` is the label's. ``area``: the mask's (``pycocotools.mask.area``), else the
   polygons' (shoelace, summed), else the box's.
 - keypoints: ``keypoints`` and ``num_keypoints`` (labelled points, v > 0), and the box.
@@ -44,7 +48,7 @@ from pycocotools import mask as mask_utils
 
 from . import model
 from .coco import _KNOWN_FIELDS, COCO_FIELDS
-from .model import CategoryDef, ItemRecord, LabelRecord, bbox_of
+from .model import CategoryDef, ItemRecord, LabelRecord, bbox_of, box_ring
 from .writing import COPY_CHUNK, NameAllocator, Notes, Sink, opened_image, relative_image_name, split_folder
 
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
@@ -263,6 +267,15 @@ class _Writer:
                 kind=kind,
                 category=label.category,
             )
+        box_only = not segmentation
+        if box_only:
+            segmentation = [box_ring(box)]
+            self.notes.add(
+                "info",
+                "Annotations without a polygon or mask (boxes, keypoints, lines and cuboids written "
+                "as their box) carry their box's rectangle as segmentation, so every annotation "
+                "decodes to a mask",
+            )
         ann: dict = {
             "id": self.next_annotation,
             "image_id": image_id,
@@ -272,6 +285,8 @@ class _Writer:
             "iscrowd": 1 if label.iscrowd else 0,
             "segmentation": segmentation,
         }
+        if box_only:
+            ann["segmentation_is_box"] = True  # our reader reads the annotation back as its box
         self.next_annotation += 1
         if "keypoints" in g:
             kp = list(g["keypoints"])
@@ -287,6 +302,9 @@ class _Writer:
 
     def finish(self, info: dict, licenses: list[dict]) -> CocoSummary:
         summary = CocoSummary(category_ids=dict(self.ids))
+        if not self.splits:
+            # No image at all: still one annotation file (empty lists) that COCO tools open.
+            self.split(split_folder(""))
         cats = [category_entry(c, self.ids[c.name]) for c in self.categories]
         for folder in sorted(self.splits, key=lambda n: (SPLIT_ORDER.get(n, 9), n)):
             s = self.splits[folder]

@@ -198,6 +198,13 @@ def _finite(values) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 
 
+def box_ring(box: list[float]) -> list[float]:
+    """The rectangle of an ``[x, y, w, h]`` box as one polygon ring, clockwise from top-left
+    (what the COCO writer gives a box-only annotation as segmentation, and the reader recognises)."""
+    x, y, w, h = box
+    return [x, y, x + w, y, x + w, y + h, x, y + h]
+
+
 def bbox_of(geometry: dict) -> list[float] | None:
     """The tight [x, y, w, h] box of a geometry, from whichever part it has."""
     if "bbox" in geometry:

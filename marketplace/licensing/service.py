@@ -188,6 +188,9 @@ def purchase(
     acceptance in one transaction. The same idempotency key again returns the same order."""
     key = (idempotency_key or "").strip()
     if not key or len(key) > 100:
+        if not accept_license:
+            # The first thing a buyer must fix is the license, not the retry key.
+            raise DomainError("Read and accept the license terms first.", code="license_not_accepted")
         raise DomainError(
             "An idempotency key of 1 to 100 characters is required.", code="idempotency_key_required"
         )

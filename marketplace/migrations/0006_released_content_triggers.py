@@ -7,7 +7,7 @@ SQLite and PostgreSQL:
   specs, and the version's guideline-version links, of a version that is not a draft; DELETE refused
   for its items and labels (PostgreSQL also refuses TRUNCATE of those tables);
 - DELETE refused for a released version itself, so a dataset with released versions cannot be
-  deleted (staff withdraw it instead: ``marketplace.withdrawal``);
+  deleted (staff withdraw it instead: ``marketplace.catalogue.withdrawal``);
 - a guideline version is immutable once created (new text is a new tag) and cannot be deleted while
   a label or a version refers to it;
 - a license's terms (name, url, text, flags, duration, seats) cannot change once anyone accepted it
@@ -21,8 +21,10 @@ the flag alone; migration governance 0007 gives the ledger's own triggers the sa
 A trigger stops accidents and insiders using SQL, not the table owner, who can drop it: what the
 owner changes is named by ``manage.py ledger verify`` (governance.ledger.content_verification) against the
 content hash the signed ledger holds. On SQLite a later migration that rebuilds one of these tables
-drops its triggers: call ``create_triggers`` again (tests/marketplace/test_released_content.py checks
-they exist after all migrations).
+(an AddField with a default, an AlterField...) drops its triggers: end that migration with
+``migrations.RunPython(recreate_for("marketplace_label"), migrations.RunPython.noop)`` where
+``recreate_for = importlib.import_module("marketplace.migrations.0006_released_content_triggers").recreate_for``
+(tests/governance/test_published_evidence.py checks that every trigger exists after all migrations).
 """
 
 from django.db import migrations
@@ -285,6 +287,36 @@ def drop_triggers_on(connection) -> None:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
             else:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+
+
+def recreate_triggers_on(connection, tables=None) -> None:
+    """Drop (if there) and create again the triggers of ``tables`` (default: all): idempotent, for a
+    later migration that rebuilt a table on SQLite (which drops that table's triggers)."""
+    wanted = None if tables is None else set(tables)
+    vendor = connection.vendor
+    with connection.cursor() as cursor:
+        if vendor == "sqlite":
+            for name, statement in _sqlite_statements():
+                if wanted is None or statement.split(" ON ", 1)[1].split()[0] in wanted:
+                    cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
+                    cursor.execute(statement)
+        elif vendor == "postgresql":
+            cursor.execute(PG_FUNCTIONS)
+            for table, name, statement in _pg_triggers():
+                if wanted is None or table in wanted:
+                    cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+                    cursor.execute(statement)
+        else:
+            raise RuntimeError(f"No released-content triggers written for {vendor}")
+
+
+def recreate_for(*tables):
+    """A RunPython callable re-creating the triggers of ``tables``, for later migrations."""
+
+    def run(apps, schema_editor):
+        recreate_triggers_on(schema_editor.connection, tables or None)
+
+    return run
 
 
 def create_triggers(apps, schema_editor):

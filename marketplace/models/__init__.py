@@ -10,3 +10,4 @@ from .deliveries import *  # noqa: F403
 from .exports import *  # noqa: F403
 from .notifications import *  # noqa: F403
 from .organisations import *  # noqa: F403
+from .withdrawals import *  # noqa: F403

@@ -66,7 +66,7 @@ class License(models.Model):
         return bool(self.spdx_id)
 
     # What a buyer accepts: fixed once anyone has (new terms are a new license). A trigger holds it too
-    # (migration 0005); offers (price, access mode) stay editable.
+    # (marketplace migration 0006); offers (price, access mode) stay editable.
     TERMS = (
         "spdx_id",
         "name",

@@ -74,6 +74,7 @@ def dataset_detail(request, slug):
         "marketplace/dataset_detail.html",
         {
             "dataset": dataset,
+            "withdrawal": getattr(dataset, "withdrawal", None),
             "version": version,
             "datasheet": getattr(version, "datasheet", None) if version else None,
             "categories": schema.categories.all() if schema else [],

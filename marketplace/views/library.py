@@ -40,6 +40,8 @@ def _library_exports(request, entitlements):
             {
                 "export": export,
                 "api_url": reverse("api-export-detail", kwargs={"pk": export.pk}),
+                # What the format dropped, converted or clipped (the archive's NOTES.md says the same).
+                "lossy": [n for n in export.notes or [] if n.get("code") != "info"],
                 "download_url": export_downloads.download_url_for(
                     export=export, user=request.user, request=request
                 )
@@ -58,7 +60,7 @@ def library(request):
     active = set(Entitlement.objects.active().filter(organization_id__in=orgs).values_list("pk", flat=True))
     entitlements = list(
         Entitlement.objects.filter(organization_id__in=orgs)
-        .select_related("dataset", "license", "organization")
+        .select_related("dataset", "dataset__withdrawal", "license", "organization")
         .prefetch_related(
             "seats",
             Prefetch(

@@ -309,6 +309,37 @@ def test_the_triggers_exist_after_all_migrations():
     assert set(RELEASED.trigger_names(vendor)) <= present
 
 
+def _present_triggers():
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        else:
+            cursor.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def test_a_later_migration_can_recreate_the_triggers_of_a_rebuilt_table(version):
+    """What a migration that rebuilds marketplace_label on SQLite calls (recreate_for): idempotent."""
+    label_triggers = {
+        n for n, t in RELEASED.trigger_names(connection.vendor).items() if t == "marketplace_label"
+    }
+    assert label_triggers
+    with connection.cursor() as cursor:
+        for name in label_triggers:  # as a table rebuild does on SQLite
+            cursor.execute(
+                f"DROP TRIGGER IF EXISTS {name}"
+                + ("" if connection.vendor == "sqlite" else " ON marketplace_label")
+            )
+    assert not label_triggers & _present_triggers()
+    run = RELEASED.recreate_for("marketplace_label")
+    run(None, type("SchemaEditor", (), {"connection": connection})())
+    run(None, type("SchemaEditor", (), {"connection": connection})())  # twice: no error
+    assert set(RELEASED.trigger_names(connection.vendor)) <= _present_triggers()
+    label = Label.objects.filter(version=version).first()
+    with pytest.raises(IntegrityError, match="version_frozen"):
+        raw("DELETE FROM marketplace_label WHERE id = %s", [label.pk])
+
+
 # --- license terms are bound where they are accepted
 
 

@@ -142,13 +142,18 @@ def test_pycocotools_loads_each_coco_export_without_losing_an_annotation(demo, s
             seg = ann["segmentation"]
             if isinstance(seg, dict):
                 assert isinstance(seg["counts"], str)
-            if seg:
-                mask = coco.annToMask(ann)  # every mask and polygon decodes
-                assert mask.shape == (
-                    coco.imgs[ann["image_id"]]["height"],
-                    coco.imgs[ann["image_id"]]["width"],
-                )
-                assert mask.any()
+            # Every annotation decodes to a mask: masks, polygons, and a box-only annotation's
+            # rectangle (an empty or missing segmentation would crash annToMask).
+            assert seg
+            mask = coco.annToMask(ann)
+            assert mask.shape == (
+                coco.imgs[ann["image_id"]]["height"],
+                coco.imgs[ann["image_id"]]["width"],
+            )
+            assert mask.any()
+            if ann.get("segmentation_is_box"):
+                x, y, w, h = ann["bbox"]
+                assert seg == [[x, y, x + w, y, x + w, y + h, x, y + h]]
             if isinstance(seg, dict):
                 assert ann["area"] == pytest.approx(float(mask_utils.area(coco.annToRLE(ann))))
             if "keypoints" in ann:
@@ -652,3 +657,49 @@ def test_annotator_demographics_appear_only_when_declared_and_only_in_aggregate(
     # declared an age, too few to show at all. No pseudonym appears.
     assert doc["rai:annotatorDemographics"] == ["gender: female 2, other 1 (3 of 3 annotators declared)"]
     assert not any(p in json.dumps(doc) for p in declared)
+
+
+# --------------------------------------------------------------------------- NOTES.md, empty versions
+
+
+@pytest.mark.parametrize("format", ["coco", "voc", "yolo"])
+def test_notes_md_in_the_archive_says_what_the_notes_say(demo, format):
+    folder = build(demo, "bridge-inspection", format)
+    notes = notes_of(demo, "bridge-inspection", format)
+    text = (folder / "NOTES.md").read_text()
+    assert text.startswith("# Notes on this export: ")
+    assert "NOTES.md" in (folder / "MANIFEST.sha256").read_text()
+    lossy = [n for n in notes if n["code"] != "info"]
+    assert lossy  # the bridge dataset has cuboids and classifications no format holds whole
+    for n in notes:
+        assert n["detail"] in text
+        if n["code"] != "info":
+            line = next(
+                line
+                for line in text.splitlines()
+                if n["detail"] in line
+                and n["kind"].replace("_", " ") in line
+                and (not n.get("category") or f"class {n['category']!r}" in line)
+            )
+            assert f"{n['count']} label" in line
+    assert "Nothing was dropped" not in text
+
+
+def test_an_empty_version_exports_an_empty_coco_file(demo, tmp_path):
+    from tests import factories as f
+
+    dataset = latest("bridge-inspection").dataset
+    empty = f.VersionFactory(dataset=dataset, number=99)
+    f.SchemaFactory(version=empty)
+    opts = export_service.normalise_options(version=empty, format="coco", options={})
+    archive = tmp_path / "empty.zip"
+    with open(archive, "wb") as fh:
+        export_packaging.build_archive(version=empty, format="coco", options=opts, fileobj=fh)
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(tmp_path / "empty")
+    (path,) = (tmp_path / "empty" / "annotations").glob("instances_*.json")
+    raw = json.loads(path.read_text())
+    assert raw["images"] == [] and raw["annotations"] == []
+    coco = quiet_coco(path)  # pycocotools opens it
+    assert coco.getImgIds() == [] and coco.getAnnIds() == []
+    assert "Nothing was dropped" in (tmp_path / "empty" / "NOTES.md").read_text()

@@ -4,7 +4,7 @@ Emptying a whole *test* database is the one sanctioned way to remove ledger even
 versions: Django's TransactionTestCase flushes between tests. The flag that lets the DELETE and
 TRUNCATE triggers through is set and cleared inside the flush's own transaction, so no other
 connection ever sees it set, and the triggers honour it only on a test database (PostgreSQL: named
-``test_...``; SQLite: in memory), see governance/migrations/0007 and marketplace/migrations/0005.
+``test_...``; SQLite: in memory), see governance/migrations/0007 and marketplace/migrations/0006.
 
 Anywhere else, flush refuses to start while the database holds ledger events or released versions:
 the ledger is the evidence of what was published and sold, and no flag deletes it in production.
