@@ -165,6 +165,9 @@ LOGIN_URL = "login"
 # Wrong passwords per username before it is locked for the rest of the window (login_limits.py).
 LOGIN_MAX_FAILURES = envint("LOGIN_MAX_FAILURES", "10")
 LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", "900")
+# Refused dataset slugs per user and hour before creating datasets answers 429 (workspace.editing):
+# a slug held by a hidden draft is refused like any other, and probing for them is slow.
+SLUG_REFUSALS_PER_HOUR = envint("SLUG_REFUSALS_PER_HOUR", "20")
 LOGIN_REDIRECT_URL = "home"  # marketplace.views.home: each role lands on its own home
 LOGOUT_REDIRECT_URL = "catalogue"
 
@@ -223,9 +226,21 @@ DELIVERY_MAX_ENTRY_BYTES = envint("DELIVERY_MAX_ENTRY_BYTES", str(4 * 1024**3))
 DELIVERY_MAX_RATIO = envint("DELIVERY_MAX_RATIO", "200")  # compression ratio of one entry
 # Processes that check a large delivery's images (marketplace.deliveries.image_pool): 0 = one per core, 1 = no pool.
 IMAGE_CHECK_WORKERS = envint("IMAGE_CHECK_WORKERS", "0")
-DELIVERY_MAX_JSON_BYTES = envint("DELIVERY_MAX_JSON_BYTES", str(2 * 1024**3))
+# One COCO JSON, read whole: parsed it costs a few times its size in memory (a 1 GB file took
+# 2.3 GB), so 512 MB; refused by its declared size in the zip before a byte is read.
+DELIVERY_MAX_JSON_BYTES = envint("DELIVERY_MAX_JSON_BYTES", str(512 * 1024**2))
 # A refused delivery's archive is kept as evidence this many days, then deleted (retention.py).
 DELIVERY_FAILED_RETENTION_DAYS = envint("DELIVERY_FAILED_RETENTION_DAYS", "30")
+# The longest an ingest may take (a 20 GB delivery on slow storage: hours). The broker re-delivers
+# an unacknowledged task only after its visibility timeout, which must be longer than this, or a
+# second worker would start a delivery the first is still ingesting.
+DELIVERY_MAX_INGEST_SECONDS = envint("DELIVERY_MAX_INGEST_SECONDS", str(3 * 3600))
+# A delivery pending/validating with no sign of life this long lost its task: re-queued once, then
+# failed (deliveries.sweeping); past the broker's own re-delivery, so that comes first.
+DELIVERY_STUCK_AFTER = envint("DELIVERY_STUCK_AFTER", str(DELIVERY_MAX_INGEST_SECONDS + 2 * 3600))
+# Blobs no row refers to (a run killed between storing its files and its commit) are deleted when
+# older than this; longer than any ingest, since a running one's files are not referenced yet.
+BLOB_ORPHAN_GRACE_SECONDS = envint("BLOB_ORPHAN_GRACE_SECONDS", str(2 * DELIVERY_STUCK_AFTER))
 
 # Celery: with no broker, tasks run eagerly in-process (the embedded default).
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "")
@@ -233,6 +248,16 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = envstr("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_ACKS_LATE = True
+# A worker killed mid-task (OOM, SIGKILL) must not lose it: the message goes back to the queue.
+# Every task is idempotent (an ingested delivery returns at once; a claim is a row lock).
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", str(DELIVERY_MAX_INGEST_SECONDS + 3600)),
+    # How often a worker looks for messages whose worker died (Redis transport: every
+    # interval x throttle seconds, kombu's default 10 x 10); only the smoke test needs it faster.
+    "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", "10"),
+    "unacked_restore_throttle": envint("CELERY_UNACKED_RESTORE_THROTTLE", "10"),
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -240,6 +265,8 @@ CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_TASK_DEFAULT_QUEUE", "registry")
 # Periodic work, for `celery -A config beat` (README, Deployment).
 CELERY_BEAT_SCHEDULE = {
     "expire-failed-deliveries": {"task": "marketplace.tasks.expire_failed_deliveries", "schedule": 24 * 3600},
+    "sweep-stuck-deliveries": {"task": "marketplace.tasks.sweep_stuck_deliveries", "schedule": 15 * 60},
+    "sweep-orphan-blobs": {"task": "marketplace.tasks.sweep_orphan_blobs", "schedule": 24 * 3600},
 }
 # Chunks a ledger verification started through the API is cut into (governance.ledger.verify_chain).
 LEDGER_VERIFY_PARTS = envint("LEDGER_VERIFY_PARTS", "8")

@@ -630,6 +630,12 @@ def _geometry_difference(geometry: dict, ann: dict) -> str:
             return "mask"
     elif geometry.get("polygons") and not _close(geometry["polygons"], ann.get("segmentation")):
         return "polygons"
+    elif ann.get("segmentation_is_box") is True:
+        # A box-only label is written with its box's rectangle as segmentation (so that pycocotools
+        # decodes every annotation): that ring must be the published box, as a reader would use it.
+        x, y, w, h = ann.get("bbox") or (0, 0, 0, 0)
+        if not _close([[x, y, x + w, y, x + w, y + h, x, y + h]], ann.get("segmentation")):
+            return "polygons"
     if "keypoints" in geometry and not _close(geometry["keypoints"], ann.get("keypoints")):
         return "keypoints"
     for part in ("points", "cuboid", "cuboid_3d"):

@@ -62,6 +62,7 @@ class ErrorCode(StrEnum):
     INVALID_DEFAULTS = "invalid_defaults"
     INVALID_MATCHING = "invalid_matching"
     TOO_LARGE = "too_large"
+    DELIVERY_IN_PROGRESS = "delivery_in_progress"
 
     # Licensing and commerce.
     ALREADY_ENTITLED = "already_entitled"

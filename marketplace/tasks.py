@@ -5,7 +5,12 @@ it was defined here, so messages already queued still resolve.
 """
 
 from .catalogue.tasks import refresh_version_stats
-from .deliveries.tasks import expire_failed_deliveries, ingest_delivery
+from .deliveries.tasks import (
+    expire_failed_deliveries,
+    ingest_delivery,
+    sweep_orphan_blobs,
+    sweep_stuck_deliveries,
+)
 from .exports.tasks import run_export
 from .notifications.tasks import send_notification_emails_task
 
@@ -15,4 +20,6 @@ __all__ = [
     "refresh_version_stats",
     "run_export",
     "send_notification_emails_task",
+    "sweep_orphan_blobs",
+    "sweep_stuck_deliveries",
 ]

@@ -35,5 +35,8 @@ urlpatterns = [
     path("workspace/<slug:slug>/versions/<int:number>/schema/", ws.schema, name="workspace-schema"),
     path("workspace/<slug:slug>/versions/<int:number>/publish/", ws.publish, name="workspace-publish"),
     path("workspace/<slug:slug>/versions/<int:number>/deprecate/", ws.deprecate, name="workspace-deprecate"),
+    path(
+        "workspace/<slug:slug>/versions/<int:number>/delete/", ws.delete_draft, name="workspace-delete-draft"
+    ),
     path("notifications/", ws.notification_list, name="notifications"),
 ]

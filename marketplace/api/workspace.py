@@ -440,11 +440,17 @@ class VersionListView(WorkspaceView):
 
 
 class VersionDetailView(WorkspaceView):
-    """A version with its counts, deliveries, guideline versions and what it still needs."""
+    """A version with its counts, deliveries, guideline versions and what it still needs; DELETE a draft."""
 
     @extend_schema(responses=WorkspaceVersionDetailSerializer, operation_id="workspace_versions_retrieve")
     def get(self, request, slug, number):
         return Response(WorkspaceVersionDetailSerializer(_version(request, slug, number)).data)
+
+    @extend_schema(responses={204: None}, operation_id="workspace_versions_destroy")
+    def delete(self, request, slug, number):
+        """Delete an abandoned draft (409 ``not_draft`` for a released version)."""
+        workspace_lifecycle.delete_draft(version=_version(request, slug, number))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class DatasheetView(WorkspaceView):

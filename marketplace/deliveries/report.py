@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from django.utils import timezone
+
 from ..formats import model as fmt
 from ..formats import policy
 from ..models import (
@@ -60,7 +62,7 @@ _SPLIT_ALIASES = {
 UID_NAMESPACE = uuid.UUID("6f1c1d1e-5b7e-4d4a-9d55-5d1f0c3b7a21")
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes
-STORE_THREADS = 8  # concurrent writes to storage after the commit
+STORE_THREADS = 8  # concurrent writes to storage (before the write transaction)
 SPOOL_BATCH = 2000
 ITEM_KEY_MAX = Item._meta.get_field("key").max_length
 ITEM_BATCH = 1000
@@ -193,7 +195,7 @@ class Progress:
             return
         self.last, self.percent = now, percent
         report = {"stage": stage or "", "counts": counts} if stage else None
-        update: dict[str, Any] = {"progress": percent}
+        update: dict[str, Any] = {"progress": percent, "touched_at": timezone.now()}
         if report is not None:
             update["report"] = report
         Delivery.objects.filter(pk=self.delivery_id).update(**update)

@@ -12,14 +12,14 @@ The flow of :func:`ingest_delivery`, and why it is cut where it is:
    pseudonym, guideline tag). Validated rows are spooled to a temporary file, so neither a
    million labels nor the images sit in memory. Progress is written to the Delivery row in
    short transactions all along, so the supplier's page can show it.
-4. **One transaction** writes the version, datasheet, schema, items, labels and their ledger
-   events -- or, when step 2 or 3 found an error, nothing is written and the delivery is
-   marked failed with its report.
-5. **After commit** (``transaction.on_commit``) the image files are copied from the archive
-   into content-addressed storage, and only then is the delivery marked ingested. Nothing is
-   written to storage before the commit, so a failed or rolled-back ingest leaves no file
-   behind; a crash between commit and the end of the copy leaves the delivery "validating"
-   with its version set, and running it again finishes the copy (each copy is idempotent).
+4. **Files before rows**: the images are copied from the archive into content-addressed storage
+   (each copy idempotent: a blob already there is not written again).
+5. **One transaction** writes the version, datasheet, schema, items, labels and their ledger
+   events and marks the delivery ingested -- or, when step 2 or 3 found an error, nothing is
+   stored or written and the delivery is marked failed with its report. A process killed before
+   the commit leaves unreferenced blobs only (harmless; ``manage.py sweep_orphan_blobs`` removes
+   them) and the delivery pending/validating, which ``manage.py sweep_stuck_deliveries`` re-queues;
+   a committed version never lacks a file.
 
 A delivery is a **full snapshot**: the new version holds exactly the delivery's items and
 labels, nothing is carried forward from the previous version except its datasheet and its
@@ -48,7 +48,7 @@ from . import lineage
 from .archive import open_archive
 from .plan import Plan, parse_defaults, validate_delivery
 from .report import DeliveryFailed, IngestResult, Progress, Report
-from .write import _report_body, store_delivery_files, write_version
+from .write import _report_body, store_delivery_files, store_plan_files, write_version
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ def _claim(delivery_id: int) -> tuple[Delivery, bool]:
         delivery.progress = 0
         delivery.report = {"stage": "opening the archive"}
         delivery.finished_at = None
-        delivery.save(update_fields=["status", "progress", "report", "finished_at"])
+        delivery.touched_at = timezone.now()
+        delivery.save(update_fields=["status", "progress", "report", "finished_at", "touched_at"])
     return delivery, True
 
 
@@ -116,7 +117,10 @@ def ingest_delivery(*, delivery_id: int) -> IngestResult:
             plan = validate_delivery(source=source, delivery=delivery, report=report, progress=progress)
         if report.has_errors:
             raise DeliveryFailed
-        progress.set(85, stage="writing", force=True, **{k: plan.counts[k] for k in ("items", "labels")})
+        counts = {k: plan.counts[k] for k in ("items", "labels")}
+        progress.set(80, stage="storing images", force=True, **counts)
+        store_plan_files(delivery_id=delivery_id, plan=plan)  # files before rows
+        progress.set(90, stage="writing", force=True, **counts)
         _, created = write_version(delivery_id=delivery_id, plan=plan, report=report)
     except fmt.FormatError as exc:
         report.extend(exc.problems)

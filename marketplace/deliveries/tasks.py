@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.db.utils import InterfaceError, OperationalError
 
-from . import retention, service
+from . import retention, service, sweeping
 
 
 @shared_task(
@@ -26,3 +26,19 @@ def ingest_delivery(delivery_id: int) -> dict:
 def expire_failed_deliveries() -> int:
     """Delete the archives of long-failed deliveries (deliveries.retention); run daily by beat."""
     return retention.expire_failed_archives()
+
+
+@shared_task(name="marketplace.tasks.sweep_orphan_blobs", acks_late=True)  # idempotent
+def sweep_orphan_blobs() -> dict:
+    """Delete blobs no row refers to, past the grace period (deliveries.sweeping); run by beat."""
+    return sweeping.sweep_orphan_blobs()
+
+
+def enqueue_ingest(delivery_id: int) -> None:
+    ingest_delivery.delay(delivery_id)
+
+
+@shared_task(name="marketplace.tasks.sweep_stuck_deliveries", acks_late=True)  # idempotent
+def sweep_stuck_deliveries() -> dict:
+    """Re-queue (once) or fail deliveries stuck in pending/validating (deliveries.sweeping)."""
+    return sweeping.sweep_stuck_deliveries(enqueue=enqueue_ingest)

@@ -1,4 +1,10 @@
-"""Writing a validated plan in one transaction; copying the images after the commit."""
+"""Writing a validated plan: the image files first, then the rows in one transaction.
+
+Files before rows: every image is in content-addressed storage before the transaction that
+refers to it commits, so a committed version never lacks a file. A process killed after the
+files and before the commit leaves only unreferenced blobs, which are harmless (the same bytes
+are reused by the next run) and removed by ``manage.py sweep_orphan_blobs`` (deliveries.sweeping).
+"""
 
 from __future__ import annotations
 
@@ -324,12 +330,13 @@ def write_version(*, delivery_id: int, plan: Plan, report: Report) -> tuple[Data
 
         delivery.version = version
         delivery.format = plan.format
-        delivery.progress = 95
-        delivery.report = _report_body(plan=plan, report=report, stage="storing images", version=number)
+        delivery.status = Delivery.Status.INGESTED
+        delivery.progress = 100
+        delivery.report = _report_body(plan=plan, report=report, stage="done", version=number)
         delivery.report["lineage"] = matched.section()
-        delivery.save(update_fields=["version", "format", "progress", "report"])
-        # Files only once the rows are committed: a rollback must leave storage as it was.
-        transaction.on_commit(lambda: store_delivery_files(delivery_id=delivery_id))
+        delivery.finished_at = timezone.now()
+        # The files are already stored (store_plan_files): this commit completes the delivery.
+        delivery.save(update_fields=["version", "format", "status", "progress", "report", "finished_at"])
     return version, True
 
 
@@ -348,7 +355,7 @@ def _report_body(
     return body
 
 
-# --------------------------------------------------------------------------- after commit
+# --------------------------------------------------------------------------- the files
 
 
 def _put_blob(storage_key: str, data: bytes) -> None:
@@ -359,24 +366,18 @@ def _put_blob(storage_key: str, data: bytes) -> None:
         default_storage.delete(saved)
 
 
-def store_delivery_files(*, delivery_id: int) -> None:
-    """Copy the version's images from the archive into content-addressed storage; mark it ingested.
+def _copy_files(delivery: Delivery, pairs: Iterator[tuple[str, str]]) -> int:
+    """Copy each (archive member, storage key) from the delivery's archive into storage, once per key.
 
-    Idempotent: a file already in storage (from this run, an earlier version or another
-    dataset with the same image) is not written again.
+    Idempotent: a file already in storage (from this run, an earlier version or another dataset
+    with the same image) is not written again. Returns how many distinct keys were seen.
     """
-    delivery = Delivery.objects.select_related("version").get(pk=delivery_id)
-    if delivery.version_id is None or delivery.status == Delivery.Status.INGESTED:
-        return
     done: set[str] = set()
-    rows = (
-        Item.objects.filter(version_id=delivery.version_id).values_list("key", "storage_key").order_by("key")
-    )
     # Reads from the archive stay in this thread; the writes go to a few threads, because storage
     # is latency-bound (an S3 PUT, a local mkdir + write) and a delivery has thousands of files.
     with open_archive(delivery) as source, ThreadPoolExecutor(max_workers=STORE_THREADS) as pool:
         pending: set[Future] = set()
-        for key, storage_key in rows.iterator(chunk_size=2000):
+        for key, storage_key in pairs:
             if storage_key in done:
                 continue
             done.add(storage_key)
@@ -384,7 +385,7 @@ def store_delivery_files(*, delivery_id: int) -> None:
                 data = stream.read(MAX_IMAGE_BYTES + 1)
             if hashlib.sha256(data).hexdigest() != posixpath.basename(storage_key).split(".")[0]:
                 # The archive changed under us: never store a file under a hash it does not have.
-                raise RuntimeError(f"{key} in delivery {delivery_id} no longer matches its checked content")
+                raise RuntimeError(f"{key} in delivery {delivery.pk} no longer matches its checked content")
             pending.add(pool.submit(_put_blob, storage_key, data))
             if len(pending) >= 4 * STORE_THREADS:  # bound what waits in memory
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -392,6 +393,29 @@ def store_delivery_files(*, delivery_id: int) -> None:
                     future.result()
         for future in pending:
             future.result()
+    return len(done)
+
+
+def store_plan_files(*, delivery_id: int, plan: Plan) -> int:
+    """Store the validated plan's images, BEFORE the write transaction (files before rows)."""
+    delivery = Delivery.objects.get(pk=delivery_id)
+    pairs = ((row.key, row.storage_key) for batch in plan.items.batches() for row in batch)
+    return _copy_files(delivery, pairs)
+
+
+def store_delivery_files(*, delivery_id: int) -> None:
+    """Finish a delivery whose rows were committed before its files were stored; mark it ingested.
+
+    Only deliveries written by an older release (which copied the files after the commit) can be
+    in that state; :func:`write_version` now commits rows only after :func:`store_plan_files`.
+    """
+    delivery = Delivery.objects.select_related("version").get(pk=delivery_id)
+    if delivery.version_id is None or delivery.status == Delivery.Status.INGESTED:
+        return
+    rows = (
+        Item.objects.filter(version_id=delivery.version_id).values_list("key", "storage_key").order_by("key")
+    )
+    _copy_files(delivery, rows.iterator(chunk_size=2000))
     report = dict(delivery.report or {})
     report["stage"] = "done"
     Delivery.objects.filter(pk=delivery_id).update(

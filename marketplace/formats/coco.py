@@ -49,7 +49,7 @@ from . import coco_stream, model, policy
 from .archive import GiB, MiB, ProblemLog, safe_load_json
 from .model import CategoryDef, FormatError, ItemRecord, LabelRecord, Parsed, Provenance
 
-DEFAULT_MAX_JSON_BYTES = 2 * GiB
+DEFAULT_MAX_JSON_BYTES = GiB // 2  # 512 MiB: parsed, a JSON costs a few times its size in memory
 # COCO needs 5 levels (root, annotations, annotation, segmentation, ring); attributes a few more.
 MAX_JSON_DEPTH = 64
 # Above this, a file's annotations are parsed one at a time (coco_stream), not loaded whole.
@@ -706,6 +706,19 @@ def read_coco(
     errors: list[model.Problem] = []
     for name in candidates:
         try:
+            # Refused by the size the archive declares before a byte is read (a 6.9 MB zip can hold
+            # a 1 GB JSON); the stream then enforces what it really holds (ZipSource stops a member
+            # that outgrows its declared size, and safe_load_json reads at most max_json_bytes + 1).
+            declared = source.size(name) if hasattr(source, "size") else None
+            if declared is not None and declared > max_json_bytes:
+                errors.append(
+                    model.Problem(
+                        file=name,
+                        message=f"JSON of {declared} bytes: at most {max_json_bytes} are read",
+                        code="too_large",
+                    )
+                )
+                continue
             if _size(source, name) > STREAM_ABOVE_BYTES:  # annotations parsed one at a time (ijson)
                 doc = coco_stream.read_outline(
                     functools.partial(source.open, name),

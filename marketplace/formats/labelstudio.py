@@ -67,7 +67,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 from pycocotools import mask as mask_utils
 
-from . import model
+from . import model, strict_json
 from .provenance import parse_timestamp
 
 FORMAT = "labelstudio_json"
@@ -270,7 +270,7 @@ def _categories_from_results(source: model.Source, name: str, log: _ProblemLog) 
 
 def _iter_tasks(source: model.Source, name: str, log: _ProblemLog) -> Iterator[tuple[int, object]]:
     """(index, task) for each element of the export's top-level list, parsed one at a time."""
-    decoder = json.JSONDecoder()
+    decoder = strict_json.decoder()  # NaN, Infinity, 1e400 refused as they are parsed
     text = codecs.getincrementaldecoder("utf-8-sig")()
     with source.open(name) as stream:
         buffer, pos, line_base, eof = "", 0, 1, False
@@ -344,9 +344,21 @@ def _iter_tasks(source: model.Source, name: str, log: _ProblemLog) -> Iterator[t
                 except RecursionError:
                     log.add(name, f"task {index} is nested too deeply", line=line(), code="json_syntax")
                     return
+                except ValueError as exc:  # StrictJSONError, or an integer past 4,300 digits
+                    reason = (
+                        str(exc) if isinstance(exc, strict_json.StrictJSONError) else "an integer is too long"
+                    )
+                    log.add(name, f"task {index}: {reason}", line=line(), code="invalid_json")
+                    return
                 if end == len(buffer) and more():
                     continue  # a number or literal may have been cut at the buffer's end
                 break
+            if buffer.find("\\u", pos, end) != -1:  # only an escape can make a NUL or lone surrogate
+                try:
+                    strict_json.check_strings(task)
+                except strict_json.StrictJSONError as exc:
+                    log.add(name, f"task {index}: {exc}", line=line(), code="invalid_json")
+                    return
             want = READ_CHUNK
             pos = end
             yield index, task

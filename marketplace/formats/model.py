@@ -242,6 +242,31 @@ def polygon_area(ring: list[float]) -> float:
     return abs(s) / 2.0
 
 
+# One shape's size, whatever the format: a million-point polygon is no annotation, and every
+# check, the database row, the ledger event and each export would pay for it (37 s for one).
+MAX_SHAPE_POINTS = 20_000  # points of one polygon ring or polyline
+MAX_RINGS = 1_000  # polygons of one label
+MAX_KEYPOINTS = 1_000  # keypoints of one label
+
+
+def _too_many_points(geometry: dict) -> str | None:
+    """Why this geometry is too big to check (looked at before any per-value work), or None."""
+    polygons = geometry.get("polygons")
+    if isinstance(polygons, list):
+        if len(polygons) > MAX_RINGS:
+            return f"{len(polygons)} polygons in one label: at most {MAX_RINGS}"
+        for ring in polygons:
+            if isinstance(ring, list) and len(ring) > 2 * MAX_SHAPE_POINTS:
+                return f"a polygon of {len(ring) // 2} points: at most {MAX_SHAPE_POINTS} per shape"
+    points = geometry.get("points")
+    if isinstance(points, list) and len(points) > 2 * MAX_SHAPE_POINTS:
+        return f"a polyline of {len(points) // 2} points: at most {MAX_SHAPE_POINTS} per shape"
+    keypoints = geometry.get("keypoints")
+    if isinstance(keypoints, list) and len(keypoints) > 3 * MAX_KEYPOINTS:
+        return f"{len(keypoints) // 3} keypoints in one label: at most {MAX_KEYPOINTS}"
+    return None
+
+
 def validate_geometry(geometry_type: str, geometry: dict, width: int | None, height: int | None) -> list[str]:
     """Every reason this geometry is not acceptable for an image of this size (empty if fine)."""
     if geometry_type not in GEOMETRY_TYPES:
@@ -250,6 +275,9 @@ def validate_geometry(geometry_type: str, geometry: dict, width: int | None, hei
     part = PRIMARY_PART[geometry_type]
     if part and part not in geometry:
         return [f"{geometry_type} label has no {part!r}"]
+    too_big = _too_many_points(geometry)
+    if too_big:
+        return [too_big]
     w = (width or 0) + EDGE_TOLERANCE
     h = (height or 0) + EDGE_TOLERANCE
 

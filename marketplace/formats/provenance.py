@@ -53,14 +53,13 @@ reported by :class:`ProvenanceCoverage` (``unmatched``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from . import model
+from . import model, strict_json
 
 MAX_PROBLEMS = 1000
 MAX_LINE_BYTES = 64 * 1024  # a provenance record is a few hundred bytes
@@ -136,7 +135,10 @@ def read_provenance(
         if not text.strip():
             continue
         try:
-            record = json.loads(text)
+            record = strict_json.loads(text)
+        except strict_json.StrictJSONError as exc:  # NaN, 1e400, huge integers, NUL, lone surrogates
+            problem(number, f"not acceptable JSON: {exc}", code="invalid_json")
+            continue
         except (ValueError, RecursionError) as exc:
             problem(number, f"not valid JSON: {exc}")
             continue

@@ -78,3 +78,12 @@ def check_strings(value) -> None:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def decoder() -> json.JSONDecoder:
+    """A JSONDecoder (for ``raw_decode`` over a stream) that refuses NaN, Infinity and 1e400.
+
+    Strings are the caller's to check with :func:`check_strings` when the text had a ``\\u``
+    escape; an integer past 4,300 digits raises ValueError("...digits..."), see :func:`loads`.
+    """
+    return json.JSONDecoder(parse_constant=refuse_constant, parse_float=_finite_float)

@@ -52,6 +52,8 @@ class Delivery(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Last sign of life of the run working on it (claim, progress): the stuck-delivery sweeper's clock.
+    touched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -628,6 +628,20 @@ def publish(request, slug, number):
 
 @login_required
 @require_POST
+def delete_draft(request, slug, number):
+    dataset = visibility.access_dataset(request.user, slug)
+    version = _version(dataset, number)
+    try:
+        workspace_lifecycle.delete_draft(version=version)
+    except DomainError as error:
+        messages.error(request, error.detail)
+        return redirect("workspace-version", slug=dataset.slug, number=version.number)
+    messages.success(request, f"Draft version {number} is deleted.")
+    return redirect("workspace-dataset", slug=dataset.slug)
+
+
+@login_required
+@require_POST
 def deprecate(request, slug, number):
     dataset = visibility.access_dataset(request.user, slug)
     version = _version(dataset, number)

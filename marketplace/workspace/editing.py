@@ -7,6 +7,8 @@ import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -14,7 +16,7 @@ from django.utils.text import slugify
 
 from governance.models import Guideline, GuidelineVersion
 
-from ..errors import DomainError
+from ..errors import DomainError, ErrorCode
 from ..models import (
     DATASHEET_SECTIONS,
     AnnotationSchema,
@@ -147,6 +149,33 @@ def _dataset_fields(data: dict, *, partial: bool) -> dict:
     return clean
 
 
+# Slugs are the datasets' URLs, one namespace for every supplier, so a slug held by another
+# organisation's hidden draft cannot be given twice. The refusal is the same sentence and code
+# whoever holds the slug (a dataset you can see or one you cannot), and refusals are counted per
+# user in the shared cache: past SLUG_REFUSALS_PER_HOUR, creating datasets answers 429 for the
+# rest of the hour, so probing which names hidden drafts use costs an hour per handful of guesses.
+def _slug_refusals_key(user) -> str:
+    return f"slug-refusals:{user.pk}"
+
+
+def _check_slug_probing(user) -> None:
+    limit = getattr(settings, "SLUG_REFUSALS_PER_HOUR", 20)
+    if cache.get(_slug_refusals_key(user), 0) >= limit:
+        raise DomainError(
+            "Too many refused slugs lately; try again in an hour.", code=ErrorCode.THROTTLED, status_code=429
+        )
+
+
+def _slug_taken(user, slug: str) -> InvalidInput:
+    key = _slug_refusals_key(user)
+    if not cache.add(key, 1, timeout=3600):
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=3600)
+    return InvalidInput({"slug": [f"“{slug}” is not available; choose another."]}, code="slug_taken")
+
+
 @transaction.atomic
 def create_dataset(*, user, organization: Organization | None = None, slug: str = "", **fields) -> Dataset:
     """A new draft dataset of the user's supplier organisation, with an empty draft v1 for its datasheet."""
@@ -165,13 +194,14 @@ def create_dataset(*, user, organization: Organization | None = None, slug: str 
     slug = (slug or slugify(clean["title"]))[:100].strip("-")
     if not SLUG_RE.match(slug):
         raise InvalidInput({"slug": ["Use lower-case letters, digits and single hyphens."]})
+    _check_slug_probing(user)
     if Dataset.objects.filter(slug=slug).exists():
-        raise InvalidInput({"slug": [f"“{slug}” is taken; choose another."]}, code="slug_taken")
+        raise _slug_taken(user, slug)
     try:
         with transaction.atomic():  # a savepoint: the slug may be taken a moment after the check above
             dataset = Dataset.objects.create(supplier=organization, slug=slug, **clean)
     except IntegrityError:
-        raise InvalidInput({"slug": [f"“{slug}” is taken; choose another."]}, code="slug_taken") from None
+        raise _slug_taken(user, slug) from None
     version = DatasetVersion.objects.create(dataset=dataset, number=1)
     Datasheet.objects.create(version=version)
     AnnotationSchema.objects.create(version=version)

@@ -22,7 +22,7 @@ from governance import ledger
 from marketplace.catalogue import publication as catalogue_publication
 from marketplace.catalogue import stats as catalogue_stats
 
-from ..errors import DomainError
+from ..errors import DomainError, ErrorCode
 from ..models import (
     AnnotationSchema,
     AttributeSpec,
@@ -33,6 +33,7 @@ from ..models import (
     Delivery,
     Export,
     Item,
+    Label,
     Offer,
 )
 from ..notifications import service as notifications
@@ -67,6 +68,44 @@ def start_draft(*, dataset: Dataset) -> DatasetVersion:
         Category.objects.bulk_create([Category(schema=schema, **c) for c in data["categories"]])
         AttributeSpec.objects.bulk_create([AttributeSpec(schema=schema, **a) for a in data["attributes"]])
     return version
+
+
+@transaction.atomic
+def delete_draft(*, version: DatasetVersion) -> int:
+    """Delete an abandoned draft with its items, labels, datasheet, schema and draft exports.
+
+    Only a draft: a published or deprecated version is evidence and never goes away. The ledger
+    keeps the draft's label events (it is append-only); its deliveries keep their reports, with
+    ``version_deleted`` set. Image files shared with other versions stay; the draft's own become
+    unreferenced blobs, removed by ``manage.py sweep_orphan_blobs``. Returns the draft's number.
+    Access (the supplier's own datasets only) is the caller's: ``visibility.access_dataset``.
+    """
+    Dataset.objects.select_for_update().get(pk=version.dataset_id)  # as ingest and start_draft do
+    version = DatasetVersion.objects.select_for_update().get(pk=version.pk)
+    if version.status != DatasetVersion.Status.DRAFT:
+        raise DomainError(
+            f"Version {version.number} is {version.get_status_display().lower()}: only a draft can be deleted.",
+            code=ErrorCode.NOT_DRAFT,
+            status_code=409,
+        )
+    if Delivery.objects.filter(
+        dataset_id=version.dataset_id, status__in=(Delivery.Status.PENDING, Delivery.Status.VALIDATING)
+    ).exists():
+        raise DomainError(
+            "A delivery of this dataset is being ingested: wait until it is done, then delete the draft.",
+            code=ErrorCode.DELIVERY_IN_PROGRESS,
+            status_code=409,
+        )
+    number = version.number
+    for delivery in Delivery.objects.filter(version=version):
+        report = dict(delivery.report or {})
+        report["version_deleted"] = number
+        Delivery.objects.filter(pk=delivery.pk).update(report=report)
+    # Labels first in one statement (nothing refers to a label): a million of them must not be
+    # loaded by the cascade of version.delete().
+    Label.objects.filter(version=version).delete()
+    version.delete()
+    return number
 
 
 def check_publishable(version: DatasetVersion) -> list[str]:

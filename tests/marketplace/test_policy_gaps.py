@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from .. import factories as f
@@ -46,3 +48,34 @@ def test_an_open_offer_exports_original_images_only_once_the_license_is_accepted
 
     licensing.purchase(user=outsider, offer=offer, idempotency_key="claim", accept_license=True)
     assert ask(api_for, outsider, published_version, options=with_images).status_code == 202
+
+
+# -- a hidden draft's slug -----------------------------------------------------------------------
+
+
+def _create(api_for, user, slug):
+    body = {"slug": slug, "title": "Cars", "summary": "Cars at night.", "domain": "autonomous-driving"}
+    return api_for(user).post("/api/v1/workspace/datasets/", body, format="json")
+
+
+def test_a_hidden_drafts_slug_is_refused_exactly_like_a_public_one_and_probing_is_throttled(
+    api_for, other_supplier, published_version, settings
+):
+    hidden = f.DatasetFactory(slug="secret-project")  # another organisation's draft: invisible to them
+    assert api_for(other_supplier).get(f"/api/v1/datasets/{hidden.slug}/").status_code == 404
+
+    on_hidden = _create(api_for, other_supplier, "secret-project")
+    on_public = _create(api_for, other_supplier, published_version.dataset.slug)
+
+    assert on_hidden.status_code == on_public.status_code == 400
+    # The same code and the same sentence: nothing says whether the holder is visible or hidden.
+    strip = lambda r, slug: json.dumps(r.json()).replace(slug, "SLUG")  # noqa: E731
+    assert strip(on_hidden, "secret-project") == strip(on_public, published_version.dataset.slug)
+    assert on_hidden.json()["code"] == "slug_taken"
+
+    # Probing many names is throttled per user on the shared cache (a free slug too, then).
+    settings.SLUG_REFUSALS_PER_HOUR = 3
+    assert _create(api_for, other_supplier, "their-dataset").status_code == 400  # third refusal
+    throttled = _create(api_for, other_supplier, "a-free-name")
+    assert throttled.status_code == 429 and throttled.json()["code"] == "throttled"
+    assert not f.models.Dataset.objects.filter(slug="a-free-name").exists()
