@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+import orjson
 from django.core.files.storage import default_storage
 from django.db import connection
 
@@ -144,7 +145,19 @@ def _json(value):
         return {}
     if isinstance(value, (dict, list)):  # a driver that decodes JSON itself
         return value
+    if _LONG_RUN not in value.encode("utf-8", "surrogatepass").translate(_DIGITS):
+        try:
+            return orjson.loads(value)  # 3-5x the stdlib's speed, the same values
+        except orjson.JSONDecodeError:
+            pass
     return _decode(value)[0]
+
+
+# orjson reads an integer beyond 64 bits as a float (and refuses 1e400): a run of 19 digits (a string's
+# or a number's) sends the text to the stdlib decoder, which reads such numbers exactly. Found with
+# bytes.translate (digits to "0", the rest to " ") and a substring search: 1-2 us, a regex takes ~10.
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def _uuid_text(value) -> str:

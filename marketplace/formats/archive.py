@@ -469,6 +469,12 @@ class DirectorySource:
             raise KeyError(name)
         return open(self.root / name, "rb")  # noqa: SIM115
 
+    def size(self, name: str) -> int:
+        """The size in bytes of one listed file."""
+        if name not in self._set:
+            raise KeyError(name)
+        return (self.root / name).stat().st_size
+
 
 # Bracket bytes move the nesting level; everything else (outside strings) does not.
 _STEP = np.zeros(256, dtype=np.int8)
@@ -485,12 +491,26 @@ def _json_depth(data: bytes, chunk: int = _SCAN_CHUNK) -> int:
     costs more than parsing it). Exact for valid JSON; for invalid JSON any answer will do,
     since the parser refuses it next.
     """
-    whole = np.frombuffer(data, dtype=np.uint8)
-    depth = deepest = 0
-    in_string = 0  # parity of the unescaped quotes seen so far
-    carry = 0  # length of the backslash run that ends the previous chunk
-    for start in range(0, len(whole), chunk):
-        a = whole[start : start + chunk]
+    scan = JsonDepthScan()
+    for start in range(0, len(data), chunk):
+        scan.feed(data[start : start + chunk])
+    return scan.deepest
+
+
+class JsonDepthScan:
+    """``_json_depth`` fed piece by piece (a stream read in chunks): the same answer, flat memory."""
+
+    def __init__(self):
+        self.depth = self.deepest = 0
+        self.in_string = 0  # parity of the unescaped quotes seen so far
+        self.carry = 0  # length of the backslash run that ends the previous chunk
+
+    def feed(self, data: bytes) -> int:
+        """Scan the next piece; return the deepest nesting so far."""
+        if not data:
+            return self.deepest
+        a = np.frombuffer(data, dtype=np.uint8)
+        depth, deepest, in_string, carry = self.depth, self.deepest, self.in_string, self.carry
         backslash = a == _BACKSLASH
         quotes = np.flatnonzero(a == _QUOTE)
         if quotes.size:
@@ -521,7 +541,8 @@ def _json_depth(data: bytes, chunk: int = _SCAN_CHUNK) -> int:
             deepest = max(deepest, int(levels.max()))
             depth = int(levels[-1])
         in_string = (in_string + quotes.size) & 1
-    return deepest
+        self.depth, self.deepest, self.in_string, self.carry = depth, deepest, in_string, carry
+        return deepest
 
 
 def safe_load_json(stream: BinaryIO, *, max_bytes: int, max_depth: int, name: str = "") -> object:

@@ -36,6 +36,7 @@ such as ``/annotations/17/bbox``.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 from collections.abc import Iterator
@@ -44,13 +45,22 @@ from datetime import datetime
 
 from pycocotools import mask as mask_utils
 
-from . import model, policy
-from .archive import GiB, ProblemLog, safe_load_json
+from . import coco_stream, model, policy
+from .archive import GiB, MiB, ProblemLog, safe_load_json
 from .model import CategoryDef, FormatError, ItemRecord, LabelRecord, Parsed, Provenance
 
 DEFAULT_MAX_JSON_BYTES = GiB // 2  # 512 MiB: parsed, a JSON costs a few times its size in memory
 # COCO needs 5 levels (root, annotations, annotation, segmentation, ring); attributes a few more.
 MAX_JSON_DEPTH = 64
+# Above this, a file's annotations are parsed one at a time (coco_stream), not loaded whole.
+STREAM_ABOVE_BYTES = 64 * MiB
+
+
+def _size(source, name: str) -> int:
+    """The entry's size if the source can tell (a missing entry raises KeyError), else 0."""
+    size = getattr(source, "size", None)
+    return size(name) if size is not None else 0
+
 
 _SPLIT = re.compile(r"^(?:instances|person_keypoints)_(?P<split>.+)\.json$")
 # Any COCO task file in annotations/: stuff_, labels_, captions_, image_info_, panoptic_ ...
@@ -709,8 +719,18 @@ def read_coco(
                     )
                 )
                 continue
-            with source.open(name) as stream:
-                doc = safe_load_json(stream, max_bytes=max_json_bytes, max_depth=MAX_JSON_DEPTH, name=name)
+            if _size(source, name) > STREAM_ABOVE_BYTES:  # annotations parsed one at a time (ijson)
+                doc = coco_stream.read_outline(
+                    functools.partial(source.open, name),
+                    max_bytes=max_json_bytes,
+                    max_depth=MAX_JSON_DEPTH,
+                    name=name,
+                )
+            else:
+                with source.open(name) as stream:
+                    doc = safe_load_json(
+                        stream, max_bytes=max_json_bytes, max_depth=MAX_JSON_DEPTH, name=name
+                    )
         except KeyError:
             errors.append(
                 model.Problem(
@@ -724,7 +744,7 @@ def read_coco(
         is_coco = (
             isinstance(doc, dict)
             and isinstance(doc.get("images"), list)
-            and isinstance(doc.get("annotations"), list)
+            and isinstance(doc.get("annotations"), (list, coco_stream.StreamedArray))
         )
         if not is_coco:
             if explicit:

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+import orjson
 from pycocotools import mask as mask_utils
 
 from . import model
@@ -86,6 +87,17 @@ def category_entry(c: CategoryDef, cid: int) -> dict:
 
 # One encoder for every annotation: json.dumps() with options builds a new encoder on each call.
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _dumpb(value) -> bytes:
+    """An image or annotation entry as compact UTF-8 JSON: orjson (about 10x the stdlib), else the stdlib.
+
+    orjson refuses integers beyond 64 bits (an attribute may hold one); the stdlib writes them.
+    """
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return _dumps(value).encode()
 
 
 def ring_area(ring: list[float]) -> float:
@@ -174,7 +186,7 @@ class _Writer:
             ann = self.annotation(label, image_id, item)
             if ann is None:
                 continue
-            s.annotations.write(((",\n" if s.annotation_count else "\n") + _dumps(ann)).encode())
+            s.annotations.write((b",\n" if s.annotation_count else b"\n") + _dumpb(ann))
             s.annotation_count += 1
         if classifications:
             image["classifications"] = classifications
@@ -185,7 +197,7 @@ class _Writer:
                 kind=model.CLASSIFICATION,
                 count=len(classifications),
             )
-        s.images.write(((",\n" if s.image_count else "\n") + _dumps(image)).encode())
+        s.images.write((b",\n" if s.image_count else b"\n") + _dumpb(image))
         s.image_count += 1
 
     def extras(self, label: LabelRecord, entry: dict) -> None:
