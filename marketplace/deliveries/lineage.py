@@ -26,8 +26,7 @@ solver, one small problem each. No Python loop runs per pair of labels; mask IoU
 pycocotools call per new label that still has candidates.
 
 The numeric kernel (``box_iou``, ``keypoint_similarity``, ``cross_pairs``, ``match_optimal``) is
-a copy of the one in ``governance/quality/agreement/geometry.py``: marketplace services may not
-import governance's quality modules, and the kernel is small enough to keep twice.
+``marketplace.formats.matching``, shared with governance's agreement measures.
 
 The Django half of the module (at the end) loads the previous version, rewrites the uids of the
 spooled rows and yields the ledger events: ``modified`` with before and after for a changed label,
@@ -43,9 +42,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from pycocotools import mask as mask_utils
-from scipy.optimize import linear_sum_assignment
 
 from ..formats import model as fmt
+from ..formats.matching import box_iou, boxes_of, cross_pairs, keypoint_similarity, match_optimal
 
 # How a new label found its previous self (``Matches.method``).
 NEW, BY_UID, BY_SOURCE_ID, BY_GEOMETRY, BY_RELABEL = 0, 1, 2, 3, 4
@@ -130,82 +129,6 @@ class Thresholds:
         return 0.5  # distance kinds: similarity 1 - d / (2 D) >= 0.5  <=>  d <= D
 
 
-# --------------------------------------------------------------------------- numeric kernel
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Element-wise IoU of two (n, 4) arrays of [x, y, w, h] boxes (0 where a box is missing)."""
-    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
-    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.clip(np.minimum(ax2, bx2) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(ay2, by2) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = iw * ih
-    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nan_to_num(np.where(union > 0, inter / union, 0.0), nan=0.0)
-
-
-def keypoint_similarity(
-    kp_a: np.ndarray, kp_b: np.ndarray, area: np.ndarray, sigmas: np.ndarray
-) -> np.ndarray:
-    """Element-wise OKS of (n, K, 3) keypoint arrays, symmetric (as governance.quality.agreement has it)."""
-    labelled_a, labelled_b = kp_a[..., 2] > 0, kp_b[..., 2] > 0
-    d2 = ((kp_a[..., :2] - kp_b[..., :2]) ** 2).sum(axis=-1)
-    variances = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
-    e = d2 / variances / (area[:, None] + np.spacing(1)) / 2.0
-    scores = np.where(labelled_a & labelled_b, np.exp(-e), 0.0).sum(axis=-1)
-    either = (labelled_a | labelled_b).sum(axis=-1)
-    return np.where(either > 0, scores / np.maximum(either, 1), 1.0)
-
-
-def cross_pairs(key_a: np.ndarray, key_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every (i, j) with key_a[i] == key_b[j], without a Python loop."""
-    order = np.argsort(key_b, kind="stable")
-    sorted_b = key_b[order]
-    start = np.searchsorted(sorted_b, key_a, side="left")
-    count = np.searchsorted(sorted_b, key_a, side="right") - start
-    ia = np.repeat(np.arange(len(key_a)), count)
-    offsets = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    jb = order[np.repeat(start, count) + offsets]
-    return ia, jb
-
-
-def match_optimal(
-    ia: np.ndarray, jb: np.ndarray, similarity: np.ndarray, group: np.ndarray, threshold: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One-to-one matching per group maximising the summed similarity among pairs >= threshold.
-
-    Groups where no label has two candidates at or above the threshold need no solver; the rest
-    (crowds of overlapping objects) go through the Hungarian algorithm, one small problem each.
-    """
-    keep = similarity >= threshold
-    ia, jb, similarity, group = ia[keep], jb[keep], similarity[keep], group[keep]
-    if ia.size == 0:
-        return ia, jb, similarity
-    degree_a = np.bincount(ia)
-    degree_b = np.bincount(jb)
-    contested = (degree_a[ia] > 1) | (degree_b[jb] > 1)
-    contested_groups = np.unique(group[contested])
-    hard = np.isin(group, contested_groups)
-    out_a, out_b, out_s = [ia[~hard]], [jb[~hard]], [similarity[~hard]]
-    if contested_groups.size:
-        idx = np.flatnonzero(hard)
-        idx = idx[np.argsort(group[idx], kind="stable")]
-        starts = np.flatnonzero(np.r_[True, group[idx][1:] != group[idx][:-1]])
-        for lo, hi in zip(starts, [*starts[1:], len(idx)], strict=True):
-            rows = idx[lo:hi]
-            ua, ra = np.unique(ia[rows], return_inverse=True)
-            ub, rb = np.unique(jb[rows], return_inverse=True)
-            grid = np.zeros((len(ua), len(ub)))
-            grid[ra, rb] = similarity[rows]
-            r, c = linear_sum_assignment(grid, maximize=True)
-            good = grid[r, c] >= threshold
-            out_a.append(ua[r[good]])
-            out_b.append(ub[c[good]])
-            out_s.append(grid[r[good], c[good]])
-    return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_s)
-
-
 # --------------------------------------------------------------------------- labels as columns
 
 
@@ -258,16 +181,6 @@ def uid_array(uids: Sequence) -> np.ndarray:
     return np.array([(u if isinstance(u, uuid.UUID) else uuid.UUID(str(u))).bytes for u in uids], dtype="S16")
 
 
-def boxes_of(geometries: Iterable[dict | None]) -> np.ndarray:
-    """(n, 4) enclosing boxes of label geometries; NaN rows for geometries without one."""
-    out = []
-    nan = [math.nan] * 4
-    for geometry in geometries:
-        box = fmt.bbox_of(geometry) if geometry else None
-        out.append(box if box is not None and len(box) == 4 else nan)
-    return np.asarray(out, dtype=np.float64).reshape(-1, 4)
-
-
 @dataclass
 class Matches:
     """For each new label: the previous label it continues (-1: none), how, and how similar."""
@@ -315,7 +228,7 @@ def similarity(
     if n == 0:
         return np.zeros(0)
     if kind in IOU_KINDS:
-        return box_iou(old.boxes[io], new.boxes[jn])
+        return np.nan_to_num(box_iou(old.boxes[io], new.boxes[jn]), nan=0.0)  # 0 where a box is missing
     if kind == fmt.POLYLINE:
         edges_old = _corners(old.boxes[io])
         edges_new = _corners(new.boxes[jn])

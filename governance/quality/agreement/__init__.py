@@ -51,14 +51,9 @@ from governance.quality.agreement.geometry import (
     SIMILARITY,
     LabelFrame,
     PairMatch,
-    box_iou,
-    boxes_of,
     compare_geometry,
-    cross_pairs,
     items_by_annotator,
-    keypoint_similarity,
     mask_iou_pairs,
-    match_optimal,
     rle_of,
     sigmas_source,
 )
@@ -81,6 +76,7 @@ from governance.quality.agreement.report import (
     compute_agreement_report,
     load_version_labels,
 )
+from marketplace.formats.matching import box_iou, boxes_of, cross_pairs, keypoint_similarity, match_optimal
 
 __all__ = [
     "Analysis",

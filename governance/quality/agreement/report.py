@@ -24,13 +24,13 @@ from governance.quality.agreement.geometry import (
     MEASURED_KINDS,
     SIMILARITY,
     LabelFrame,
-    boxes_of,
     compare_geometry,
     items_by_annotator,
     sigmas_source,
 )
 from governance.quality.agreement.nominal import _num, nominal_agreement
 from marketplace.formats import model as fmt
+from marketplace.formats.matching import boxes_of
 from marketplace.models import AttributeSpec, Category, Item, Label
 
 REPORT_LOWEST_ITEMS = 25  # the report lists this many least-agreed images; the review queue takes all
