@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 
 from ..formats import model as fmt
 from ..models import (
+    CATEGORY_COLOR_RE,
     AttributeSpec,
     Category,
 )
@@ -19,16 +19,13 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- schema
 
 
-HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
-
-
 def stored_color(value: str | None) -> str:
     """A delivered class colour as the schema stores it (``#rrggbb``); anything else (``rgba(...)``,
     ``#rrggbbaa``, a CSS name, which Label Studio configs carry) gives way to the palette's."""
     value = (value or "").strip()
     if len(value) == 4 and value.startswith("#"):
         value = "#" + "".join(ch * 2 for ch in value[1:])
-    return value if HEX_COLOR.fullmatch(value) else ""
+    return value if CATEGORY_COLOR_RE.match(value) else ""
 
 
 @dataclass

@@ -6,6 +6,7 @@ Imports nothing from governance; governance models are named by string only
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.core.exceptions import ValidationError
@@ -18,7 +19,11 @@ from ..formats import model as fmt
 from ..lookups import HasElement  # noqa: F401  (registers the `has_element` JSON lookup)
 from .organisations import Organization
 
+# How a class colour is stored (the column holds 7 characters): the workspace and deliveries both hold to it.
+CATEGORY_COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+
 __all__ = [
+    "CATEGORY_COLOR_RE",
     "AnnotationSchema",
     "AttributeSpec",
     "Category",

@@ -18,6 +18,7 @@ from governance.models import Guideline, GuidelineVersion
 
 from ..errors import DomainError, ErrorCode
 from ..models import (
+    CATEGORY_COLOR_RE,
     DATASHEET_SECTIONS,
     AnnotationSchema,
     Dataset,
@@ -50,7 +51,7 @@ DATASHEET_FIELDS: dict[str, str] = {
 GUIDELINE_MAX_BYTES = 25 * 1024 * 1024
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+COLOR_RE = CATEGORY_COLOR_RE
 DATASET_EDITABLE = ("title", "summary", "description", "domain", "task_types", "tags")
 
 
