@@ -62,7 +62,7 @@ unset GENERATE_SECRETS
 
 "$PY" -c "import boto3; boto3.client('s3', endpoint_url='$AWS_S3_ENDPOINT_URL', region_name='us-east-1').create_bucket(Bucket='registry')"
 redis-cli -u "$SMOKE_REDIS" flushdb >/dev/null
-dropdb -h 127.0.0.1 -U postgres --if-exists "$SMOKE_DB"
+dropdb -h 127.0.0.1 -U postgres --if-exists --force "$SMOKE_DB"  # a session left by an earlier, killed run must not stop this one
 createdb -h 127.0.0.1 -U postgres "$SMOKE_DB"
 
 echo "== $(date +%T) check --deploy, migrate"

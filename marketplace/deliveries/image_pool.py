@@ -18,9 +18,11 @@ costs more than it saves there. ``IMAGE_CHECK_WORKERS`` (setting, environment) s
 
 from __future__ import annotations
 
+import ctypes
 import io
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -34,6 +36,7 @@ from ..formats.archive import ZipLimits, ZipSource
 from . import images as checks  # the in-process checks this pool runs on every core
 
 MIN_IMAGES = 64
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 WINDOW_PER_WORKER = 16
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 
@@ -76,6 +79,19 @@ class _BytesSource:
 
     def open(self, key: str):
         return io.BytesIO(self.data)
+
+
+def _die_with_parent() -> None:
+    """A checker process ends when the process that forked it dies (a worker SIGKILLed mid-ingest):
+    forked, it holds both ends of the pool's pipes and a copy of the database connection, so it
+    would otherwise wait forever (seen in CI's production smoke test). Linux only; elsewhere a no-op."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the line above: nobody will send the signal
+        os._exit(0)
 
 
 def _inspect_bytes(key: str, data: bytes) -> tuple[str, object]:
@@ -193,7 +209,9 @@ class PooledImageChecker(checks.ImageChecker):
             # Forked: the workers need no Django setup, and they never touch this process's database
             # connection (they only decode bytes and exit without running its finalisers).
             self.pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("fork")
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_die_with_parent,
             )
         try:
             future = self.pool.submit(*task)
