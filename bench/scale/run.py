@@ -176,8 +176,25 @@ def _bench_verify_reads(n: int, dataset, rows: list) -> None:
             f", each worker {best['workers_rss_mb']:.0f} MB" if best["workers_rss_mb"] else ""
         )
         rate = "" if step == "floor" else f"{n / wall:,.0f} events/s, "
+        if best.get("server_cpu") is not None:
+            memory += f", PostgreSQL CPU {best['server_cpu']:.2f} s"
         note = rate + memory + (f"; other rounds {others} s" if others else "")
         rows.append(("verify", name, wall, note, None if step == "floor" else wall / floor))
+
+
+def _backend_cpu(pid: int | None = None) -> tuple[int, float] | None:
+    """(pid, CPU seconds) of this connection's PostgreSQL backend, read from /proc (a local server only)."""
+    from django.db import connection
+
+    if pid is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = cursor.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _child(step: str, slug: str, workers: int) -> None:
@@ -219,7 +236,9 @@ def _child(step: str, slug: str, workers: int) -> None:
         "chain": lambda: verify_chain.verify_dataset(dataset=dataset, workers=workers).ok,
         "before": lambda: ledger.verify_dataset(dataset=dataset, workers=workers).ok,
     }[step]
+    backend = _backend_cpu() if workers == 1 else None
     ok, wall = _timed(run)
+    server = None if backend is None else _backend_cpu(backend[0])[1] - backend[1]
     if not ok:
         raise SystemExit(f"{step}: the bench ledger did not verify")
     print(
@@ -229,6 +248,7 @@ def _child(step: str, slug: str, workers: int) -> None:
                 "cpu": CPU[wall],
                 "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "workers_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                "server_cpu": server,
             }
         )
     )
@@ -286,6 +306,17 @@ def bench_encode(n: int, rows: list) -> None:
     )
     rows.append(
         ("encode", "orjson fast path, per event", fast, f"{fast * 1e6:.2f} us, same bytes", fast / stdlib)
+    )
+    assert all(canonical.canonical_event(d) == verify_offline.canonical_json(d) for d in documents)
+    event = per_event(canonical.canonical_event)
+    rows.append(
+        (
+            "encode",
+            "canonical_event (verify's: payload checked alone)",
+            event,
+            f"{event * 1e6:.2f} us, same bytes",
+            event / stdlib,
+        )
     )
     prev = "0" * 64
     ref_hash = per_event(lambda d: verify_offline.event_hash(d, prev))

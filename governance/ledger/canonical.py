@@ -74,7 +74,7 @@ def canonical_event(document: dict) -> bytes:
     Precondition, not checked: every value but ``document["payload"]`` is a str, an int of 64 bits or
     None, as the ledger's columns are (the verifier reads them so). Those orjson writes as the rule does
     (a ``null`` there is None's own), so only the payload can need the reference: it is encoded on its
-    own and spliced in as an ``orjson.Fragment``. The whole-document scan of ``canonical_json`` trips
+    own and spliced in as an ``orjson.Fragment`` (set in ``document`` while it is encoded, then put back). The whole-document scan of ``canonical_json`` trips
     on every uuid holding ``e-`` (a fallback check per hit); the payload's own scan rarely does.
     """
     try:
@@ -84,10 +84,15 @@ def canonical_event(document: dict) -> bytes:
     # Both forms of a small float hold "0.0000" or "e-": one scan each before the exact check.
     if b"null" in inner or ((b"0.0000" in inner or b"e-" in inner) and _may_hold_a_small_float(inner)):
         return reference_canonical_json(document)
+    payload = document["payload"]
+    document["payload"] = _Fragment(inner)  # in place, put back below: a copy of the dict costs more
     try:
-        return _dumps({**document, "payload": _Fragment(inner)}, option=_OPTIONS)
+        return _dumps(document, option=_OPTIONS)
     except _Error:
+        document["payload"] = payload
         return reference_canonical_json(document)
+    finally:
+        document["payload"] = payload
 
 
 def _may_hold_a_small_float(out: bytes) -> bool:

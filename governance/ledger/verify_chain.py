@@ -144,9 +144,10 @@ def _events(dataset_id: int, slug: str, lo: int, hi: int) -> Iterator[tuple]:
     # COPY streams the rows with no cursor round trips. Each row is split here rather than by psycopg's
     # row parser, which costs three times as much per row (bench/scale).
     sql = _PG_COPY.format(dataset_id=int(dataset_id), lo=int(lo), hi=int(hi))
+    orjson_loads = orjson.loads
     with connection.cursor() as cursor, cursor.connection.cursor() as raw, raw.copy(sql) as copy:
         for block in copy:
-            for line in bytes(block).decode().split("\n"):
+            for line in str(block, "utf-8").split("\n"):
                 if not line:
                     continue
                 f = line.split("\t")
@@ -160,20 +161,19 @@ def _events(dataset_id: int, slug: str, lo: int, hi: int) -> Iterator[tuple]:
                 else:
                     f[12], f[13] = int(f[12]), int(f[13])
                 seq = int(f[1])
+                try:
+                    payload = orjson_loads(f[11])
+                except orjson.JSONDecodeError:
+                    payload = json.loads(
+                        f[11]
+                    )  # what orjson refuses the standard library reads, or raises on
                 document = {
                     "dataset": slug, "seq": seq, "label_uid": f[2], "action": f[3], "actor": f[4],
                     "occurred_at": f[5], "recorded_at": f[6], "guideline_version": f[7], "source": f[8],
-                    "model_name": f[9], "model_version": f[10], "payload": _loads(f[11]),
+                    "model_name": f[9], "model_version": f[10], "payload": payload,
                     "delivery_id": f[12], "version_number": f[13],
                 }  # fmt: skip
                 yield int(f[0]), seq, document, f[14], f[15], f[11]
-
-
-def _loads(text: str):
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)  # what orjson refuses the standard library reads, or raises on
 
 
 def _prev_bytes(prev_hash) -> bytes | None:
@@ -205,6 +205,9 @@ def _digest(document: dict, prev: bytes, hash_hex, payload_text: str | None) -> 
     return digest if digest.hex() == hash_hex else None
 
 
+_UNCHECKED = object()  # equal to no prev_hash, None included
+
+
 def _leaf_or_filler(hash_hex) -> bytes:
     try:
         return _leaf(hash_hex)
@@ -225,7 +228,7 @@ def verify_chunk(
     position, expected_prev = lo, None
     # The last event's hash when it matched its content: then it is 64 lowercase hex, and its bytes are
     # the digest, so the next event's prev_hash needs neither the check nor the conversion again.
-    checked_hash, checked_digest = None, b""
+    checked_hash, checked_digest = _UNCHECKED, b""
 
     def add(leaf: bytes) -> None:
         nonlocal position
@@ -261,7 +264,7 @@ def verify_chunk(
         if digest is None:
             broken(seq, event_id, verification.EDITED)
             add(_leaf_or_filler(hash_hex))
-            checked_hash = None
+            checked_hash = _UNCHECKED
         else:
             add(sha256(b"\x00" + digest).digest())  # merkle.leaf_hash of the hash's bytes
             checked_hash, checked_digest = hash_hex, digest
