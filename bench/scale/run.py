@@ -1,15 +1,21 @@
 """Scale benchmark (issue 13): ledger verification vs its floor, canonical encoding, image checks vs sha256sum.
 
-    python bench/scale/run.py [--events 500000] [--images 5000] [--only verify,encode,images] [--keep]
-    make bench BENCH_SCALE_EVENTS=20000 BENCH_SCALE_IMAGES=300     # the same, through make
+    python bench/scale/run.py [--events 500000] [--images 5000] [--only verify,encode,images] [--keep] [--reuse]
+    make bench BENCH_SCALE_EVENTS=20000 BENCH_SCALE_IMAGES=300 BENCH_SCALE_REPEAT=1   # smaller, through make
 
 Each part prints its figure next to the peer or floor measured in the same run, and their ratio:
 
 verify   Appends ``--events`` label events (bench/ledger's generator) to a scratch PostgreSQL database
-         (``BENCH_SCALE_DATABASE_URL``, default postgres://postgres@127.0.0.1:5432/reg_scale_bench),
-         then times the floor, reading the same rows out with ``COPY ... TO STDOUT`` and one SHA-256
-         chain over them, against ``manage.py ledger verify``'s path (``verify_chain``, one worker per
-         core) and the previous verifier (``ledger.verify_dataset``, one process and forked workers).
+         (``BENCH_SCALE_DATABASE_URL``, default postgres://postgres@127.0.0.1:5432/reg_scale_bench;
+         ``--keep`` keeps it, ``--reuse`` reads a kept one's events again), then times, each step in
+         its own process (its peak RSS its own), best of ``BENCH_SCALE_REPEAT`` rounds (default 2):
+         the floor, one process reading the rows ``ledger verify`` reads (the same ``COPY ... TO
+         STDOUT``, timestamps formatted by the server) and chaining one SHA-256 over each row's bytes;
+         ``manage.py ledger verify --dataset`` (every event's canonical JSON re-encoded and hashed, its
+         prev_hash link, chunk boundaries, Merkle leaves and block roots, every tree head's root and
+         Ed25519 signature, released content: none here), with one worker per core; its chain check
+         in one process; and the previous verifier (``ledger.verify_dataset``). The one-process steps
+         also show their PostgreSQL backend's CPU (read from /proc: a local server only).
 encode   Canonical JSON of the same events' documents: the standard library (the documented rule,
          ``verify_offline.canonical_json``) against the orjson fast path (``governance.ledger.canonical``),
          in microseconds per event, CPU time of this process (the machine is shared).
@@ -197,6 +203,14 @@ def _backend_cpu(pid: int | None = None) -> tuple[int, float] | None:
     return pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS since its exec (VmHWM): ru_maxrss would carry the forking parent's peak over."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(step: str, slug: str, workers: int) -> None:
     """One verify step, timed in this process: wall, CPU (with its workers), peak RSS; one JSON line."""
     import io
@@ -246,7 +260,7 @@ def _child(step: str, slug: str, workers: int) -> None:
             {
                 "wall": wall,
                 "cpu": CPU[wall],
-                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "rss_mb": _peak_rss_mb(),
                 "workers_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                 "server_cpu": server,
             }

@@ -129,10 +129,10 @@ def test_stored_text_reads_back_as_the_standard_library_reads_it(value):
 # everywhere but the payload, which is any plain JSON.
 column_values = st.one_of(st.none(), text, st.integers(min_value=-(2**63), max_value=2**63 - 1))
 event_documents = st.fixed_dictionaries(
-    {
-        name: column_values
-        for name in ("dataset", "seq", "label_uid", "action", "actor", "occurred_at", "source", "model_name")
-    }
+    dict.fromkeys(
+        ("dataset", "seq", "label_uid", "action", "actor", "occurred_at", "source", "model_name"),
+        column_values,
+    )
     | {"payload": plain_json}
 )
 
