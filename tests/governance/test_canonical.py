@@ -123,3 +123,30 @@ def test_stored_text_reads_back_as_the_standard_library_reads_it(value):
         return
     as_read = json.dumps(canonical.loads_text(text), sort_keys=True)
     assert as_read == json.dumps(json.loads(text), sort_keys=True)
+
+
+# An event document as the verifier reads it from the ledger's columns: str, 64-bit int or None
+# everywhere but the payload, which is any plain JSON.
+column_values = st.one_of(st.none(), text, st.integers(min_value=-(2**63), max_value=2**63 - 1))
+event_documents = st.fixed_dictionaries(
+    dict.fromkeys(
+        ("dataset", "seq", "label_uid", "action", "actor", "occurred_at", "source", "model_name"),
+        column_values,
+    )
+    | {"payload": plain_json}
+)
+
+
+@settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(event_documents)
+def test_the_event_encoder_is_the_documented_rule_byte_for_byte(document):
+    assert outcome(canonical.canonical_event, document) == outcome(documented_rule, document)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"after": {"bbox": [1e-05, 2.5]}}, {"x": None}, {"x": float("nan")}, {"big": 2**64}, nested(300)],
+)
+def test_the_event_encoder_falls_back_on_the_payload_alone(payload):
+    document = {"label_uid": "0e-4e-1", "model_name": None, "seq": 2**63 - 1, "payload": payload}
+    assert outcome(canonical.canonical_event, document) == outcome(documented_rule, document)

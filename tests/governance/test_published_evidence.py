@@ -398,3 +398,29 @@ def test_the_flush_flag_alone_does_not_let_a_file_database_delete_events(tmp_pat
     with pytest.raises(sqlite3.IntegrityError, match="ledger_append_only"):
         db.execute("DELETE FROM governance_labelevent")
     db.close()
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=lambda c: c.__name__)
+def test_the_api_job_checks_content_as_the_cli_does_and_says_so(
+    version, guideline_version, change, api_for, auditor, django_capture_on_commit_callbacks
+):
+    def job_report():
+        with django_capture_on_commit_callbacks(execute=True):  # the chunk tasks run (eagerly)
+            started = api_for(auditor).post(
+                "/api/v1/ledger/verify/", {"dataset": version.dataset.slug}, format="json"
+            )
+        assert started.status_code == 202
+        return api_for(auditor).get(f"/api/v1/ledger/verify/{started.json()['id']}/").json()["report"]
+
+    before = job_report()
+    assert (before["ok"], before["ledger_ok"], before["content_ok"]) == (True, True, True)
+    assert any(line.startswith("content:") for line in before["checked"])
+    with triggers_dropped():
+        table, row, what = change(version, guideline_version)
+        report = job_report()
+        _, out = verify_output("--dataset", version.dataset.slug)
+
+    assert (report["ok"], report["ledger_ok"], report["content_ok"]) == (False, True, False)
+    [difference] = report["content_differences"]
+    assert table in difference and row in difference and what in difference
+    assert difference in next(line for line in out.splitlines() if "CONTENT CHANGED" in line)
