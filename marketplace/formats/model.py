@@ -204,11 +204,15 @@ def _finite(values) -> bool:
     The check runs on every coordinate of every label (1.7 M values for 50k polygons), so the common
     case -- plain ints and floats -- is done by two C loops with no Python frame per value; any other
     type (a bool, a str, a float subclass) takes the reference path, value by value. Both give the same
-    answer, and raise the same OverflowError for an int past a float's range (tests hold them equal).
+    answer (tests hold them equal). An int past a float's range (JSON allows ``1`` and 400 zeros) is
+    not finite: math.isfinite raised OverflowError on it, which ended the ingest as an internal error.
     """
-    if _PLAIN_NUMBERS.issuperset(map(type, values)):
-        return all(map(math.isfinite, values))
-    return _finite_each(values)
+    try:
+        if _PLAIN_NUMBERS.issuperset(map(type, values)):
+            return all(map(math.isfinite, values))
+        return _finite_each(values)
+    except OverflowError:
+        return False
 
 
 def _finite_each(values) -> bool:

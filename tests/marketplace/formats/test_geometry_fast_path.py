@@ -2,7 +2,8 @@
 
 ``reference_validate_geometry`` below is validate_geometry as it was before the fast path (a
 generator per value for the finiteness check, ``any`` per coordinate for the bounds), kept here
-verbatim as the oracle. Hypothesis draws geometries of every kind whose values are finite, NaN,
+verbatim as the oracle, but for one fix: an int past a float's range is refused as not a number
+(it raised OverflowError). Hypothesis draws geometries of every kind whose values are finite, NaN,
 infinite, huge, negative, bools, strings, None or lists, in images of known and unknown size, and
 the two must give the same messages in the same order -- or raise the same exception.
 """
@@ -26,7 +27,13 @@ from marketplace.formats.model import (
 
 
 def _reference_finite(values) -> bool:
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    # The one intended change: an int past a float's range is not finite (it raised OverflowError).
+    try:
+        return all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+        )
+    except OverflowError:
+        return False
 
 
 def reference_validate_geometry(geometry_type, geometry, width, height) -> list[str]:
@@ -214,3 +221,13 @@ def test_a_float_subclass_and_a_bool_are_judged_as_before():
     assert model._finite([_Float(1.5), 2]) is True
     assert model._finite([1.0, True]) is False
     assert model._finite([1.0, float("nan")]) is False
+
+
+def test_an_int_past_a_floats_range_is_refused_as_a_number_not_raised_on():
+    huge = 10**400
+    assert model.validate_geometry(model.BBOX, {"bbox": [huge, 0, 1, 1]}, 32, 24) == [
+        "bbox must be four numbers [x, y, w, h]"
+    ]
+    assert model.validate_geometry(model.POLYGON, {"polygons": [[0, 0, 1, 0, 1, huge]]}, None, None) == [
+        "each polygon needs at least 3 points as [x1, y1, x2, y2, ...]"
+    ]
