@@ -521,6 +521,35 @@ class _Reader:
         )
 
     def geometry(self, f: _File, ptr: str, ann: dict, category, image) -> tuple[dict, str, bool]:
+        """The label's geometry parts, its geometry type, and whether every part is valid."""
+        return self.valid_polygon(ann, image) or self.geometry_parts(f, ptr, ann, category, image)
+
+    @staticmethod
+    def valid_polygon(ann: dict, image) -> tuple[dict, str, bool] | None:
+        """The common annotation -- a box and polygon rings, nothing else, all valid -- in one check.
+
+        None for anything else, or when the check finds a problem: geometry_parts then checks each
+        part where it is and says what is wrong with it. One validate_geometry of the box and every
+        ring finds nothing wrong exactly when geometry_parts' check of the box and of each ring finds
+        nothing (more than MAX_RINGS rings is one problem here, none there: geometry_parts decides).
+        """
+        bbox, seg = ann.get("bbox"), ann.get("segmentation")
+        if not (
+            type(bbox) is list
+            and bbox
+            and type(seg) is list
+            and seg
+            and ann.get("keypoints") in (None, [])
+            and ann.get("segmentation_is_box") is not True
+        ):
+            return None
+        width, height = (image.width, image.height) if image else (None, None)
+        if model.validate_geometry(model.POLYGON, {"bbox": bbox, "polygons": seg}, width, height):
+            return None
+        return {"bbox": list(bbox), "polygons": [list(r) for r in seg]}, model.POLYGON, True
+
+    def geometry_parts(self, f: _File, ptr: str, ann: dict, category, image) -> tuple[dict, str, bool]:
+        """geometry(), part by part: each problem reported at its part's pointer."""
         add = self.problems.add
         width = image.width if image else None
         height = image.height if image else None
