@@ -368,7 +368,10 @@ class _Reader:
             f.keep.append(j)
 
     def index_captions(self, f: _File) -> None:
-        for i, ann in enumerate(f.doc["annotations"]):
+        annotations = f.doc["annotations"]
+        if isinstance(annotations, coco_stream.StreamedArray) and not annotations.may_hold_captions:
+            return  # no caption in the file's bytes: no need to parse every annotation once more
+        for i, ann in enumerate(annotations):
             if _is_caption(ann):
                 image = f.images.get(ann.get("image_id"))
                 if image is not None and isinstance(ann["caption"], str):
