@@ -41,11 +41,17 @@ Opener = Callable[[], AbstractContextManager[BinaryIO]]
 
 
 class StreamedArray:
-    """A top-level array of a JSON file, parsed item by item each time it is iterated."""
+    """A top-level array of a JSON file, parsed item by item each time it is iterated.
 
-    def __init__(self, opener: Opener, key: str):
+    ``may_hold_captions``: False when the file's bytes hold neither ``"caption"`` nor a ``\\u``
+    escape, so no object in it can have a ``caption`` key; the reader then skips its pass over the
+    annotations that looks for captions (a whole parse of the file, a third of the labels' cost).
+    """
+
+    def __init__(self, opener: Opener, key: str, *, may_hold_captions: bool = True):
         self.opener = opener
         self.key = key
+        self.may_hold_captions = may_hold_captions
 
     def __iter__(self) -> Iterator:
         with self.opener() as stream:
@@ -72,13 +78,22 @@ def _tail(piece: bytes) -> bytes | None:
     return piece[i:]
 
 
-def _guards(stream: BinaryIO, *, max_bytes: int, max_depth: int, name: str) -> bool:
-    """Size and depth, with safe_load_json's refusals; True if strict_json must look (the whole file)."""
+# A "caption" key is written with these bytes, unless a \u escape spells a letter of it.
+_CAPTION_KEY, _UNICODE_ESCAPE = b'"caption"', b"\\u"
+
+
+def _guards(stream: BinaryIO, *, max_bytes: int, max_depth: int, name: str) -> tuple[bool, bool]:
+    """Size and depth, with safe_load_json's refusals; then (must strict_json look at the whole file?,
+    may an object of the file have a "caption" key?)."""
     scan = JsonDepthScan()
     total = 0
-    strict = False
-    tail = b""
+    strict = captions = False
+    tail = before = b""  # before: the previous piece's end, for a marker cut in two
     while piece := stream.read(PIECE):
+        if not captions:
+            seam = before + piece
+            captions = _CAPTION_KEY in seam or _UNICODE_ESCAPE in seam
+            before = seam[-(len(_CAPTION_KEY) - 1) :]
         total += len(piece)
         if total > max_bytes:
             raise FormatError(
@@ -99,7 +114,7 @@ def _guards(stream: BinaryIO, *, max_bytes: int, max_depth: int, name: str) -> b
                 )
             ]
         )
-    return strict
+    return strict, captions
 
 
 def _only(stream: BinaryIO, prefix: str) -> tuple | None:
@@ -134,7 +149,7 @@ def read_outline(opener: Opener, *, max_bytes: int, max_depth: int, name: str) -
     ``safe_load_json`` reads it (the reader then says what is missing).
     """
     with opener() as stream:
-        strict = _guards(stream, max_bytes=max_bytes, max_depth=max_depth, name=name)
+        strict, captions = _guards(stream, max_bytes=max_bytes, max_depth=max_depth, name=name)
     try:
         if strict:  # a float past 1e308, a surrogate or NUL escape: strict_json's refusals, as a whole
             raise _Fallback
@@ -151,7 +166,8 @@ def read_outline(opener: Opener, *, max_bytes: int, max_depth: int, name: str) -
     except (_Fallback, ijson.JSONError, UnicodeDecodeError, ValueError, StopIteration):
         with opener() as stream:
             return safe_load_json(stream, max_bytes=max_bytes, max_depth=max_depth, name=name)
-    doc: dict = {"images": images[0], "annotations": StreamedArray(opener, "annotations")}
+    annotations = StreamedArray(opener, "annotations", may_hold_captions=captions)
+    doc: dict = {"images": images[0], "annotations": annotations}
     if categories is not None:
         doc["categories"] = categories[0]
     return doc

@@ -194,8 +194,42 @@ class Parsed:
     problems: list[Problem] = field(default_factory=list)
 
 
+# What JSON gives: ints and floats of exactly these types take the fast path of _finite.
+_PLAIN_NUMBERS = frozenset((int, float))
+
+
 def _finite(values) -> bool:
+    """Every value a finite int or float (a bool is not a number here).
+
+    The check runs on every coordinate of every label (1.7 M values for 50k polygons), so the common
+    case -- plain ints and floats -- is done by two C loops with no Python frame per value; any other
+    type (a bool, a str, a float subclass) takes the reference path, value by value. Both give the same
+    answer (tests hold them equal). An int past a float's range (JSON allows ``1`` and 400 zeros) is
+    not finite: math.isfinite raised OverflowError on it, which ended the ingest as an internal error.
+    """
+    try:
+        if _PLAIN_NUMBERS.issuperset(map(type, values)):
+            return all(map(math.isfinite, values))
+        return _finite_each(values)
+    except OverflowError:
+        return False
+
+
+def _finite_each(values) -> bool:
+    """The reference of _finite: value by value."""
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+def _outside(values, low: float, high: float) -> bool:
+    """Is any of these finite numbers below ``low`` or above ``high``? (min and max run in C)"""
+    return bool(values) and (min(values) < low or max(values) > high)
+
+
+def _flat_outside(flat: list, bounds: tuple | None) -> bool:
+    """Is a point of a finite ``[x1, y1, x2, y2, ...]`` past ``bounds`` (right, bottom) or the tolerance?"""
+    return bounds is not None and (
+        _outside(flat[0::2], -EDGE_TOLERANCE, bounds[0]) or _outside(flat[1::2], -EDGE_TOLERANCE, bounds[1])
+    )
 
 
 def box_ring(box: list[float]) -> list[float]:
@@ -268,59 +302,58 @@ def _too_many_points(geometry: dict) -> str | None:
 
 
 def validate_geometry(geometry_type: str, geometry: dict, width: int | None, height: int | None) -> list[str]:
-    """Every reason this geometry is not acceptable for an image of this size (empty if fine)."""
+    """Every reason this geometry is not acceptable for an image of this size (empty if fine).
+
+    Called for every part of every label (twice per COCO polygon annotation), so the common parts'
+    checks are written out without helper frames; the messages and their order are the reference's
+    (tests/marketplace/formats/test_geometry_fast_path.py holds a copy of it and compares them).
+    """
     if geometry_type not in GEOMETRY_TYPES:
         return [f"unknown geometry type {geometry_type!r}"]
-    errors: list[str] = []
     part = PRIMARY_PART[geometry_type]
     if part and part not in geometry:
         return [f"{geometry_type} label has no {part!r}"]
     too_big = _too_many_points(geometry)
     if too_big:
         return [too_big]
-    w = (width or 0) + EDGE_TOLERANCE
-    h = (height or 0) + EDGE_TOLERANCE
-
-    def inside(xs, ys, what):
-        if width is None or height is None:
-            return
-        if any(x < -EDGE_TOLERANCE or x > w for x in xs) or any(y < -EDGE_TOLERANCE or y > h for y in ys):
-            errors.append(f"{what} lies outside the {width}x{height} image")
-
+    errors: list[str] = []
+    # The bounds a coordinate may reach (EDGE_TOLERANCE past each edge); None: the size is unknown.
+    bounds = None if width is None or height is None else (width + EDGE_TOLERANCE, height + EDGE_TOLERANCE)
     if "bbox" in geometry:
         b = geometry["bbox"]
         if not (isinstance(b, (list, tuple)) and len(b) == 4 and _finite(b)):
             errors.append("bbox must be four numbers [x, y, w, h]")
         elif b[2] <= 0 or b[3] <= 0:
             errors.append(f"bbox has zero or negative size (w={b[2]}, h={b[3]})")
-        else:
-            inside([b[0], b[0] + b[2]], [b[1], b[1] + b[3]], "bbox")
-    for ring in geometry.get("polygons", []) if isinstance(geometry.get("polygons", []), list) else [None]:
+        elif bounds is not None:
+            x0, y0, x1, y1 = b[0], b[1], b[0] + b[2], b[1] + b[3]
+            right, bottom = bounds
+            if (
+                x0 < -EDGE_TOLERANCE or x0 > right or x1 < -EDGE_TOLERANCE or x1 > right
+                or y0 < -EDGE_TOLERANCE or y0 > bottom or y1 < -EDGE_TOLERANCE or y1 > bottom
+            ):  # fmt: skip
+                errors.append(f"bbox lies outside the {width}x{height} image")
+    polygons = geometry.get("polygons", [])
+    for ring in polygons if isinstance(polygons, list) else [None]:
         if not (isinstance(ring, list) and len(ring) >= 6 and len(ring) % 2 == 0 and _finite(ring)):
             errors.append("each polygon needs at least 3 points as [x1, y1, x2, y2, ...]")
             break
-        inside(ring[0::2], ring[1::2], "polygon")
+        if _flat_outside(ring, bounds):
+            errors.append(f"polygon lies outside the {width}x{height} image")
     if "points" in geometry:
         pts = geometry["points"]
         if not (isinstance(pts, list) and len(pts) >= 4 and len(pts) % 2 == 0 and _finite(pts)):
             errors.append("a polyline needs at least 2 points as [x1, y1, x2, y2, ...]")
-        else:
-            inside(pts[0::2], pts[1::2], "polyline")
+        elif _flat_outside(pts, bounds):
+            errors.append(f"polyline lies outside the {width}x{height} image")
     if "cuboid" in geometry:
         c = geometry["cuboid"]
         if not (isinstance(c, list) and len(c) == 16 and _finite(c)):
             errors.append("a 2D cuboid needs 8 corners (16 numbers)")
-        else:
-            inside(c[0::2], c[1::2], "cuboid")
+        elif _flat_outside(c, bounds):
+            errors.append(f"cuboid lies outside the {width}x{height} image")
     if "keypoints" in geometry:
-        kp = geometry["keypoints"]
-        if not (isinstance(kp, list) and len(kp) % 3 == 0 and kp and _finite(kp)):
-            errors.append("keypoints must be [x1, y1, v1, ...] triples")
-        elif any(v not in (0, 1, 2) for v in kp[2::3]):
-            errors.append("keypoint visibility must be 0, 1 or 2")
-        else:
-            labelled = [i for i in range(0, len(kp), 3) if kp[i + 2] > 0]
-            inside([kp[i] for i in labelled], [kp[i + 1] for i in labelled], "keypoint")
+        _check_keypoints(geometry["keypoints"], bounds, width, height, errors)
     if "rle" in geometry:
         rle = geometry["rle"]
         if not (isinstance(rle, dict) and "size" in rle and "counts" in rle):
@@ -338,3 +371,16 @@ def validate_geometry(geometry_type: str, geometry: dict, width: int | None, hei
         elif any(d <= 0 for d in c3["dimensions"]):
             errors.append("a 3D cuboid's dimensions must be positive")
     return errors
+
+
+def _check_keypoints(kp, bounds: tuple | None, width, height, errors: list[str]) -> None:
+    """validate_geometry's keypoints part."""
+    if not (isinstance(kp, list) and len(kp) % 3 == 0 and kp and _finite(kp)):
+        errors.append("keypoints must be [x1, y1, v1, ...] triples")
+    elif any(v not in (0, 1, 2) for v in kp[2::3]):
+        errors.append("keypoint visibility must be 0, 1 or 2")
+    elif bounds is not None:
+        labelled = [i for i in range(0, len(kp), 3) if kp[i + 2] > 0]
+        xs, ys = [kp[i] for i in labelled], [kp[i + 1] for i in labelled]
+        if _outside(xs, -EDGE_TOLERANCE, bounds[0]) or _outside(ys, -EDGE_TOLERANCE, bounds[1]):
+            errors.append(f"keypoint lies outside the {width}x{height} image")

@@ -419,3 +419,13 @@ def test_it_keeps_the_uid_our_own_export_writes_so_a_round_trip_keeps_label_iden
     assert uids[doc["annotations"][0]["id"]] == "5f0c8f0e-4c1e-4d3a-9a55-5d1f0c3b7a21"
     assert uids[doc["annotations"][1]["id"]] is None
     assert [(p.pointer, p.code) for p in parsed.problems] == [("/annotations/1/uid", "invalid")]
+
+
+def test_a_coordinate_past_a_floats_range_is_a_located_refusal_not_a_crash():
+    doc = _document()
+    doc["annotations"][0]["bbox"] = [10**400, 0, 1, 1]  # json.dumps writes all 401 digits
+
+    parsed, _, labels = _read(doc)
+
+    assert ("/annotations/0/bbox", "invalid_geometry") in _where(parsed)
+    assert doc["annotations"][0]["id"] not in labels

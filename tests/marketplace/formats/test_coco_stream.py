@@ -95,6 +95,12 @@ AWKWARD = {
     "a lone surrogate escape": lambda: json.dumps(_doc()).replace('"vehicle"', '"veh\\ud800icle"'),
     "a NUL escape": lambda: json.dumps(_doc()).replace('"vehicle"', '"veh\\u0000icle"'),
     "an integer of 5,000 digits": lambda: json.dumps(_doc()).replace("103.0", "7" * 5000),
+    "a caption among the annotations": lambda: json.dumps(
+        {**_doc(), "annotations": [*_doc()["annotations"], {"id": 9, "image_id": 1, "caption": "a red car"}]}
+    ),
+    "a caption key spelt with an escape": lambda: json.dumps(
+        {**_doc(), "annotations": [*_doc()["annotations"], {"id": 9, "image_id": 1, "caption": "a red car"}]}
+    ).replace('"caption"', '"\\u0063aption"'),
 }  # fmt: skip
 
 
@@ -149,3 +155,37 @@ def test_the_labels_stream_in_memory_that_does_not_grow_with_them(monkeypatch, w
     streamed = peak_of(read_labels)
     assert count == 20_000
     assert streamed < whole_parse / 10, (streamed, whole_parse)
+
+
+def test_a_file_without_the_word_caption_is_not_parsed_again_for_captions(monkeypatch, whole_file):
+    passes = []
+    real_iter = coco_stream.StreamedArray.__iter__
+    monkeypatch.setattr(
+        coco_stream.StreamedArray, "__iter__", lambda self: passes.append(1) or real_iter(self)
+    )
+    monkeypatch.setattr(coco, "STREAM_ABOVE_BYTES", -1)
+    files = {
+        "annotations/instances_train.json": json.dumps(_doc()),
+        "images/train/a.jpg": image_bytes(64, 48),
+    }
+
+    parsed = read_coco(zip_source(files))
+    items, labels = list(parsed.items), list(parsed.labels)
+
+    assert len(items) == 1 and len(labels) == 3
+    assert len(passes) == 1  # the labels' own pass only
+
+
+@pytest.mark.parametrize("piece", [2, 3, 4, 5, 6, 7, 8, 9, 10, 64])
+def test_a_caption_cut_across_pieces_is_still_kept(monkeypatch, whole_file, piece):
+    doc = {
+        **_doc(),
+        "annotations": [*_doc()["annotations"], {"id": 9, "image_id": 1, "caption": "a red car"}],
+    }
+    files = {"annotations/instances_train.json": json.dumps(doc), "images/train/a.jpg": image_bytes(64, 48)}
+    monkeypatch.setattr(coco, "STREAM_ABOVE_BYTES", -1)
+    monkeypatch.setattr(coco_stream, "PIECE", piece)
+
+    parsed = read_coco(zip_source(files))
+
+    assert [i.attributes.get("captions") for i in parsed.items] == [["a red car"]]

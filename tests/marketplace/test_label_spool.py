@@ -1,0 +1,47 @@
+"""Issue #13: the label spool writes plain tuples, and gives back the (uid, LabelRow) pairs it was given."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from marketplace.deliveries.plan import LabelRow, LabelSpool
+from marketplace.deliveries.report import SPOOL_BATCH, label_uid
+
+
+def _row(n: int) -> LabelRow:
+    return LabelRow(
+        item=f"images/{n % 7}.png",
+        category=["cat", "dog"][n % 2],
+        geometry_type="polygon",
+        geometry={"bbox": [n, 1.5, 2, 3.25], "polygons": [[0, 0, n, 0.5, 1e-9, 2]]},
+        attributes={"occluded": bool(n % 3), "note": "é" * (n % 4)},
+        iscrowd=n % 5 == 0,
+        is_final=n % 4 != 0,
+        annotator="" if n % 2 else f"ann-{n}",
+        guideline_version=None if n % 3 else n,
+        source=["human", "model", "consensus"][n % 3],
+        model_name="",
+        model_version="",
+        made_at=None if n % 2 else datetime(2024, 1, 1, 12, n % 60, tzinfo=UTC),
+        source_ref=f"a.json#/annotations/{n}",
+        source_id=str(n) if n % 6 else "",
+    )
+
+
+def test_the_spooled_pairs_come_back_equal_in_order_and_of_the_same_types():
+    pairs = [
+        (label_uid(7, [None, "41", str(uuid.uuid4())][n % 3]), _row(n)) for n in range(2 * SPOOL_BATCH + 17)
+    ]
+    spool = LabelSpool()
+    try:
+        for pair in pairs:
+            spool.add(pair)
+        back = [pair for batch in spool.batches() for pair in batch]
+        again = [pair for batch in spool.batches() for pair in batch]  # lineage reads it twice
+    finally:
+        spool.close()
+    assert spool.count == len(pairs)
+    assert back == pairs and again == pairs
+    assert all(type(u) is uuid.UUID and type(r) is LabelRow for u, r in back)
+    assert [u.version for u, _ in back[:3]] == [4, 5, 4]
