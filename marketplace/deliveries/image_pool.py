@@ -3,8 +3,9 @@
 The images go to a pool of forked worker processes, a chunk of a few images per task, and each
 worker runs the very same ``inspect_image`` on them and sends back small tuples. A zip on disk is
 opened once by each worker for the pool's life (with the same limits) and read there: only member
-names cross the pipe. Otherwise (a temporary copy of an archive from object storage) this process
-reads the entries and sends their bytes. Per-image tasks cost the parent about as much as the check
+names cross the pipe; so is the temporary local copy of an archive in object storage, through
+``/proc/self/fd`` (Linux). Otherwise (an archive in memory) this process reads the entries and
+sends their bytes. Per-image tasks cost the parent about as much as the check
 itself (a pickled call and result each), which made a pool of 2 slower than one process.
 
 Ingest walks the delivery's items through ``ahead()``, which keeps a bounded window of images in
@@ -28,6 +29,7 @@ import io
 import multiprocessing
 import os
 import signal
+import stat
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -147,11 +149,25 @@ def _inspect(source, key: str) -> Outcome:
 
 
 def _archive_path(source) -> str | None:
-    """The archive's file path when the source is a zip opened from one (workers then read it themselves)."""
+    """A path the workers can open the archive by, when it is a file (they then read it themselves).
+
+    A zip opened from a path gives that path. An unnamed temporary file (the local copy of an archive
+    in object storage) gives ``/proc/self/fd/N`` on Linux: the forked workers inherit descriptor N, and
+    opening that path gives each its own file offset (the inherited descriptor shares the parent's).
+    """
     if not isinstance(source, ZipSource):
         return None
-    name = getattr(getattr(source, "_zip", None), "filename", None)
-    return name if isinstance(name, str) and os.path.isfile(name) else None
+    zf = getattr(source, "_zip", None)
+    name = getattr(zf, "filename", None)
+    if isinstance(name, str) and os.path.isfile(name):
+        return name
+    try:
+        fd = zf.fp.fileno()
+        opened, here = os.fstat(fd), os.stat(f"/proc/self/fd/{fd}")
+    except (AttributeError, OSError, ValueError):  # in memory, or not on Linux: the bytes are sent
+        return None
+    same = (opened.st_dev, opened.st_ino) == (here.st_dev, here.st_ino)
+    return f"/proc/self/fd/{fd}" if same and stat.S_ISREG(opened.st_mode) else None
 
 
 class PooledImageChecker(checks.ImageChecker):

@@ -2,6 +2,7 @@
 
 import io
 import os
+import tempfile
 
 import pytest
 
@@ -42,19 +43,28 @@ class Record:
         self.key = key
 
 
-@pytest.mark.parametrize("on_disk", [True, False], ids=["workers-read-the-zip", "bytes-sent-to-workers"])
-def test_the_pool_gives_the_one_process_outcome_for_every_image(tmp_path, on_disk):
+@pytest.mark.parametrize(
+    "where",
+    ["path", "temporary-file", "memory"],
+    ids=["workers-read-the-zip", "workers-read-the-temporary-copy", "bytes-sent-to-workers"],
+)
+def test_the_pool_gives_the_one_process_outcome_for_every_image(tmp_path, where):
     files = hostile_and_good_images()
     keys = [*files, "images/missing.jpg"]
-    if on_disk:
+    if where == "path":
         archive = tmp_path / "delivery.zip"
         archive.write_bytes(zip_bytes(files))
         source = ZipSource(archive)
+    elif where == "temporary-file":  # the local copy of an archive in object storage (deliveries.archive)
+        copy = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the source
+        copy.write(zip_bytes(files))
+        copy.seek(0)
+        source = ZipSource(copy)
     else:
         source = ZipSource(io.BytesIO(zip_bytes(files)))
 
     pooled = image_pool.PooledImageChecker(source, workers=2)
-    assert (pooled.path is not None) is on_disk
+    assert (pooled.path is not None) is (where != "memory")
     seen = []
     for record in pooled.ahead(Record(k) for k in keys):
         seen.append(record.key)

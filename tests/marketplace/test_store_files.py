@@ -142,7 +142,7 @@ def test_a_delivery_into_s3_stores_every_image_under_its_hash(
     s3_storage, dataset, monkeypatch, settings, run
 ):
     monkeypatch.setattr(image_pool, "MIN_IMAGES", 1)
-    settings.IMAGE_CHECK_WORKERS = 2  # the archive is a temporary copy: the pool is sent the bytes
+    settings.IMAGE_CHECK_WORKERS = 2  # the archive is a temporary copy: the workers read it by /proc/self/fd
     assert not write._LocalBlobWriter.applies_to(default_storage)
     files = coco_files(n_images=8)
     result = run(make_delivery(dataset, files))
