@@ -6,12 +6,14 @@ import multiprocessing
 import os
 import signal
 import stat
+from datetime import timedelta
 
 import pytest
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from marketplace.blobs import blob_key
-from marketplace.deliveries import image_pool, write
+from marketplace.deliveries import image_pool, sweeping, write
 from marketplace.formats.archive import ZipSource
 from marketplace.models import Item
 
@@ -98,13 +100,17 @@ def _store_then_die(data: bytes, storage_key: str) -> None:
     os._exit(0)  # not reached
 
 
-def test_a_process_killed_mid_write_leaves_no_partial_file_under_the_key(media):
-    data = os.urandom(300_000)
-    key = _key(data)
+def _killed_mid_write(data: bytes, key: str) -> None:
     child = multiprocessing.get_context("fork").Process(target=_store_then_die, args=(data, key))
     child.start()
     child.join(60)
     assert child.exitcode == -signal.SIGKILL
+
+
+def test_a_process_killed_mid_write_leaves_no_partial_file_under_the_key(media):
+    data = os.urandom(300_000)
+    key = _key(data)
+    _killed_mid_write(data, key)
 
     assert not (media / key).exists()  # else every later run would take it as stored
     (leftover,) = storage_files(media)  # the half-written temporary file, for the orphan sweep
@@ -112,6 +118,16 @@ def test_a_process_killed_mid_write_leaves_no_partial_file_under_the_key(media):
 
     write._LocalBlobWriter(default_storage, _archive({"images/big.jpg": data})).put("images/big.jpg", key)
     assert (media / key).read_bytes() == data
+
+
+@pytest.mark.django_db
+def test_the_orphan_sweep_removes_what_a_killed_write_left(media):
+    data = os.urandom(300_000)
+    _killed_mid_write(data, _key(data))
+    assert len(storage_files(media)) == 1
+
+    swept = sweeping.sweep_orphan_blobs(grace_seconds=60, now=timezone.now() + timedelta(hours=1))
+    assert swept["deleted"] == 1 and storage_files(media) == set()
 
 
 @pytest.mark.parametrize("store", [_store_generic, _store_local], ids=["storage-api", "local"])
