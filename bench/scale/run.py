@@ -1,6 +1,7 @@
 """Scale benchmark (issue 13): ledger verification vs its floor, canonical encoding, image checks vs sha256sum.
 
-    python bench/scale/run.py [--events 500000] [--images 5000] [--only verify,encode,images] [--keep] [--reuse]
+    python bench/scale/run.py [--events 500000] [--images 5000] [--pngs 50000]
+                              [--only verify,encode,images,pngs] [--keep] [--reuse]
     make bench BENCH_SCALE_EVENTS=20000 BENCH_SCALE_IMAGES=300 BENCH_SCALE_REPEAT=1   # smaller, through make
 
 Each part prints its figure next to the peer or floor measured in the same run, and their ratio:
@@ -19,9 +20,13 @@ verify   Appends ``--events`` label events (bench/ledger's generator) to a scrat
 encode   Canonical JSON of the same events' documents: the standard library (the documented rule,
          ``verify_offline.canonical_json``) against the orjson fast path (``governance.ledger.canonical``),
          in microseconds per event, CPU time of this process (the machine is shared).
-images   Generates ``--images`` JPEGs of 640x480, about 100 kB each, zips them (stored), and times the
-         ingest image checks (hash, header, decode at 1/8 scale) in one process and in the pool
-         (``marketplace.deliveries.image_pool``, one worker per core) against ``sha256sum`` over the same files.
+images   ``--images`` JPEGs of 640x480, about 100 kB each, in a stored zip (generated once into
+         bench/data/scale/): the ingest image checks (hash, header, decode at 1/8 scale) in one process
+         and in the pool (``marketplace.deliveries.image_pool``, one worker per core, a chunk of images
+         per task) against ``sha256sum`` over the same files; then storing them (deliveries.write)
+         through the storage API and through the local fast path, each a second time (every blob
+         present), against ``unzip -q`` of the same archive.
+pngs     The same over ``--pngs`` tiny 32x24 PNGs (bench/ingest's images), where all is per-file overhead.
 
 Results go to bench/results/scale.json. Wall-clock figures on a shared machine vary by +-30 %.
 """
@@ -362,75 +367,127 @@ def _jpeg(rng: random.Random, index: int) -> bytes:
     return buffer.getvalue()
 
 
-def bench_images(count: int, rows: list) -> None:
-    from marketplace.deliveries import image_pool
-    from marketplace.deliveries.images import ImageChecker
+def _image_set(shape: str, count: int) -> tuple[Path, list[Path]]:
+    """The files and their stored zip, generated once into bench/data/scale/ (gitignored).
+
+    ``jpeg``: 640x480 JPEGs of about 100 kB (the issue's real sizes); ``png``: the ingest bench's
+    distinct 32x24 PNGs (bench/ingest's generator), where the per-file cost is all overhead.
+    """
+    folder = ROOT / "bench" / "data" / "scale" / f"{shape}-{count}"
+    archive = folder / "delivery.zip"
+    suffix = ".jpg" if shape == "jpeg" else ".png"
+    files = [folder / "images" / f"{i:06d}{suffix}" for i in range(count)]
+    if archive.exists():
+        return archive, files
+    from bench.ingest.run import _png
+
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(13)
+    for i, path in enumerate(files):
+        path.write_bytes(_jpeg(rng, i) if shape == "jpeg" else _png(i))
+    partial = folder / "delivery.zip.part"
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as zf:
+        for path in files:
+            zf.write(path, f"images/{path.name}")
+    partial.rename(archive)
+    return archive, files
+
+
+class _Record:
+    def __init__(self, key):
+        self.key = key
+
+
+def _check_all(archive: Path, keys: list[str], make_checker, pooled: bool) -> int:
+    """Check every image as ingest does (in order, forgetting each outcome); return how many passed."""
     from marketplace.formats.archive import ZipLimits, ZipSource
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-images-"))
+    source = ZipSource(archive, limits=ZipLimits(max_entries=len(keys) + 10))
+    checker = make_checker(source)
+    records = (_Record(k) for k in keys)
+    walk = checker.ahead(records) if pooled else records
+    good = 0
+    for record in walk:
+        good += not isinstance(checker.check(record.key), Exception)
+        checker.forget(record.key)
+    source.close()
+    return good
+
+
+def _per_image(seconds: float, count: int) -> str:
+    return f"{seconds / count * 1e6:,.0f} us/image, {count / seconds:,.0f} images/s"
+
+
+def bench_images(count: int, rows: list, shape: str = "jpeg") -> None:
+    """Image checks (1 process, the pool) against sha256sum; storing them against ``unzip``."""
+    from marketplace.deliveries import image_pool
+    from marketplace.deliveries.images import ImageChecker
+
+    part = f"img-{shape}"
+    archive, files = _image_set(shape, count)
+    total = sum(p.stat().st_size for p in files)
+    keys = [f"images/{p.name}" for p in files]
+    names = b"\0".join(bytes(p) for p in files)  # through xargs: 50,000 names are above ARG_MAX
+    _, t_sum = _timed(
+        subprocess.run, ["xargs", "-0", "sha256sum"], input=names, check=True, stdout=subprocess.DEVNULL
+    )
+    rows.append(
+        (part, f"peer: sha256sum over {count:,} files ({total / count / 1024:.1f} kB each)", t_sum, "", None)
+    )
+    good, t_one = _timed(_check_all, archive, keys, ImageChecker, False)
+    assert good == count
+    rows.append((part, "image checks, 1 process", t_one, _per_image(t_one, count), t_one / t_sum))
+    workers = image_pool.worker_count()
+    pooled = lambda s: image_pool.PooledImageChecker(s, workers=workers)  # noqa: E731
+    good, t_pool = _timed(_check_all, archive, keys, pooled, True)
+    assert good == count
+    rows.append((part, f"image checks, pool of {workers}", t_pool, _per_image(t_pool, count), t_pool / t_sum))
+    bench_store(archive, files, keys, rows, part)
+
+
+def bench_store(archive: Path, files: list[Path], keys: list[str], rows: list, part: str) -> None:
+    """Storing the images (deliveries.write): the storage API path and the local fast path, vs ``unzip``."""
+    from django.test import override_settings
+
+    from marketplace.blobs import blob_key
+    from marketplace.deliveries import write
+    from marketplace.formats.archive import ZipLimits, ZipSource
+
+    count = len(keys)
+    pairs = [
+        (k, blob_key(hashlib.sha256(p.read_bytes()).hexdigest(), p.suffix))
+        for k, p in zip(keys, files, strict=True)
+    ]
+    scratch = Path(tempfile.mkdtemp(prefix="bench-store-", dir=ROOT / "bench" / "data"))
     try:
-        rng = random.Random(13)
-        files = []
-        for i in range(count):
-            path = workdir / "images" / f"{i:06d}.jpg"
-            path.parent.mkdir(exist_ok=True)
-            path.write_bytes(_jpeg(rng, i))
-            files.append(path)
-        total = sum(p.stat().st_size for p in files)
-        archive = workdir / "delivery.zip"
-        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
-            for path in files:
-                zf.write(path, f"images/{path.name}")
-        keys = [f"images/{p.name}" for p in files]
-
-        _, t_sum = _timed(
-            subprocess.run, ["sha256sum", *map(str, files)], check=True, stdout=subprocess.DEVNULL
+        _, t_unzip = _timed(
+            subprocess.run, ["unzip", "-q", str(archive), "-d", str(scratch / "unzip")], check=True
         )
-        rows.append(
+        rows.append((part, "peer: unzip -q of the same archive", t_unzip, "", None))
+        runs = [
             (
-                "images",
-                f"peer: sha256sum over {count:,} files ({total / count / 1024:.0f} kB each)",
-                t_sum,
-                "",
-                None,
-            )
-        )
-
-        class Record:
-            def __init__(self, key):
-                self.key = key
-
-        def check_all(make_checker, pooled: bool) -> int:
-            source = ZipSource(archive, limits=ZipLimits(max_entries=count + 10))
-            checker = make_checker(source)
-            records = (Record(k) for k in keys)
-            walk = checker.ahead(records) if pooled else records
-            good = 0
-            for record in walk:
-                good += not isinstance(checker.check(record.key), Exception)
-                checker.forget(record.key)
-            source.close()
-            return good
-
-        good, t_one = _timed(check_all, ImageChecker, False)
-        assert good == count
-        rows.append(
-            ("images", "image checks, 1 process", t_one, f"{count / t_one:,.0f} images/s", t_one / t_sum)
-        )
-        workers = image_pool.worker_count()
-        good, t_pool = _timed(check_all, lambda s: image_pool.PooledImageChecker(s, workers=workers), True)
-        assert good == count
-        rows.append(
+                "store, storage API (8 threads)",
+                "api",
+                lambda source: write._store_generic(source, iter(pairs)),
+            ),
             (
-                "images",
-                f"image checks, pool of {workers}",
-                t_pool,
-                f"{count / t_pool:,.0f} images/s",
-                t_pool / t_sum,
-            )
-        )
+                "store, local fast path (8 threads)",
+                "local",
+                lambda source: write._store_local(source, iter(pairs)),
+            ),
+        ]
+        for name, folder, store in runs:
+            limits = ZipLimits(max_entries=count + 10)
+            with (
+                override_settings(MEDIA_ROOT=str(scratch / folder)),
+                ZipSource(archive, limits=limits) as source,
+            ):
+                _, seconds = _timed(store, source)
+                rows.append((part, name, seconds, _per_image(seconds, count), seconds / t_unzip))
+                _, again = _timed(store, source)
+                rows.append((part, f"{name}, again (all present)", again, _per_image(again, count), None))
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- main
@@ -443,7 +500,9 @@ def main(argv=None) -> int:
     images = int(os.environ.get("BENCH_SCALE_IMAGES", "5000"))
     parser.add_argument("--events", type=int, default=events, help="ledger events (the issue: 500,000)")
     parser.add_argument("--images", type=int, default=images, help="JPEGs of 640x480 (the issue: 5,000)")
-    parser.add_argument("--only", default="verify,encode,images", help="comma-separated parts")
+    pngs = int(os.environ.get("BENCH_SCALE_PNGS", "50000"))
+    parser.add_argument("--pngs", type=int, default=pngs, help="tiny PNGs (the ingest bench's shape)")
+    parser.add_argument("--only", default="verify,encode,images,pngs", help="comma-separated parts")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one verify step, run by bench_verify
     parser.add_argument("--slug", help=argparse.SUPPRESS)
@@ -478,6 +537,8 @@ def main(argv=None) -> int:
             bench_verify(args.events, rows)
         if "images" in parts:
             bench_images(args.images, rows)
+        if "pngs" in parts:
+            bench_images(args.pngs, rows, shape="png")
     finally:
         connections.close_all()
         if not args.keep:

@@ -8,16 +8,20 @@ are reused by the next run) and removed by ``manage.py sweep_orphan_blobs`` (del
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
+import os
 import posixpath
-from collections.abc import Iterator
+import secrets
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import connection, transaction
 from django.db.models.base import ModelState
 from django.utils import timezone
@@ -358,35 +362,155 @@ def _report_body(
 # --------------------------------------------------------------------------- the files
 
 
-def _put_blob(storage_key: str, data: bytes) -> None:
+class ChangedContentError(RuntimeError):
+    """An archive entry no longer hashes to the key its check gave it (the archive changed)."""
+
+
+def _expected_sha256(storage_key: str) -> str:
+    return posixpath.basename(storage_key).split(".")[0]
+
+
+def _read_checked(source, key: str, storage_key: str, lock: threading.Lock) -> bytes:
+    """The entry's bytes, refused unless they hash to the key: never store a file under a hash it does not have."""
+    # One reader at a time: zipfile counts the open entries of an archive without a lock.
+    with lock, source.open(key) as stream:
+        data = stream.read(MAX_IMAGE_BYTES + 1)
+    if hashlib.sha256(data).hexdigest() != _expected_sha256(storage_key):
+        raise ChangedContentError(key)
+    return data
+
+
+def _put_blob(source, key: str, storage_key: str, lock: threading.Lock) -> None:
+    """The generic path (object storage): one entry through the storage API, unless its key is there."""
     if default_storage.exists(storage_key):
-        return  # content-addressed: the same bytes are already there
+        return  # content-addressed: the same bytes are already there, no need to read them again
+    data = _read_checked(source, key, storage_key, lock)
     saved = default_storage.save(storage_key, ContentFile(data))
     if saved != storage_key:  # a concurrent writer won the race; keep one copy
         default_storage.delete(saved)
+
+
+class _LocalBlobWriter:
+    """The fast path for a plain local FileSystemStorage: a file appears under its key complete or not at all.
+
+    Each entry streams from the archive into a temporary file in the key's own folder while it is
+    hashed; only when the hash matches the key is the file linked under its final name (``os.link``:
+    atomic, and it never replaces a blob a concurrent writer stored first). A process killed mid-write
+    leaves a ``.*.part`` file, never a partial file under a key (which ``exists`` would then accept
+    forever, as it would after ``storage.save`` was killed); the orphan-blob sweep removes it. As
+    Django's FileSystemStorage: no fsync, the file mode from FILE_UPLOAD_PERMISSIONS (else 0o666 less
+    the umask), folders with FILE_UPLOAD_DIRECTORY_PERMISSIONS. Safe to call from several threads.
+    """
+
+    def __init__(self, storage, source):
+        self.storage = storage
+        self.source = source
+        self.lock = threading.Lock()  # opening and closing the archive's entries; the umask
+        self.folders: set[str] = set()
+
+    @staticmethod
+    def applies_to(storage) -> bool:
+        # Exactly Django's class: a subclass may name, place or post-process files its own way.
+        return storage.__class__ is FileSystemStorage
+
+    def put(self, key: str, storage_key: str) -> None:
+        final = self.storage.path(storage_key)  # refuses a key that would leave the storage's root
+        if os.path.exists(final):
+            return  # content-addressed: the same bytes are already there, no need to read them again
+        folder = os.path.dirname(final)
+        self._make_folder(folder)
+        partial = os.path.join(folder, f".{os.path.basename(final)}.{secrets.token_hex(6)}.part")
+        try:
+            self._write_checked(key, storage_key, partial)
+            try:
+                os.link(partial, final)
+            except FileExistsError:
+                pass  # a concurrent writer stored the same bytes first
+            except OSError:  # a file system without hard links: an atomic rename will do
+                os.replace(partial, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+
+    def _write_checked(self, key: str, storage_key: str, partial: str) -> None:
+        digest, written = hashlib.sha256(), 0
+        # O_EXCL and 0o666 as Django's FileSystemStorage._save: the umask applies as it does there.
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as out:
+            with self.lock:  # zipfile counts an archive's open entries without a lock of its own
+                stream = self.source.open(key)
+            try:
+                while chunk := stream.read(1024 * 1024):  # zipfile locks each read itself
+                    written += len(chunk)
+                    if written > MAX_IMAGE_BYTES:
+                        raise ChangedContentError(key)
+                    digest.update(chunk)
+                    out.write(chunk)
+            finally:
+                with self.lock:
+                    stream.close()
+        if digest.hexdigest() != _expected_sha256(storage_key):
+            raise ChangedContentError(key)
+        if self.storage.file_permissions_mode is not None:
+            os.chmod(partial, self.storage.file_permissions_mode)
+
+    def _make_folder(self, folder: str) -> None:
+        if folder in self.folders:
+            return
+        mode = self.storage.directory_permissions_mode
+        if mode is None:
+            os.makedirs(folder, exist_ok=True)
+        else:  # as FileSystemStorage._save; the umask is the process's, so one thread at a time
+            with self.lock:
+                old_umask = os.umask(0o777 & ~mode)
+                try:
+                    os.makedirs(folder, mode, exist_ok=True)
+                finally:
+                    os.umask(old_umask)
+        self.folders.add(folder)
 
 
 def _copy_files(delivery: Delivery, pairs: Iterator[tuple[str, str]]) -> int:
     """Copy each (archive member, storage key) from the delivery's archive into storage, once per key.
 
     Idempotent: a file already in storage (from this run, an earlier version or another dataset
-    with the same image) is not written again. Returns how many distinct keys were seen.
+    with the same image) is neither read nor written again. Returns how many distinct keys were seen.
+    """
+    try:
+        with open_archive(delivery) as source:
+            if _LocalBlobWriter.applies_to(default_storage):
+                return _store_local(source, pairs)
+            return _store_generic(source, pairs)
+    except ChangedContentError as changed:
+        # The archive changed under us: never store a file under a hash it does not have.
+        raise RuntimeError(
+            f"{changed} in delivery {delivery.pk} no longer matches its checked content"
+        ) from None
+
+
+def _store_local(source, pairs: Iterator[tuple[str, str]]) -> int:
+    return _store_each(pairs, _LocalBlobWriter(default_storage, source).put)
+
+
+def _store_generic(source, pairs: Iterator[tuple[str, str]]) -> int:
+    lock = threading.Lock()
+    return _store_each(pairs, lambda key, storage_key: _put_blob(source, key, storage_key, lock))
+
+
+def _store_each(pairs: Iterator[tuple[str, str]], put: Callable[[str, str], None]) -> int:
+    """``put`` each (entry, key) once per key, in a few threads; return how many distinct keys there were.
+
+    Storing is latency-bound (an S3 HEAD and PUT; a local mkdir and create, which on a busy disk
+    wait on the journal) and a delivery has thousands of files, so a few threads overlap the waits.
     """
     done: set[str] = set()
-    # Reads from the archive stay in this thread; the writes go to a few threads, because storage
-    # is latency-bound (an S3 PUT, a local mkdir + write) and a delivery has thousands of files.
-    with open_archive(delivery) as source, ThreadPoolExecutor(max_workers=STORE_THREADS) as pool:
+    with ThreadPoolExecutor(max_workers=STORE_THREADS) as pool:
         pending: set[Future] = set()
         for key, storage_key in pairs:
             if storage_key in done:
                 continue
             done.add(storage_key)
-            with source.open(key) as stream:
-                data = stream.read(MAX_IMAGE_BYTES + 1)
-            if hashlib.sha256(data).hexdigest() != posixpath.basename(storage_key).split(".")[0]:
-                # The archive changed under us: never store a file under a hash it does not have.
-                raise RuntimeError(f"{key} in delivery {delivery.pk} no longer matches its checked content")
-            pending.add(pool.submit(_put_blob, storage_key, data))
+            pending.add(pool.submit(put, key, storage_key))
             if len(pending) >= 4 * STORE_THREADS:  # bound what waits in memory
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:

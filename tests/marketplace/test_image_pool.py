@@ -1,6 +1,8 @@
 """Image checks in a pool of processes give the very outcomes of the one-process checks, in order."""
 
 import io
+import os
+import tempfile
 
 import pytest
 
@@ -41,19 +43,28 @@ class Record:
         self.key = key
 
 
-@pytest.mark.parametrize("on_disk", [True, False], ids=["workers-read-the-zip", "bytes-sent-to-workers"])
-def test_the_pool_gives_the_one_process_outcome_for_every_image(tmp_path, on_disk):
+@pytest.mark.parametrize(
+    "where",
+    ["path", "temporary-file", "memory"],
+    ids=["workers-read-the-zip", "workers-read-the-temporary-copy", "bytes-sent-to-workers"],
+)
+def test_the_pool_gives_the_one_process_outcome_for_every_image(tmp_path, where):
     files = hostile_and_good_images()
     keys = [*files, "images/missing.jpg"]
-    if on_disk:
+    if where == "path":
         archive = tmp_path / "delivery.zip"
         archive.write_bytes(zip_bytes(files))
         source = ZipSource(archive)
+    elif where == "temporary-file":  # the local copy of an archive in object storage (deliveries.archive)
+        copy = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the source
+        copy.write(zip_bytes(files))
+        copy.seek(0)
+        source = ZipSource(copy)
     else:
         source = ZipSource(io.BytesIO(zip_bytes(files)))
 
     pooled = image_pool.PooledImageChecker(source, workers=2)
-    assert (pooled.path is not None) is on_disk
+    assert (pooled.path is not None) is (where != "memory")
     seen = []
     for record in pooled.ahead(Record(k) for k in keys):
         seen.append(record.key)
@@ -122,3 +133,53 @@ def test_a_valid_delivery_checked_in_the_pool_stores_every_image_with_its_hash(
     assert {k.split("/")[-1]: v for k, v in stored.items()} == {
         k.split("/")[-1]: v for k, v in expected.items()
     }
+
+
+@pytest.mark.parametrize(
+    "chunk, window", [(1, 4), (3, 5), (8, 32)], ids=["1-per-task", "3-per-task", "default"]
+)
+@pytest.mark.parametrize("on_disk", [True, False], ids=["workers-read-the-zip", "bytes-sent-to-workers"])
+def test_any_chunk_size_gives_the_one_process_outcomes_in_order(
+    tmp_path, monkeypatch, chunk, window, on_disk
+):
+    monkeypatch.setattr(image_pool, "CHUNK_IMAGES", chunk)
+    monkeypatch.setattr(image_pool, "WINDOW_PER_WORKER", window)
+    files = hostile_and_good_images()
+    # A key twice (a duplicate the plan reports) and a missing one, in the middle of chunks.
+    keys = [*files][:20] + ["images/missing.jpg", "images/003.jpg", *[*files][20:]]
+    data = zip_bytes(files)
+    archive = tmp_path / "delivery.zip"
+    archive.write_bytes(data)
+    source = ZipSource(archive) if on_disk else ZipSource(io.BytesIO(data))
+
+    pooled = image_pool.PooledImageChecker(source, workers=2)
+    got, seen = [], []
+    for record in pooled.ahead(Record(k) for k in keys):
+        seen.append(record.key)
+        got.extend(outcomes(pooled, [record.key]))
+        pooled.forget(record.key)
+    assert seen == keys
+    assert got == outcomes(ImageChecker(ZipSource(io.BytesIO(data))), keys)
+
+
+def test_a_worker_that_dies_mid_chunk_leaves_the_rest_to_this_process(tmp_path, monkeypatch):
+    files = hostile_and_good_images()
+    keys = list(files)
+    archive = tmp_path / "delivery.zip"
+    archive.write_bytes(zip_bytes(files))
+    real = image_pool._inspect
+
+    def dies_on_the_tenth(source, key):  # the workers are forked: they run this patched function
+        if key == keys[10]:
+            os._exit(1)
+        return real(source, key)
+
+    monkeypatch.setattr(image_pool, "_inspect", dies_on_the_tenth)
+    source = ZipSource(archive)
+    pooled = image_pool.PooledImageChecker(source, workers=2)
+    got = []
+    for record in pooled.ahead(Record(k) for k in keys):
+        got.extend(outcomes(pooled, [record.key]))
+        pooled.forget(record.key)
+    assert pooled.broken  # the pool broke, and every image still has the one-process outcome
+    assert got == outcomes(ImageChecker(source), keys)
