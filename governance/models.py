@@ -206,7 +206,10 @@ class LabelEvent(models.Model):
         PAYMENT_CONFIRMED = "payment_confirmed", "Payment confirmed"
         DATASET_WITHDRAWN = "dataset_withdrawn", "Dataset withdrawn"
 
-    dataset = models.ForeignKey("marketplace.Dataset", on_delete=models.PROTECT, related_name="ledger")
+    # No index of its own: the unique (dataset, seq) begins with it.
+    dataset = models.ForeignKey(
+        "marketplace.Dataset", on_delete=models.PROTECT, related_name="ledger", db_index=False
+    )
     seq = models.PositiveBigIntegerField(help_text="Position in the dataset's chain, from 0")
     label_uid = models.UUIDField(null=True, blank=True, db_index=True)
     action = models.CharField(max_length=32, choices=Action.choices)
@@ -221,13 +224,18 @@ class LabelEvent(models.Model):
     delivery_id = models.BigIntegerField(null=True, blank=True)
     version_number = models.PositiveIntegerField(null=True, blank=True)
     prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    hash = models.CharField(max_length=64)
 
     objects = AppendOnlyQuerySet.as_manager()
 
     class Meta:
         ordering = ["dataset", "seq"]
-        constraints = [models.UniqueConstraint(fields=["dataset", "seq"], name="ledger_unique_seq")]
+        # hash is unique through a constraint, not unique=True: on PostgreSQL unique=True adds a second
+        # (varchar_pattern_ops) index for LIKE 'prefix%' that no query uses, paid on every event.
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "seq"], name="ledger_unique_seq"),
+            models.UniqueConstraint(fields=["hash"], name="ledger_unique_hash"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.label_uid or ''}".strip()

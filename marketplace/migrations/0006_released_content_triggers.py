@@ -25,6 +25,14 @@ content hash the signed ledger holds. On SQLite a later migration that rebuilds 
 ``migrations.RunPython(recreate_for("marketplace_label"), migrations.RunPython.noop)`` where
 ``recreate_for = importlib.import_module("marketplace.migrations.0006_released_content_triggers").recreate_for``
 (tests/governance/test_published_evidence.py checks that every trigger exists after all migrations).
+
+On PostgreSQL, INSERT is refused by one AFTER INSERT ... FOR EACH STATEMENT trigger per table that
+looks at the statement's new rows all at once (``{table}_released_insert``), not by the row trigger:
+a delivery inserts its labels in a few COPY statements, and a plpgsql row trigger cost ~32 us per
+label row (``to_jsonb(NEW)`` of the whole row, geometry included, and one lookup). UPDATE and DELETE
+keep the row trigger: they are rare and need OLD. Migration 0009 changed the definitions here to
+that shape and applies them to databases migrated before it; ``recreate_triggers_on`` makes the
+current shape. SQLite has no statement triggers and keeps its row triggers.
 """
 
 from django.db import migrations
@@ -172,6 +180,28 @@ BEGIN
   RETURN NEW;
 END $$ LANGUAGE plpgsql;
 
+CREATE OR REPLACE FUNCTION marketplace_refuse_released_insert() RETURNS trigger AS $$
+DECLARE
+  column_name text := TG_ARGV[0];
+  by_schema boolean := TG_ARGV[1] = 'schema';
+  frozen boolean;
+BEGIN
+  -- One query over the statement's new rows (the transition table "inserted"), whatever their number.
+  IF by_schema THEN
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM marketplace_datasetversion v '
+      'JOIN marketplace_annotationschema s ON s.version_id = v.id '
+      'WHERE v.status <> ''draft'' AND s.id IN (SELECT DISTINCT %I FROM inserted))', column_name) INTO frozen;
+  ELSE
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM marketplace_datasetversion '
+      'WHERE status <> ''draft'' AND id IN (SELECT DISTINCT %I FROM inserted))', column_name) INTO frozen;
+  END IF;
+  IF frozen THEN
+    RAISE EXCEPTION 'version_frozen: % rows of a released version cannot be changed (INSERT)', TG_TABLE_NAME
+      USING ERRCODE = 'integrity_constraint_violation';
+  END IF;
+  RETURN NULL;
+END $$ LANGUAGE plpgsql;
+
 CREATE OR REPLACE FUNCTION marketplace_refuse_released_version_delete() RETURNS trigger AS $$
 BEGIN
   IF OLD.status <> 'draft' AND NOT registry_test_flush() THEN
@@ -216,8 +246,17 @@ def _pg_triggers() -> list[tuple[str, str, str]]:
             (
                 table,
                 f"{table}_released",
-                f"CREATE TRIGGER {table}_released BEFORE INSERT OR UPDATE OR DELETE ON {table} "
+                f"CREATE TRIGGER {table}_released BEFORE UPDATE OR DELETE ON {table} "
                 f"FOR EACH ROW EXECUTE FUNCTION marketplace_refuse_released_content({args})",
+            )
+        )
+        out.append(
+            (
+                table,
+                f"{table}_released_insert",
+                f"CREATE TRIGGER {table}_released_insert AFTER INSERT ON {table} "
+                "REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT "
+                f"EXECUTE FUNCTION marketplace_refuse_released_insert({args})",
             )
         )
         out.append(

@@ -501,7 +501,10 @@ class Item(VersionContent):
         TEST = "test", "Test"
         UNASSIGNED = "", "Unassigned"
 
-    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="items")
+    # No index of its own: (version, key) and (version, split) begin with it.
+    version = models.ForeignKey(
+        DatasetVersion, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
     key = models.CharField(max_length=500, help_text="Path inside the dataset, e.g. images/train/0001.jpg")
     storage_key = models.CharField(max_length=300, help_text="Where the file lives in storage")
     sha256 = models.CharField(max_length=64)
@@ -548,7 +551,11 @@ class Label(VersionContent):
     )
 
     uid = models.UUIDField(default=uuid.uuid4, help_text="Stable across versions: the ledger follows it")
-    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="labels")
+    # No index of its own: (version, uid), (version, category) and (version, is_final) begin with it,
+    # and every index costs each ingested label row.
+    version = models.ForeignKey(
+        DatasetVersion, on_delete=models.CASCADE, related_name="labels", db_index=False
+    )
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="labels")
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="labels")
     geometry_type = models.CharField(max_length=16, choices=GeometryType.choices)

@@ -4,6 +4,7 @@ the triggers dropped as a table owner could, named by ``manage.py ledger verify`
 import contextlib
 import importlib
 import io
+import uuid
 
 import pytest
 from django.core.management import call_command
@@ -296,6 +297,92 @@ def test_a_released_version_cannot_be_deleted_by_sql(version):
         )
     with pytest.raises(IntegrityError, match="version_frozen"):
         raw("DELETE FROM marketplace_datasetversion WHERE id = %s", [version.pk])
+
+
+# --- many rows in one statement: PostgreSQL checks them once per statement, all of them
+
+LABEL_COLUMNS = (
+    "uid, version_id, item_id, category_id, geometry_type, geometry, attributes, iscrowd, is_final, "
+    "source, model_name, model_version, source_ref, source_id"
+)
+
+
+def _new_uid() -> str:
+    return "gen_random_uuid()" if connection.vendor == "postgresql" else "lower(hex(randomblob(16)))"
+
+
+def copy_labels_into(target, source):
+    """INSERT ... SELECT: every label of ``source`` again, in ``target``, in one statement."""
+    raw(
+        f"INSERT INTO marketplace_label ({LABEL_COLUMNS}) SELECT {_new_uid()}, %s, item_id, category_id, "
+        "geometry_type, geometry, attributes, iscrowd, is_final, source, model_name, model_version, "
+        "source_ref, source_id FROM marketplace_label WHERE version_id = %s",
+        [target.pk, source.pk],
+    )
+
+
+def test_many_labels_inserted_in_one_statement_into_a_released_version_are_refused(version):
+    before = Label.objects.count()
+    with pytest.raises(IntegrityError, match="version_frozen"):
+        copy_labels_into(version, version)
+    assert Label.objects.count() == before
+
+
+def test_one_released_row_among_draft_rows_refuses_the_whole_statement(dataset, version):
+    draft = build_version(dataset, number=2, items=2, publish=False)
+    item = Item.objects.filter(version=draft).first()
+    category = Category.objects.filter(schema__version=draft).first()
+    before = Label.objects.count()
+    # The released version's id comes last: a check of the first row only would let it through.
+    with pytest.raises(IntegrityError, match="version_frozen"):
+        raw(
+            f"INSERT INTO marketplace_label ({LABEL_COLUMNS}) SELECT {_new_uid()}, v.id, %s, %s, 'bbox', "
+            "'{}', '{}', false, true, 'human', '', '', '', '' FROM marketplace_datasetversion v "
+            "WHERE v.id IN (%s, %s) ORDER BY v.id = %s",
+            [item.pk, category.pk, draft.pk, version.pk, version.pk],
+        )
+    assert Label.objects.count() == before
+
+
+def test_many_rows_in_one_statement_into_a_draft_are_accepted(dataset, version):
+    draft = build_version(dataset, number=2, items=1, publish=False)
+    copy_labels_into(draft, version)
+    assert Label.objects.filter(version=draft).count() > Label.objects.filter(version=version).count()
+
+
+def test_many_categories_inserted_in_one_statement_into_a_released_schema_are_refused(version):
+    schema = AnnotationSchema.objects.get(version=version)
+    before = Category.objects.count()
+    with pytest.raises(IntegrityError, match="version_frozen"):
+        raw(
+            "INSERT INTO marketplace_category (schema_id, name, source_id, supercategory, description, "
+            "geometry_types, keypoint_names, skeleton, keypoint_sigmas, flip_idx, color) SELECT schema_id, "
+            "name || '-late', source_id + 1000, supercategory, description, geometry_types, keypoint_names, "
+            "skeleton, keypoint_sigmas, flip_idx, color FROM marketplace_category WHERE schema_id = %s",
+            [schema.pk],
+        )
+    assert Category.objects.count() == before
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_a_multi_row_copy_into_a_released_version_is_refused(version):
+    """What a bulk loader does (psycopg COPY): refused by the statement trigger, nothing written."""
+    template = Label.objects.filter(version=version).values_list("item_id", "category_id").first()
+    rows = [
+        (uuid.uuid4(), version.pk, *template, "bbox", '{"bbox": [0, 0, 1, 1]}', "{}", False, True)
+        for _ in range(50)
+    ]
+    before = Label.objects.count()
+    with (
+        pytest.raises(IntegrityError, match="version_frozen"),
+        transaction.atomic(),
+        connection.wrap_database_errors,  # psycopg's error as Django's, as execute() does
+        connection.cursor() as cursor,
+        cursor.copy(f"COPY marketplace_label ({LABEL_COLUMNS}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row((*row, "human", "", "", "", ""))
+    assert Label.objects.count() == before
 
 
 def test_the_triggers_exist_after_all_migrations():
