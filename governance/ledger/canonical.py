@@ -33,7 +33,15 @@ import orjson
 from ..verify_offline import _HEX64
 from ..verify_offline import canonical_json as reference_canonical_json
 
-__all__ = ["canonical_json", "dumps_text", "event_hash", "loads_text", "reference_canonical_json"]
+__all__ = [
+    "canonical_json",
+    "document_json",
+    "dumps_text",
+    "event_hash",
+    "loads_text",
+    "plain_json",
+    "reference_canonical_json",
+]
 
 _OPTIONS = (
     orjson.OPT_SORT_KEYS
@@ -79,6 +87,52 @@ def _may_hold_a_small_float(out: bytes) -> bool:
                 return True
         at = out.find(b"e-", at + 2)
     return False
+
+
+def plain_json(value: Any) -> bytes | None:
+    """The canonical JSON of ``value`` if ``chain._plain`` would leave it as it is, else None.
+
+    For the ledger's hot path (a million label events): ``_plain`` walks every number of every payload
+    to normalise the few that jsonb would give back otherwise (-0.0, floats from 1e16 up, NaN, tuples
+    are the same JSON as lists). orjson's output shows each of those cases, and the small floats it prints
+    unlike Python, by a marker: ``null`` (NaN, or a None that costs only the slow path), ``e+`` (from 1e16
+    up), ``-0.0`` not followed by a digit, and the small-float forms of ``canonical_json``. When none is
+    there, the bytes are the rule's bytes of ``_plain(value)``; otherwise None sends the caller to
+    ``_plain`` and the reference. ``tests/governance/test_canonical.py`` holds the proof.
+
+    Precondition, as ``canonical_json``'s: only JSON's own types (orjson writes a ``uuid.UUID`` or an
+    ``Enum`` member where ``_plain`` refuses them): for values read from a delivery or a database.
+    ``value`` may hold ``orjson.Fragment`` s of bytes this function returned.
+    """
+    try:
+        out = _dumps(value, option=_OPTIONS)
+    except _Error:
+        return None
+    if b"null" in out or b"e+" in out or _may_hold_a_negative_zero(out) or _may_hold_a_small_float(out):
+        return None
+    return out
+
+
+def _may_hold_a_negative_zero(out: bytes) -> bool:
+    at = out.find(b"-0.0")
+    while at != -1:
+        if at + 4 == len(out) or out[at + 4] not in _DIGITS_AND_POINT:
+            return True
+        at = out.find(b"-0.0", at + 4)
+    return False
+
+
+def document_json(document: dict, payload_json: bytes) -> bytes:
+    """``canonical_json(document)`` where ``document["payload"]`` has ``payload_json`` (from ``plain_json``).
+
+    The payload's bytes are spliced in (``orjson.Fragment``), not encoded a second time. The other fields
+    are strings, integers and None, whose bytes orjson writes as the rule does; what it refuses (a lone
+    surrogate) goes to the reference with the payload decoded.
+    """
+    try:
+        return _dumps({**document, "payload": orjson.Fragment(payload_json)}, option=_OPTIONS)
+    except _Error:
+        return reference_canonical_json({**document, "payload": orjson.loads(payload_json)})
 
 
 def event_hash(event: dict, prev_hash: str) -> str:
