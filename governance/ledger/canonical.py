@@ -70,9 +70,13 @@ def canonical_json(obj: Any) -> bytes:
 
 def _may_hold_a_small_float(out: bytes) -> bool:
     """True when orjson's output may hold a float below 1e-4 (printed unlike Python); never a miss."""
-    if b":0.0000" in out or b",0.0000" in out or b"[0.0000" in out or b"-0.0000" in out:
-        return True
-    if out.startswith(b"0.0000"):
+    if b"0.0000" in out and (
+        b":0.0000" in out
+        or b",0.0000" in out
+        or b"[0.0000" in out
+        or b"-0.0000" in out
+        or out.startswith(b"0.0000")
+    ):
         return True
     # Substring scans, not a regex: a regex over the whole output costs as much as the encoding.
     at = out.find(b"e-")

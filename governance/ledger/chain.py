@@ -359,6 +359,13 @@ def copy_text(value: str) -> str:
     return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
 
 
+def copy_texts(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``copy_text`` of each value, with one scan for the usual row where none needs escaping."""
+    if _COPY_SPECIAL.search("".join(values)) is None:
+        return values
+    return tuple(map(copy_text, values))
+
+
 def _copy_int(value: int | None) -> str:
     return COPY_NULL if value is None else str(int(value))
 
@@ -369,21 +376,32 @@ def _copy_line(
     """One row in COPY's text format, columns as _COPY_COLUMNS."""
     # jsonb keeps no key order: the canonical (sorted) bytes store the very value dumps_text would.
     payload = dumps_text(document["payload"]) if payload_json is None else payload_json.decode()
+    action, actor, guideline, source, model_name, model_version, payload = copy_texts(
+        (
+            document["action"],
+            document["actor"],
+            document["guideline_version"],
+            document["source"],
+            document["model_name"],
+            document["model_version"],
+            payload,
+        )
+    )
     return (
         "\t".join(
             (
                 str(dataset_id),
                 str(document["seq"]),
                 document["label_uid"] or COPY_NULL,
-                copy_text(document["action"]),
-                copy_text(document["actor"]),
+                action,
+                actor,
                 document["occurred_at"],
                 document["recorded_at"],
-                copy_text(document["guideline_version"]),
-                copy_text(document["source"]),
-                copy_text(document["model_name"]),
-                copy_text(document["model_version"]),
-                copy_text(payload),
+                guideline,
+                source,
+                model_name,
+                model_version,
+                payload,
                 _copy_int(document["delivery_id"]),
                 _copy_int(document["version_number"]),
                 prev_hash,

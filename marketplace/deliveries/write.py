@@ -8,7 +8,9 @@ are reused by the next run) and removed by ``manage.py sweep_orphan_blobs`` (del
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -25,7 +27,7 @@ from django.utils import timezone
 
 from governance import ledger
 from governance.ledger import canonical
-from governance.ledger.chain import COPY_NULL, copy_text
+from governance.ledger.chain import COPY_NULL, copy_text, copy_texts
 from governance.models import Annotator, GuidelineVersion
 from marketplace.catalogue import stats as catalogue_stats
 
@@ -244,6 +246,9 @@ def _copy_labels(written: list[WrittenLabel], ids: _LabelIds) -> None:
     lines = []
     for uid, row, geometry_json in written:
         geometry = geometry_json.decode() if geometry_json is not None else _to_json(row.geometry)
+        attributes = "{}" if row.attributes == {} else _to_json(row.attributes)
+        texts = (row.geometry_type, geometry, attributes, row.source, row.model_name, row.model_version)
+        kind, geometry, attributes, source, model_name, model_version = copy_texts(texts)
         lines.append(
             str(uid)
             + head
@@ -251,16 +256,16 @@ def _copy_labels(written: list[WrittenLabel], ids: _LabelIds) -> None:
                 (
                     str(ids.items[row.item]),
                     str(ids.categories[row.category]),
-                    copy_text(row.geometry_type),
-                    copy_text(geometry),
-                    "{}" if row.attributes == {} else copy_text(_to_json(row.attributes)),
+                    kind,
+                    geometry,
+                    attributes,
                     "t" if row.iscrowd else "f",
                     "t" if row.is_final else "f",
                     str(ids.annotators[row.annotator]) if row.annotator else COPY_NULL,
                     str(row.guideline_version) if row.guideline_version else COPY_NULL,
-                    copy_text(row.source),
-                    copy_text(row.model_name),
-                    copy_text(row.model_version),
+                    source,
+                    model_name,
+                    model_version,
                     row.made_at.isoformat() if row.made_at else COPY_NULL,
                     copy_text(row.source_ref),
                     copy_text(row.source_id),
@@ -298,6 +303,24 @@ def _new_label(written: WrittenLabel, ids: _LabelIds) -> Label:
     )
 
 
+@contextlib.contextmanager
+def _fewer_collections(young: int = 100_000) -> Iterator[None]:
+    """Run the cyclic garbage collector less often: every ``young`` new containers instead of 700.
+
+    The write transaction allocates a few dicts per label (rows, states, documents) while a batch of
+    thousands stays alive, so the default thresholds ran ~1,000 collections at 50k labels, each scanning
+    the live batch: 1.4 s of its 3.6 s CPU (bench: 5k images, 50k labels). Nothing it allocates forms
+    reference cycles in bulk, so memory stays bounded by ``young`` containers. Process-wide, restored after.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(young, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+@_fewer_collections()
 def write_version(*, delivery_id: int, plan: Plan, report: Report) -> tuple[DatasetVersion, bool]:
     """The one transaction: version, datasheet, schema, items, labels, ledger events.
 

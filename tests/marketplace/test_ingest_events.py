@@ -151,3 +151,11 @@ def test_a_plain_geometry_takes_the_fast_path_and_gives_the_reference_bytes():
 def test_a_geometry_or_attributes_the_ledger_normalises_take_the_reference_path(geometry, attributes):
     event = created(row(geometry, attributes))
     assert event.payload_json is None  # then _prepare normalises with _plain, as for every other event
+
+
+def test_the_collector_runs_as_before_once_the_write_is_done(dataset, media, run):
+    import gc
+
+    before = gc.get_threshold()
+    deliver(dataset, run)
+    assert gc.get_threshold() == before
