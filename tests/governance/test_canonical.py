@@ -4,10 +4,13 @@ The reference is the rule as ``verify_offline``'s docstring states it, written o
 standard library, so the test does not lean on the code under test for its expectation.
 """
 
+import collections
+import enum
 import hashlib
 import json
 import math
 
+import numpy
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -212,3 +215,32 @@ def test_document_json_hashes_as_the_offline_verifier(payload, fields, prev_hash
         document,
     )
     assert got == expected
+
+
+class Score(float):
+    pass
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        Score(2.5),
+        Level.HIGH,
+        Colour.RED,
+        collections.OrderedDict(b=1, a=2),
+        numpy.float64(1.5),
+        numpy.int64(3),
+    ],
+)
+def test_plain_json_of_subclasses_is_the_rule_over_plain_or_declines(value):
+    fast = canonical.plain_json({"x": [value]})
+    if fast is not None:
+        assert ("ok", fast) == reference_of_plain({"x": [value]})
