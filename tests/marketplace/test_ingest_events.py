@@ -159,3 +159,12 @@ def test_the_collector_runs_as_before_once_the_write_is_done(dataset, media, run
     before = gc.get_threshold()
     deliver(dataset, run)
     assert gc.get_threshold() == before
+
+
+def test_a_label_built_without_init_has_every_column():
+    from marketplace.deliveries.write import _LabelIds, _new_label
+
+    ids = _LabelIds(items={"images/a.jpg": 7}, categories={"car": 3}, annotators={}, version=2, delivery=5)
+    label = _new_label(WrittenLabel(uuid.uuid4(), row({"bbox": [1.0, 2.0, 3.0, 4.0]}), None), ids)
+    assert label.__dict__.keys() >= {f.attname for f in Label._meta.concrete_fields}
+    assert (label.item_id, label.category_id, label.version_id, label.delivery_id) == (7, 3, 2, 5)
