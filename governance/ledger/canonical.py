@@ -40,6 +40,7 @@ __all__ = [
     "event_hash",
     "loads_text",
     "plain_json",
+    "plain_json_text",
     "reference_canonical_json",
 ]
 
@@ -117,6 +118,16 @@ def plain_json(value: Any) -> bytes | None:
     return out
 
 
+def plain_json_text(value: Any) -> str | None:
+    """``plain_json`` as text, for values kept by the thousand (a batch of events or label rows).
+
+    orjson's bytes keep the buffer they were written into, several KB whatever their length: 7,000 of
+    them held 32 MB at the bench's 50k labels. The decoded text is the size it says.
+    """
+    out = plain_json(value)
+    return None if out is None else out.decode()
+
+
 def _may_hold_a_negative_zero(out: bytes) -> bool:
     at = out.find(b"-0.0")
     while at != -1:
@@ -126,7 +137,7 @@ def _may_hold_a_negative_zero(out: bytes) -> bool:
     return False
 
 
-def document_json(document: dict, payload_json: bytes) -> bytes:
+def document_json(document: dict, payload_json: str | bytes) -> bytes:
     """``canonical_json(document)`` where ``document["payload"]`` has ``payload_json`` (from ``plain_json``).
 
     The payload's bytes are spliced in (``orjson.Fragment``), not encoded a second time. The other fields

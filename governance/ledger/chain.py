@@ -92,9 +92,9 @@ class EventData:
     payload: dict = field(default_factory=dict)
     delivery_id: int | None = None
     version_number: int | None = None
-    # The payload's canonical JSON from ``canonical.plain_json`` (which proves it needs no ``_plain``),
+    # The payload's canonical JSON text from ``canonical.plain_json_text`` (proof it needs no ``_plain``),
     # or None: then the payload is normalised and encoded here. Set by the ingest's hot path.
-    payload_json: bytes | None = None
+    payload_json: str | None = None
 
 
 # --------------------------------------------------------------------------- documents and hashing
@@ -371,11 +371,11 @@ def _copy_int(value: int | None) -> str:
 
 
 def _copy_line(
-    dataset_id: int, document: dict, prev_hash: str, hash_hex: str, payload_json: bytes | None = None
+    dataset_id: int, document: dict, prev_hash: str, hash_hex: str, payload_json: str | None = None
 ) -> str:
     """One row in COPY's text format, columns as _COPY_COLUMNS."""
     # jsonb keeps no key order: the canonical (sorted) bytes store the very value dumps_text would.
-    payload = dumps_text(document["payload"]) if payload_json is None else payload_json.decode()
+    payload = dumps_text(document["payload"]) if payload_json is None else payload_json
     action, actor, guideline, source, model_name, model_version, payload = copy_texts(
         (
             document["action"],

@@ -743,7 +743,7 @@ def _created_event(written, *, tags: dict[int, str], now, delivery_id: int, vers
     payload_json = None
     if written.geometry_json is not None:
         fragment = orjson.Fragment(written.geometry_json)
-        payload_json = canonical.plain_json({"after": {**state, "geometry": fragment}})
+        payload_json = canonical.plain_json_text({"after": {**state, "geometry": fragment}})
     return _row_event(
         written,
         action="created",

@@ -178,13 +178,13 @@ def _write_items(plan: Plan, version: DatasetVersion) -> dict[str, int]:
 class WrittenLabel(NamedTuple):
     """A spooled label as written: its uid (lineage's choice) and, when plain, its geometry's JSON.
 
-    ``geometry_json`` is ``canonical.plain_json(row.geometry)``: the label row's jsonb text and the
+    ``geometry_json`` is ``canonical.plain_json_text(row.geometry)``: the label row's jsonb text and the
     ledger event's payload bytes, encoded once; None when the geometry needs the ledger's normalisation.
     """
 
     uid: uuid.UUID
     row: LabelRow
-    geometry_json: bytes | None
+    geometry_json: str | None
 
 
 def _write_labels(
@@ -218,7 +218,7 @@ def _write_labels(
             if uids is not None:
                 uid = uids[n]
             n += 1
-            written.append(WrittenLabel(uid, row, canonical.plain_json(row.geometry)))
+            written.append(WrittenLabel(uid, row, canonical.plain_json_text(row.geometry)))
         if use_copy:
             _copy_labels(written, ids)
         else:
@@ -245,7 +245,7 @@ def _copy_labels(written: list[WrittenLabel], ids: _LabelIds) -> None:
     head, tail = f"\t{ids.version}\t", f"\t{ids.delivery}\n"
     lines = []
     for uid, row, geometry_json in written:
-        geometry = geometry_json.decode() if geometry_json is not None else _to_json(row.geometry)
+        geometry = geometry_json if geometry_json is not None else _to_json(row.geometry)
         attributes = "{}" if row.attributes == {} else _to_json(row.attributes)
         texts = (row.geometry_type, geometry, attributes, row.source, row.model_name, row.model_version)
         kind, geometry, attributes, source, model_name, model_version = copy_texts(texts)

@@ -171,7 +171,7 @@ def test_plain_json_is_the_rule_over_plain_or_declines(value):
 @settings(max_examples=500, deadline=None)
 @given(polygons, st.dictionaries(keys, ledger_scalars, max_size=4))
 def test_plain_json_of_a_label_state_with_its_geometry_spliced_in(geometry, attributes):
-    geometry_json = canonical.plain_json(geometry)
+    geometry_json = canonical.plain_json_text(geometry)
     assert geometry_json is not None  # pixel coordinates (no tiny floats, no -0.0): no normalisation
     state = {"category": "car", "geometry": geometry, "attributes": attributes, "is_final": True}
     spliced = canonical.plain_json({"after": {**state, "geometry": orjson.Fragment(geometry_json)}})
@@ -201,7 +201,7 @@ def test_plain_json_declines_what_plain_would_change_or_refuse(value):
 )
 def test_document_json_hashes_as_the_offline_verifier(payload, fields, prev_hash):
     payload = {"after": payload}
-    payload_json = canonical.plain_json(payload)
+    payload_json = canonical.plain_json_text(payload)
     if payload_json is None:
         return
     document = {"dataset": "street-scenes", "action": "created", **fields, "payload": payload}
