@@ -36,9 +36,12 @@ from ..verify_offline import canonical_json as reference_canonical_json
 __all__ = [
     "canonical_event",
     "canonical_json",
+    "document_json",
     "dumps_text",
     "event_hash",
     "loads_text",
+    "plain_json",
+    "plain_json_text",
     "reference_canonical_json",
 ]
 
@@ -97,9 +100,13 @@ def canonical_event(document: dict) -> bytes:
 
 def _may_hold_a_small_float(out: bytes) -> bool:
     """True when orjson's output may hold a float below 1e-4 (printed unlike Python); never a miss."""
-    if b":0.0000" in out or b",0.0000" in out or b"[0.0000" in out or b"-0.0000" in out:
-        return True
-    if out.startswith(b"0.0000"):
+    if b"0.0000" in out and (
+        b":0.0000" in out
+        or b",0.0000" in out
+        or b"[0.0000" in out
+        or b"-0.0000" in out
+        or out.startswith(b"0.0000")
+    ):
         return True
     # Substring scans, not a regex: a regex over the whole output costs as much as the encoding.
     at = out.find(b"e-")
@@ -114,6 +121,62 @@ def _may_hold_a_small_float(out: bytes) -> bool:
                 return True
         at = out.find(b"e-", at + 2)
     return False
+
+
+def plain_json(value: Any) -> bytes | None:
+    """The canonical JSON of ``value`` if ``chain._plain`` would leave it as it is, else None.
+
+    For the ledger's hot path (a million label events): ``_plain`` walks every number of every payload
+    to normalise the few that jsonb would give back otherwise (-0.0, floats from 1e16 up, NaN, tuples
+    are the same JSON as lists). orjson's output shows each of those cases, and the small floats it prints
+    unlike Python, by a marker: ``null`` (NaN, or a None that costs only the slow path), ``e+`` (from 1e16
+    up), ``-0.0`` not followed by a digit, and the small-float forms of ``canonical_json``. When none is
+    there, the bytes are the rule's bytes of ``_plain(value)``; otherwise None sends the caller to
+    ``_plain`` and the reference. ``tests/governance/test_canonical.py`` holds the proof.
+
+    Precondition, as ``canonical_json``'s: only JSON's own types (orjson writes a ``uuid.UUID`` or an
+    ``Enum`` member where ``_plain`` refuses them): for values read from a delivery or a database.
+    ``value`` may hold ``orjson.Fragment`` s of bytes this function returned.
+    """
+    try:
+        out = _dumps(value, option=_OPTIONS)
+    except _Error:
+        return None
+    if b"null" in out or b"e+" in out or _may_hold_a_negative_zero(out) or _may_hold_a_small_float(out):
+        return None
+    return out
+
+
+def plain_json_text(value: Any) -> str | None:
+    """``plain_json`` as text, for values kept by the thousand (a batch of events or label rows).
+
+    orjson's bytes keep the buffer they were written into, several KB whatever their length: 7,000 of
+    them held 32 MB at the bench's 50k labels. The decoded text is the size it says.
+    """
+    out = plain_json(value)
+    return None if out is None else out.decode()
+
+
+def _may_hold_a_negative_zero(out: bytes) -> bool:
+    at = out.find(b"-0.0")
+    while at != -1:
+        if at + 4 == len(out) or out[at + 4] not in _DIGITS_AND_POINT:
+            return True
+        at = out.find(b"-0.0", at + 4)
+    return False
+
+
+def document_json(document: dict, payload_json: str | bytes) -> bytes:
+    """``canonical_json(document)`` where ``document["payload"]`` has ``payload_json`` (from ``plain_json``).
+
+    The payload's bytes are spliced in (``orjson.Fragment``), not encoded a second time. The other fields
+    are strings, integers and None, whose bytes orjson writes as the rule does; what it refuses (a lone
+    surrogate) goes to the reference with the payload decoded.
+    """
+    try:
+        return _dumps({**document, "payload": orjson.Fragment(payload_json)}, option=_OPTIONS)
+    except _Error:
+        return reference_canonical_json({**document, "payload": orjson.loads(payload_json)})
 
 
 def event_hash(event: dict, prev_hash: str) -> str:

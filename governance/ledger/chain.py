@@ -5,6 +5,7 @@ See the package docstring (``governance.ledger``) for the document's fields and 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -22,7 +23,7 @@ from marketplace.models import Dataset
 from ..models import LabelEvent
 from ..verify_offline import GENESIS_PREV_HASH
 from . import merkle
-from .canonical import dumps_text, event_hash  # orjson fast path, byte-identical to verify_offline's rule
+from .canonical import document_json, dumps_text, event_hash  # orjson: verify_offline's bytes
 
 BATCH_SIZE = 5000
 # 2**10 = 1024 events per cached block: a proof reads one block of leaves and n/1024 block roots.
@@ -91,6 +92,9 @@ class EventData:
     payload: dict = field(default_factory=dict)
     delivery_id: int | None = None
     version_number: int | None = None
+    # The payload's canonical JSON text from ``canonical.plain_json_text`` (proof it needs no ``_plain``),
+    # or None: then the payload is normalised and encoded here. Set by the ingest's hot path.
+    payload_json: str | None = None
 
 
 # --------------------------------------------------------------------------- documents and hashing
@@ -205,14 +209,19 @@ def append_events(*, dataset: Dataset, events: Iterable[EventData]) -> int:
         slug, head_seq, head_hash = _lock_chain_head(dataset)
         seq, prev_hash = head_seq + 1, head_hash
         recorded_at = timezone.now()
+        recorded_iso, last_moment = _iso(recorded_at), []
         appended = 0
         events = iter(events)
         while batch := list(itertools.islice(events, BATCH_SIZE)):
             prepared = []
             for data in batch:
-                document, label_uid, occurred_at = _prepare(slug, seq, data, recorded_at)
-                hash_hex = event_hash(document, prev_hash)
-                prepared.append((document, label_uid, occurred_at, prev_hash, hash_hex))
+                document, label_uid, occurred_at = _prepare(slug, seq, data, recorded_iso, last_moment)
+                if data.payload_json is None:
+                    hash_hex = event_hash(document, prev_hash)
+                else:
+                    content = document_json(document, data.payload_json)
+                    hash_hex = hashlib.sha256(content + bytes.fromhex(prev_hash)).hexdigest()
+                prepared.append((document, label_uid, occurred_at, prev_hash, hash_hex, data.payload_json))
                 prev_hash = hash_hex
                 seq += 1
             _write(dataset.pk, prepared, recorded_at)
@@ -259,9 +268,13 @@ def _lock_chain_head(dataset: Dataset) -> tuple[str, int, str]:
 
 
 def _prepare(
-    slug: str, seq: int, data: EventData, recorded_at: datetime
+    slug: str, seq: int, data: EventData, recorded_at: str, last_moment: list
 ) -> tuple[dict, uuid.UUID | None, datetime]:
-    """Validate one event; return its document, its label uid and when it occurred (UTC)."""
+    """Validate one event; return its document, its label uid and when it occurred (UTC).
+
+    ``last_moment``: the previous event's occurred_at, in UTC and as text (an ingest's events without
+    their own time share one moment: it is converted once).
+    """
     if data.action not in _ACTIONS:
         raise LedgerError(f"unknown ledger action {data.action!r}")
     label_uid = data.label_uid
@@ -271,20 +284,25 @@ def _prepare(
         raise LedgerError("an event payload must be a JSON object")
     if data.occurred_at.tzinfo is None:
         raise LedgerError(f"occurred_at must be timezone-aware, got {data.occurred_at!r}")
-    occurred_at = data.occurred_at.astimezone(UTC)
+    if last_moment and last_moment[0] is data.occurred_at:
+        occurred_at, occurred_iso = last_moment[1], last_moment[2]
+    else:
+        occurred_at = data.occurred_at.astimezone(UTC)
+        occurred_iso = _iso(occurred_at)
+        last_moment[:] = (data.occurred_at, occurred_at, occurred_iso)
     document = _document(
         slug,
         seq,
         label_uid,
         data.action,
         data.actor or "",
-        occurred_at,
+        occurred_iso,
         recorded_at,
         data.guideline_version or "",
         data.source or "",
         data.model_name or "",
         data.model_version or "",
-        _plain(data.payload),
+        data.payload if data.payload_json is not None else _plain(data.payload),
         data.delivery_id,
         data.version_number,
     )
@@ -301,7 +319,7 @@ def _write(dataset_id: int, prepared: list[tuple], recorded_at: datetime) -> Non
         # psycopg connection is inside Django's transaction, so the rows commit or roll back with it.
         # Lines are written in COPY's text format directly: the document already holds every value as
         # text, and psycopg's per-value adaptation would cost as much as the hashing.
-        text = "".join(_copy_line(dataset_id, *entry[:1], *entry[3:]) for entry in prepared)
+        text = "".join(_copy_line(dataset_id, entry[0], *entry[3:]) for entry in prepared)
         sql = f"COPY governance_labelevent ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
         with connection.cursor() as cursor, cursor.connection.cursor() as raw, raw.copy(sql) as copy:
             copy.write(text)
@@ -326,41 +344,64 @@ def _write(dataset_id: int, prepared: list[tuple], recorded_at: datetime) -> Non
                 prev_hash=prev_hash,
                 hash=hash_hex,
             )
-            for document, label_uid, occurred_at, prev_hash, hash_hex in prepared
+            for document, label_uid, occurred_at, prev_hash, hash_hex, _ in prepared
         ]
     )
 
 
-_COPY_NULL = "\\N"
+COPY_NULL = "\\N"
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_text(value: str) -> str:
+def copy_text(value: str) -> str:
+    """A string as a value of COPY's text format (backslash, tab and line breaks escaped)."""
     return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
 
 
+def copy_texts(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``copy_text`` of each value, with one scan for the usual row where none needs escaping."""
+    if _COPY_SPECIAL.search("".join(values)) is None:
+        return values
+    return tuple(map(copy_text, values))
+
+
 def _copy_int(value: int | None) -> str:
-    return _COPY_NULL if value is None else str(int(value))
+    return COPY_NULL if value is None else str(int(value))
 
 
-def _copy_line(dataset_id: int, document: dict, prev_hash: str, hash_hex: str) -> str:
+def _copy_line(
+    dataset_id: int, document: dict, prev_hash: str, hash_hex: str, payload_json: str | None = None
+) -> str:
     """One row in COPY's text format, columns as _COPY_COLUMNS."""
+    # jsonb keeps no key order: the canonical (sorted) bytes store the very value dumps_text would.
+    payload = dumps_text(document["payload"]) if payload_json is None else payload_json
+    action, actor, guideline, source, model_name, model_version, payload = copy_texts(
+        (
+            document["action"],
+            document["actor"],
+            document["guideline_version"],
+            document["source"],
+            document["model_name"],
+            document["model_version"],
+            payload,
+        )
+    )
     return (
         "\t".join(
             (
                 str(dataset_id),
                 str(document["seq"]),
-                document["label_uid"] or _COPY_NULL,
-                _copy_text(document["action"]),
-                _copy_text(document["actor"]),
+                document["label_uid"] or COPY_NULL,
+                action,
+                actor,
                 document["occurred_at"],
                 document["recorded_at"],
-                _copy_text(document["guideline_version"]),
-                _copy_text(document["source"]),
-                _copy_text(document["model_name"]),
-                _copy_text(document["model_version"]),
-                _copy_text(dumps_text(document["payload"])),
+                guideline,
+                source,
+                model_name,
+                model_version,
+                payload,
                 _copy_int(document["delivery_id"]),
                 _copy_int(document["version_number"]),
                 prev_hash,

@@ -41,6 +41,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import orjson
 from pycocotools import mask as mask_utils
 
 from ..formats import model as fmt
@@ -689,87 +690,173 @@ def match_delivery(*, labels, previous, version, options: dict | None) -> Lineag
     return result
 
 
+def _row_provenance(row, tags: dict[int, str]) -> dict:
+    """``_provenance`` of the label a spooled row becomes (``tags``: guideline tag by id)."""
+    return {
+        "annotator": row.annotator or "",
+        "guideline_version": tags[row.guideline_version] if row.guideline_version else "",
+        "source": row.source,
+        "model_name": row.model_name,
+        "model_version": row.model_version,
+    }
+
+
+def _row_state(row) -> dict:
+    """``ledger.events._label_state`` of the label a spooled row becomes, without building the Label."""
+    return {
+        "category": row.category,
+        "geometry_type": row.geometry_type,
+        "geometry": row.geometry,
+        "attributes": row.attributes,
+        "is_final": row.is_final,
+        "item": row.item,
+    }
+
+
+def _row_event(written, *, action: str, payload: dict, tags: dict[int, str], now, **fields):
+    """``ledger.label_event`` of the label a written row became: the same document, from the row.
+
+    A label without its own time occurred ``now``: one moment for the labels of one delivery.
+    """
+    from governance import ledger
+
+    uid, row, _ = written
+    return ledger.EventData(
+        label_uid=uid,
+        action=action,
+        actor=row.annotator or row.model_name or row.source,
+        occurred_at=row.made_at or now,
+        guideline_version=tags[row.guideline_version] if row.guideline_version else "",
+        source=row.source,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        payload=payload,
+        **fields,
+    )
+
+
+def _created_event(written, *, tags: dict[int, str], now, delivery_id: int, version_number: int):
+    """The hot path of a first delivery: the payload's bytes splice the geometry's, encoded once."""
+    from governance.ledger import canonical
+
+    state = _row_state(written.row)
+    payload_json = None
+    if written.geometry_json is not None:
+        fragment = orjson.Fragment(written.geometry_json)
+        payload_json = canonical.plain_json_text({"after": {**state, "geometry": fragment}})
+    return _row_event(
+        written,
+        action="created",
+        payload={"after": state},
+        tags=tags,
+        now=now,
+        payload_json=payload_json,
+        delivery_id=delivery_id,
+        version_number=version_number,
+    )
+
+
 def lineage_events(
-    labels: Iterable, lineage: Lineage, *, delivery_id: int, version_number: int, actor: str
+    written: Iterable,
+    lineage: Lineage,
+    *,
+    delivery_id: int,
+    version_number: int,
+    actor: str,
+    guideline_tags: dict[int, str],
 ) -> Iterator:
     """The ledger events of a delivery's labels (in write order), then of the previous labels it removed.
 
-    ``created`` for a new label; for a matched one, ``modified`` with before and after (and how it was
-    matched) when its content or its provenance (annotator, guideline version, source, model) changed,
-    nothing when neither did; ``deleted`` for a vanished one. The event's actor and guideline are the
-    new label's ("v2 modified by reviewer B under guideline v2"); a provenance change also carries the
-    previous provenance under ``provenance.before``. The previous labels are read back in batches by
-    primary key, so memory stays bounded.
+    ``written``: the rows as written (``write.WrittenLabel``: uid, spooled row, geometry JSON), so that
+    no Label is built for the ledger. ``created`` for a new label; for a matched one, ``modified`` with
+    before and after (and how it was matched) when its content or its provenance (annotator, guideline
+    version, source, model) changed, nothing when neither did; ``deleted`` for a vanished one. The
+    event's actor and guideline are the new label's ("v2 modified by reviewer B under guideline v2"); a
+    provenance change also carries the previous provenance under ``provenance.before``. The previous
+    labels are read back in batches by primary key, so memory stays bounded.
     """
     from django.utils import timezone
 
-    from governance import ledger
-    from governance.ledger.events import _label_state  # the one definition of a label's state in payloads
-
-    from ..models import Label
-
-    m = lineage.matches
+    context = {"tags": guideline_tags, "now": timezone.now(), "delivery_id": delivery_id}
     batch: list = []
-
-    def flush(batch):
-        wanted = [int(m.old[n]) for n, _ in batch if m is not None and m.old[n] >= 0]
-        before = Label.objects.select_related("item", "category", "annotator", "guideline_version").in_bulk(
-            [int(lineage.old_ids[i]) for i in wanted]
-        )
-        for n, label in batch:
-            i = -1 if m is None else int(m.old[n])
-            if i < 0:
-                yield ledger.label_event(
-                    label, action="created", delivery_id=delivery_id, version_number=version_number
-                )
-                continue
-            old = before[int(lineage.old_ids[i])]
-            old_state, new_state = _label_state(old), _label_state(label)
-            same_content = old_state == new_state and old.iscrowd == label.iscrowd
-            old_prov, new_prov = _provenance(old), _provenance(label)
-            if same_content and old_prov == new_prov:
-                lineage.unchanged += 1
-                continue
-            lineage.modified += 1
-            extra: dict = {
-                "lineage": {
-                    "method": METHOD_NAMES[int(m.method[n])],
-                    "similarity": round(float(m.similarity[n]), 4),
-                    "previous_version": lineage.previous_number,
-                    "changed": [
-                        part
-                        for part, same in (("content", same_content), ("provenance", old_prov == new_prov))
-                        if not same
-                    ],
-                }
-            }
-            if old_prov != new_prov:
-                extra["provenance"] = {"before": old_prov, "after": new_prov}
-                if same_content:
-                    lineage.provenance_only += 1
-            yield ledger.label_event(
-                label,
-                action="modified",
-                before=old_state,
-                extra=extra,
-                delivery_id=delivery_id,
-                version_number=version_number,
-            )
-
-    for n, label in enumerate(labels):
+    for n, label in enumerate(written):
         batch.append((n, label))
         if len(batch) >= 2000:
-            yield from flush(batch)
+            yield from _matched_events(batch, lineage, version_number=version_number, **context)
             batch = []
-    yield from flush(batch)
+    yield from _matched_events(batch, lineage, version_number=version_number, **context)
+    yield from _deleted_events(lineage, actor=actor, delivery_id=delivery_id, version_number=version_number)
 
+
+def _previous_labels(pks: list[int]) -> dict:
+    from ..models import Label
+
+    return Label.objects.select_related("item", "category", "annotator", "guideline_version").in_bulk(pks)
+
+
+def _matched_events(
+    batch: list, lineage: Lineage, *, tags: dict[int, str], now, delivery_id: int, version_number: int
+):
+    """The events of one batch of written rows: created, modified, or none for an unchanged label."""
+    from governance.ledger.events import _label_state  # the one definition of a label's state in payloads
+
+    m = lineage.matches
+    wanted = [int(m.old[n]) for n, _ in batch if m is not None and m.old[n] >= 0]
+    before = _previous_labels([int(lineage.old_ids[i]) for i in wanted]) if wanted else {}
+    for n, written in batch:
+        i = -1 if m is None else int(m.old[n])
+        if i < 0:
+            yield _created_event(
+                written, tags=tags, now=now, delivery_id=delivery_id, version_number=version_number
+            )
+            continue
+        old, row = before[int(lineage.old_ids[i])], written.row
+        old_state, new_state = _label_state(old), _row_state(row)
+        same_content = old_state == new_state and old.iscrowd == row.iscrowd
+        old_prov, new_prov = _provenance(old), _row_provenance(row, tags)
+        if same_content and old_prov == new_prov:
+            lineage.unchanged += 1
+            continue
+        lineage.modified += 1
+        extra: dict = {
+            "lineage": {
+                "method": METHOD_NAMES[int(m.method[n])],
+                "similarity": round(float(m.similarity[n]), 4),
+                "previous_version": lineage.previous_number,
+                "changed": [
+                    part
+                    for part, same in (("content", same_content), ("provenance", old_prov == new_prov))
+                    if not same
+                ],
+            }
+        }
+        if old_prov != new_prov:
+            extra["provenance"] = {"before": old_prov, "after": new_prov}
+            if same_content:
+                lineage.provenance_only += 1
+        yield _row_event(
+            written,
+            action="modified",
+            payload={"after": new_state, "before": old_state, **extra},
+            tags=tags,
+            now=now,
+            delivery_id=delivery_id,
+            version_number=version_number,
+        )
+
+
+def _deleted_events(lineage: Lineage, *, actor: str, delivery_id: int, version_number: int):
+    from django.utils import timezone
+
+    from governance import ledger
+    from governance.ledger.events import _label_state
+
+    m = lineage.matches
     removed = lineage.old_ids if m is None else lineage.old_ids[m.removed]
     now = timezone.now()
     for lo in range(0, len(removed), 2000):
         chunk = sorted(int(pk) for pk in removed[lo : lo + 2000])
-        olds = Label.objects.select_related("item", "category", "annotator", "guideline_version").in_bulk(
-            chunk
-        )
+        olds = _previous_labels(chunk)
         for pk in chunk:
             old = olds[pk]
             yield ledger.label_event(

@@ -4,15 +4,20 @@ The reference is the rule as ``verify_offline``'s docstring states it, written o
 standard library, so the test does not lean on the code under test for its expectation.
 """
 
+import collections
+import enum
+import hashlib
 import json
 import math
 
+import numpy
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from governance import verify_offline
-from governance.ledger import canonical
+from governance.ledger import canonical, chain
 
 
 def documented_rule(obj) -> bytes:
@@ -150,3 +155,119 @@ def test_the_event_encoder_is_the_documented_rule_byte_for_byte(document):
 def test_the_event_encoder_falls_back_on_the_payload_alone(payload):
     document = {"label_uid": "0e-4e-1", "model_name": None, "seq": 2**63 - 1, "payload": payload}
     assert outcome(canonical.canonical_event, document) == outcome(documented_rule, document)
+
+
+# --------------------------------------------------------------------------- plain_json: _plain skipped
+
+ledger_floats = st.one_of(
+    floats,
+    st.sampled_from([-0.0, 1e16, -1e16, 1.5e17, 1e-7, -1e-7, 1e300, 123.25, -0.05, -0.0001]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+ledger_scalars = st.one_of(st.none(), st.booleans(), integers, ledger_floats, text)
+payloads = st.recursive(
+    ledger_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(keys, inner, max_size=5),
+    ),
+    max_leaves=30,
+)
+# Coordinates as deliveries hold them: a fast path that never fired would pass the property trivially.
+polygons = st.dictionaries(
+    st.sampled_from(["points", "bbox", "counts", "size"]),
+    st.lists(st.integers(min_value=0, max_value=10**7).map(lambda n: n / 100), min_size=1, max_size=40),
+    min_size=1,
+)
+
+
+def reference_of_plain(value):
+    """What the ledger hashes for a payload today: ``_plain`` then the offline verifier's rule."""
+    return outcome(lambda v: verify_offline.canonical_json(chain._plain(v)), value)
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(payloads)
+def test_plain_json_is_the_rule_over_plain_or_declines(value):
+    fast = canonical.plain_json(value)
+    if fast is not None:
+        assert ("ok", fast) == reference_of_plain(value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(polygons, st.dictionaries(keys, ledger_scalars, max_size=4))
+def test_plain_json_of_a_label_state_with_its_geometry_spliced_in(geometry, attributes):
+    geometry_json = canonical.plain_json_text(geometry)
+    assert geometry_json is not None  # pixel coordinates (no tiny floats, no -0.0): no normalisation
+    state = {"category": "car", "geometry": geometry, "attributes": attributes, "is_final": True}
+    spliced = canonical.plain_json({"after": {**state, "geometry": orjson.Fragment(geometry_json)}})
+    if spliced is not None:
+        assert ("ok", spliced) == reference_of_plain({"after": state})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [-0.0, [1, -0.0], 1e16, {"a": 2e20}, float("nan"), [math.inf], (1.5, 2), 1e-7, {1: 2}, 2**64, [None]],
+)
+def test_plain_json_declines_what_plain_would_change_or_refuse(value):
+    if isinstance(value, tuple):  # a tuple is the same JSON as the list _plain makes of it
+        assert canonical.plain_json(value) == verify_offline.canonical_json(chain._plain(value))
+    else:
+        assert canonical.plain_json(value) is None
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    payloads,
+    st.fixed_dictionaries(
+        {"actor": text, "seq": integers, "label_uid": st.one_of(st.none(), st.uuids().map(str))},
+        optional={"delivery_id": st.one_of(st.none(), integers), "source": text},
+    ),
+    st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+)
+def test_document_json_hashes_as_the_offline_verifier(payload, fields, prev_hash):
+    payload = {"after": payload}
+    payload_json = canonical.plain_json_text(payload)
+    if payload_json is None:
+        return
+    document = {"dataset": "street-scenes", "action": "created", **fields, "payload": payload}
+    expected = outcome(
+        lambda d: verify_offline.event_hash({**d, "payload": chain._plain(d["payload"])}, prev_hash), document
+    )
+    got = outcome(
+        lambda d: hashlib.sha256(
+            canonical.document_json(d, payload_json) + bytes.fromhex(prev_hash)
+        ).hexdigest(),
+        document,
+    )
+    assert got == expected
+
+
+class Score(float):
+    pass
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        Score(2.5),
+        Level.HIGH,
+        Colour.RED,
+        collections.OrderedDict(b=1, a=2),
+        numpy.float64(1.5),
+        numpy.int64(3),
+    ],
+)
+def test_plain_json_of_subclasses_is_the_rule_over_plain_or_declines(value):
+    fast = canonical.plain_json({"x": [value]})
+    if fast is not None:
+        assert ("ok", fast) == reference_of_plain({"x": [value]})
