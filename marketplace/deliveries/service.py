@@ -48,7 +48,7 @@ from . import lineage
 from .archive import open_archive
 from .plan import Plan, parse_defaults, validate_delivery
 from .report import DeliveryFailed, IngestResult, Progress, Report
-from .write import _report_body, store_delivery_files, store_plan_files, write_version
+from .write import _report_body, fewer_collections, store_delivery_files, store_plan_files, write_version
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,10 @@ def ingest_delivery(*, delivery_id: int) -> IngestResult:
     created = False
     progress = Progress(delivery_id)
     try:
-        with open_archive(delivery) as source:
+        # Reading and checking allocates a few containers per label too (rows, problems, spool
+        # tuples): the garbage collector's default thresholds scanned the live batch ~1,000 times
+        # at 50k labels, a quarter of this phase's CPU (2.7 -> 2.0 s on the 5k/50k bench).
+        with open_archive(delivery) as source, fewer_collections():
             plan = validate_delivery(source=source, delivery=delivery, report=report, progress=progress)
         if report.has_errors:
             raise DeliveryFailed

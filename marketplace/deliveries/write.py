@@ -315,7 +315,7 @@ def _new_label(written: WrittenLabel, ids: _LabelIds) -> Label:
 
 
 @contextlib.contextmanager
-def _fewer_collections(young: int = 100_000) -> Iterator[None]:
+def fewer_collections(young: int = 100_000) -> Iterator[None]:
     """Run the cyclic garbage collector less often: every ``young`` new containers instead of 700.
 
     The write transaction allocates a few dicts per label (rows, states, documents) while a batch of
@@ -331,7 +331,7 @@ def _fewer_collections(young: int = 100_000) -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-@_fewer_collections()
+@fewer_collections()
 def write_version(*, delivery_id: int, plan: Plan, report: Report) -> tuple[DatasetVersion, bool]:
     """The one transaction: version, datasheet, schema, items, labels, ledger events.
 

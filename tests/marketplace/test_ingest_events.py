@@ -161,6 +161,24 @@ def test_the_collector_runs_as_before_once_the_write_is_done(dataset, media, run
     assert gc.get_threshold() == before
 
 
+def test_the_collector_runs_as_before_after_a_refused_delivery_too(dataset, media, run):
+    """The read-and-check phase also runs with fewer collections; a refusal must restore the setting."""
+    import gc
+
+    before = gc.get_threshold()
+    files = {
+        "annotations/instances_default.json": json.dumps(
+            coco_doc(
+                IMAGES, [{"image_id": 1, "category_id": 1, "bbox": [4.0, 4.0, float("nan"), 1]}], CATEGORIES
+            )
+        ),
+        **{f"images/{n}": picture(w, h, i) for i, (n, w, h) in enumerate(IMAGES)},
+    }
+    result = run(make_delivery(dataset, files, format="coco"))
+    assert not result.ok
+    assert gc.get_threshold() == before
+
+
 def test_a_label_built_without_init_has_every_column():
     from marketplace.deliveries.write import _LabelIds, _new_label
 
