@@ -246,6 +246,7 @@ def iter_records(
                 geometry_type=kind,
                 geometry=_json(geometry),
                 attributes=_json(attributes),
+                geometry_text=geometry if isinstance(geometry, str) else None,
                 uid=_uuid_text(uid),
                 is_final=bool(is_final),
                 iscrowd=bool(iscrowd),
