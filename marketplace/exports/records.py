@@ -126,7 +126,7 @@ def _raw_rows(query) -> Iterator[tuple]:
     """The rows of a values_list() query without Django's per-value converters.
 
     Converting a hundred thousand JSON values through JSONField.from_db_value costs more than the
-    rest of an export; the few conversions needed are done by hand (_json, _uuid_text, _aware).
+    rest of an export; the few conversions needed are done by hand (_json, _aware, the uid's text in _read_labels).
     One chunk of items' labels at a time, so fetching them whole is bounded.
     """
     sql, params = query.query.sql_with_params()
@@ -160,11 +160,6 @@ _DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
 _LONG_RUN = b"0" * 19
 
 
-def _uuid_text(value) -> str:
-    text = str(value)
-    return text if len(text) == 36 else str(uuid.UUID(text))  # SQLite stores 32 hex digits
-
-
 def _aware(value):
     if value is None or isinstance(value, datetime):
         return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
@@ -188,6 +183,69 @@ _LABEL_FIELDS = (
     "model_version",
     "made_at",
 )
+
+
+def _read_labels(rows, by_item: dict, keys: dict, names: tuple, provenance) -> None:
+    """Each label row as a LabelRecord appended to its item's list, and its provenance.csv row.
+
+    The per-label loop of an export: lookups bound to locals, no per-value call where a test does.
+    """
+    category_names, pseudonyms, tags = names
+    label_record, provenance_of, decode = fmt.LabelRecord, fmt.Provenance, _json
+    write_row = provenance.writerow if provenance is not None else None
+    for (
+        item_id,
+        uid,
+        category_id,
+        kind,
+        geometry,
+        attributes,
+        iscrowd,
+        is_final,
+        annotator_id,
+        guideline_id,
+        source,
+        model_name,
+        model_version,
+        made_at,
+    ) in rows:
+        if made_at is not None and (made_at.__class__ is not datetime or made_at.tzinfo is None):
+            made_at = _aware(made_at)
+        uid_text = str(uid)
+        if len(uid_text) != 36:
+            uid_text = str(uuid.UUID(uid_text))  # SQLite stores 32 hex digits
+        item_key, category = keys[item_id], category_names[category_id]
+        annotator, tag = pseudonyms.get(annotator_id), tags.get(guideline_id)
+        by_item[item_id].append(
+            label_record(
+                item_key,
+                category,
+                kind,
+                decode(geometry),
+                {} if attributes == "{}" else decode(attributes),
+                uid_text,
+                bool(is_final),
+                bool(iscrowd),
+                provenance_of(annotator, made_at, None, tag, source, model_name, model_version),
+                geometry_text=geometry if geometry.__class__ is str else None,
+            )
+        )
+        if write_row is not None:
+            write_row(
+                (
+                    uid_text,
+                    item_key,
+                    category,
+                    kind,
+                    "true" if is_final else "false",
+                    annotator or "",
+                    made_at.isoformat() if made_at else "",
+                    tag or "",
+                    source,
+                    model_name,
+                    model_version,
+                )
+            )
 
 
 def iter_records(
@@ -223,60 +281,7 @@ def iter_records(
         by_item: dict[int, list[fmt.LabelRecord]] = {row[0]: [] for row in chunk}
         keys = {row[0]: row[1] for row in chunk}
         query = labels.filter(item_id__in=list(by_item)).order_by("item_id", "id").values_list(*_LABEL_FIELDS)
-        for (
-            item_id,
-            uid,
-            category_id,
-            kind,
-            geometry,
-            attributes,
-            iscrowd,
-            is_final,
-            annotator_id,
-            guideline_id,
-            source,
-            model_name,
-            model_version,
-            made_at,
-        ) in _raw_rows(query):
-            made_at = _aware(made_at)
-            record = fmt.LabelRecord(
-                item_key=keys[item_id],
-                category=category_names[category_id],
-                geometry_type=kind,
-                geometry=_json(geometry),
-                attributes=_json(attributes),
-                geometry_text=geometry if isinstance(geometry, str) else None,
-                uid=_uuid_text(uid),
-                is_final=bool(is_final),
-                iscrowd=bool(iscrowd),
-                provenance=fmt.Provenance(
-                    annotator=pseudonyms.get(annotator_id),
-                    made_at=made_at,
-                    guideline_version=tags.get(guideline_id),
-                    source=source,
-                    model_name=model_name,
-                    model_version=model_version,
-                ),
-            )
-            by_item[item_id].append(record)
-            if provenance is not None:
-                p = record.provenance
-                provenance.writerow(
-                    [
-                        record.uid,
-                        record.item_key,
-                        record.category,
-                        kind,
-                        "true" if is_final else "false",
-                        p.annotator or "",
-                        made_at.isoformat() if made_at else "",
-                        p.guideline_version or "",
-                        source,
-                        model_name,
-                        model_version,
-                    ]
-                )
+        _read_labels(_raw_rows(query), by_item, keys, (category_names, pseudonyms, tags), provenance)
         for pk, key, width, height, split, attributes, storage_key, sha in chunk:
             yield (
                 ExportItem(
