@@ -319,6 +319,8 @@ def _parsed(value):
     """
     if not isinstance(value, str):
         return value
+    if value == "{}":  # most labels' attributes
+        return {}
     if _LONG_RUN not in value.encode("utf-8", "surrogatepass").translate(_DIGITS):
         try:
             return orjson.loads(value)
