@@ -57,9 +57,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+import orjson
 from django.db import connection
 from django.db.models import F
 from django.db.models.functions import Collate
@@ -77,6 +80,7 @@ from marketplace.models import (
 
 from ..models import ContentDigestBlock, GuidelineVersion, LabelEvent, TreeHead
 from ..verify_offline import canonical_json
+from .canonical import canonical_json_finite, loads_text
 from .chain import _iso as ledger_iso
 from .chain import _plain
 from .proofs import proof_bundle
@@ -236,65 +240,130 @@ def _item_rows(version):
         yield {"key": key, **{f: _plain(v) for f, v in zip(fields, values, strict=True)}}
 
 
+_LABEL_COLUMNS = (
+    "uid",
+    "item__key",
+    "category__name",
+    "geometry_type",
+    "geometry",
+    "attributes",
+    "iscrowd",
+    "is_final",
+    "annotator__pseudonym",
+    "made_at",
+    "guideline_version_id",
+    "source",
+    "model_name",
+    "model_version",
+)
+
+
 def _label_rows(version):
+    """The labels' rows, read as the database's own values (no per-value converters of the ORM).
+
+    A label's geometry and attributes are JSON text parsed once (``loads_text``: exact for any number)
+    and normalised by ``_plain_parsed``; a version's labels are the bulk of its content, and the ORM's
+    JSON converters with ``_plain``'s walk cost more than the rest of an export together.
+    """
     tags = {
         pk: guideline_key(title, tag)
         for pk, title, tag in GuidelineVersion.objects.filter(labels__version=version)
         .distinct()
         .values_list("pk", "guideline__title", "tag")
     }
-    rows = (
-        Label.objects.filter(version=version)
-        .order_by("uid")
-        .values_list(
-            "uid",
-            "item__key",
-            "category__name",
-            "geometry_type",
-            "geometry",
-            "attributes",
-            "iscrowd",
-            "is_final",
-            "annotator__pseudonym",
-            "made_at",
-            "guideline_version_id",
-            "source",
-            "model_name",
-            "model_version",
-        )
-    )
-    for (
-        uid,
-        item,
-        category,
-        kind,
-        geometry,
-        attributes,
-        iscrowd,
-        is_final,
-        annotator,
-        made_at,
-        guideline_id,
-        source,
-        model_name,
-        model_version,
-    ) in rows.iterator(chunk_size=CHUNK):
-        yield {
-            "key": str(uid),
-            "item": item,
-            "category": category,
-            "geometry_type": kind,
-            "geometry": _plain(geometry),
-            "attributes": _plain(attributes),
-            "iscrowd": bool(iscrowd),
-            "is_final": bool(is_final),
-            "annotator": annotator,
-            "made_at": _iso(made_at),
-            "guideline_version": tags.get(guideline_id),
-            "source": source,
-            "model_name": model_name,
-            "model_version": model_version,
-        }
+    query = Label.objects.filter(version=version).order_by("uid").values_list(*_LABEL_COLUMNS)
+    sql, params = query.query.sql_with_params()
+    with connection.chunked_cursor() as cursor:  # server-side on PostgreSQL: one chunk in memory
+        cursor.execute(sql, params)
+        while chunk := cursor.fetchmany(CHUNK):
+            for (
+                uid,
+                item,
+                category,
+                kind,
+                geometry,
+                attributes,
+                iscrowd,
+                is_final,
+                annotator,
+                made_at,
+                guideline_id,
+                source,
+                model_name,
+                model_version,
+            ) in chunk:
+                yield {
+                    "key": _uuid_text(uid),
+                    "item": item,
+                    "category": category,
+                    "geometry_type": kind,
+                    "geometry": _plain_parsed(_parsed(geometry)),
+                    "attributes": _plain_parsed(_parsed(attributes)),
+                    "iscrowd": bool(iscrowd),
+                    "is_final": bool(is_final),
+                    "annotator": annotator,
+                    "made_at": _iso(_aware(made_at)),
+                    "guideline_version": tags.get(guideline_id),
+                    "source": source,
+                    "model_name": model_name,
+                    "model_version": model_version,
+                }
+
+
+def _parsed(value):
+    """A JSON column's value: the text the database gives (parsed), or what a driver decoded itself.
+
+    ``loads_text``'s rule (orjson, the standard library for a run of 19 digits, which orjson would read
+    as a float), with the digit runs found by ``bytes.translate`` and a substring search: 1-2 us a
+    value, where ``loads_text``'s regex takes ten.
+    """
+    if not isinstance(value, str):
+        return value
+    if value == "{}":  # most labels' attributes
+        return {}
+    if _LONG_RUN not in value.encode("utf-8", "surrogatepass").translate(_DIGITS):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            pass
+    return loads_text(value)
+
+
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # digits to "0", the rest to " "
+_LONG_RUN = b"0" * 19
+
+
+def _uuid_text(value) -> str:
+    text = str(value)
+    return text if len(text) == 36 else str(uuid.UUID(text))  # SQLite stores 32 hex digits
+
+
+def _aware(value):
+    """The ORM's reading of a DateTimeField: SQLite gives ISO text in UTC, PostgreSQL an aware datetime."""
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _plain_parsed(value):
+    """``_plain(value)`` for a value just parsed from JSON text, without the walk where it changes nothing.
+
+    Parsed JSON holds only JSON's own types, so ``_plain`` can change only a float: -0.0 (to 0.0), one of
+    1e16 or more (to an int), NaN or an infinity (refused). orjson prints each of those with "-0.0", "e"
+    or "null" in its output, and an integer beyond 64 bits makes it refuse: any of them, or merely a
+    string or a boolean with an "e", a "null" or a "-0.0" in it, sends the value through ``_plain``.
+    tests/governance/test_content_fast.py checks it against ``_plain`` on random values.
+    """
+    if not value:
+        return _plain(value)
+    try:
+        out = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return _plain(value)
+    if b"e" in out or b"-0.0" in out or b"null" in out:
+        return _plain(value)
+    return value
 
 
 _ROWS = {
@@ -454,8 +523,10 @@ def write_archive_content(sink, version: DatasetVersion, selection: dict | None 
         sink.write("evidence/export.json", canonical_json(selection))
     for part in PARTS:
         with sink.open(f"content/{part}.jsonl") as out:
+            # The same bytes as canonical_json (proved in tests/governance/test_canonical.py); rows hold
+            # no NaN (_plain refuses it), so their None values keep the fast path.
             for row in iter_rows(version, part):
-                out.write(canonical_json(row) + b"\n")
+                out.write(canonical_json_finite(row) + b"\n")
     event = published_event(version) if version.status != DatasetVersion.Status.DRAFT else None
     if event is None or (event.payload or {}).get("content_rule") != CONTENT_RULE:
         return  # a draft, or a version published under rule 1: no rule-2 evidence to carry

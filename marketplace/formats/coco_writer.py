@@ -100,6 +100,43 @@ def _dumpb(value) -> bytes:
         return _dumps(value).encode()
 
 
+def _dump_annotation(ann: dict, label: LabelRecord) -> bytes:
+    """``_dumpb`` for an annotation whose segmentation may be a spliced fragment (orjson only)."""
+    try:
+        return orjson.dumps(ann)
+    except TypeError:
+        if isinstance(ann.get("segmentation"), orjson.Fragment):
+            ann["segmentation"] = [list(ring) for ring in label.geometry["polygons"]]
+        return _dumps(ann).encode()
+
+
+# What a stored polygons part holds: numbers, commas, brackets, and the spaces of a database's output.
+_NUMBER_TEXT = str.maketrans("", "", "0123456789.,-+eE[] ")
+
+
+def polygons_fragment(text: str | None, polygons: list) -> orjson.Fragment | None:
+    """The ``polygons`` part cut out of the geometry's stored JSON text, to be spliced as ``segmentation``.
+
+    ``text`` is what ``polygons`` was decoded from (``LabelRecord.geometry_text``), so the cut-out
+    reads back to the very numbers (the database's spelling: PostgreSQL prints 1e-05 as 0.00001); it
+    saves encoding them again. None, and the caller encodes, unless the cut holds numbers only, in
+    exactly one bracket per ring plus one (no NaN, no deeper nesting).
+    """
+    if text is None:
+        return None
+    start = text.find('"polygons": [[')
+    if start == -1:
+        return None
+    start += 12
+    end = text.find("]]", start)
+    if end == -1:
+        return None
+    part = text[start : end + 2]
+    if part.translate(_NUMBER_TEXT) or part.count("[") != len(polygons) + 1:
+        return None
+    return orjson.Fragment(part.replace(" ", ""))
+
+
 def ring_area(ring: list[float]) -> float:
     """Shoelace area of a flat [x1, y1, ...] ring (model.polygon_area, with the loop in C)."""
     xs, ys = ring[0::2], ring[1::2]
@@ -186,7 +223,7 @@ class _Writer:
             ann = self.annotation(label, image_id, item)
             if ann is None:
                 continue
-            s.annotations.write((b",\n" if s.annotation_count else b"\n") + _dumpb(ann))
+            s.annotations.write((b",\n" if s.annotation_count else b"\n") + _dump_annotation(ann, label))
             s.annotation_count += 1
         if classifications:
             image["classifications"] = classifications
@@ -242,7 +279,8 @@ class _Writer:
             area = float(mask_utils.area(coded))
             box = _floats(g["bbox"]) if "bbox" in g else [float(v) for v in mask_utils.toBbox(coded)]
         elif g.get("polygons"):
-            segmentation = [list(ring) for ring in g["polygons"]]
+            spliced = polygons_fragment(label.geometry_text, g["polygons"])
+            segmentation = spliced or [list(ring) for ring in g["polygons"]]
             area = sum(ring_area(ring) for ring in g["polygons"])
             box = _floats(g["bbox"]) if "bbox" in g else _floats(bbox_of(g))
         elif "bbox" in g:

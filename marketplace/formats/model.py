@@ -132,6 +132,10 @@ class LabelRecord:
     # The tool's own id of the annotation, kept by the tool across its exports (COCO annotation id,
     # CVAT shape id when the export has one, Label Studio result id): lineage matches on it.
     stable_id: str | None = None
+    # The stored JSON text ``geometry`` was decoded from, when the reader has it (an export reading the
+    # database): a writer may copy a part from it instead of encoding it again (the COCO writer splices
+    # polygons). Whoever changes ``geometry`` after reading sets this back to None.
+    geometry_text: str | None = None
 
 
 @dataclass
