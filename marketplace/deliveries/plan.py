@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import pickle
 import posixpath
 import re
@@ -117,6 +118,26 @@ class Spool:
                 yield pickle.load(self.file)  # noqa: S301
             except EOFError:
                 return
+
+    def batches_apart(self) -> Iterator[list]:
+        """``batches()`` through a file position of its own, for a reader in another thread.
+
+        ``batches()`` seeks the one file object; a second thread reading it at the same time would take
+        the other's position. On Linux the spool is opened again by its descriptor (``/proc/self/fd``),
+        which gives an independent position; elsewhere the batches are read here, up front.
+        """
+        self._flush()
+        self.file.flush()
+        path = f"/proc/self/fd/{self.file.fileno()}"
+        if not os.path.exists(path):
+            yield from list(self.batches())
+            return
+        with open(path, "rb") as own:
+            while True:
+                try:
+                    yield pickle.load(own)  # noqa: S301 - our own file, as in batches()
+                except EOFError:
+                    return
 
     def close(self) -> None:
         self.file.close()

@@ -13,7 +13,8 @@ The flow of :func:`ingest_delivery`, and why it is cut where it is:
    million labels nor the images sit in memory. Progress is written to the Delivery row in
    short transactions all along, so the supplier's page can show it.
 4. **Files before rows**: the images are copied from the archive into content-addressed storage
-   (each copy idempotent: a blob already there is not written again).
+   (each copy idempotent: a blob already there is not written again), in a thread while step 5
+   writes the rows; the transaction commits only after the last file is stored.
 5. **One transaction** writes the version, datasheet, schema, items, labels and their ledger
    events and marks the delivery ingested -- or, when step 2 or 3 found an error, nothing is
    stored or written and the delivery is marked failed with its report. A process killed before
@@ -48,7 +49,7 @@ from . import lineage
 from .archive import open_archive
 from .plan import Plan, parse_defaults, validate_delivery
 from .report import DeliveryFailed, IngestResult, Progress, Report
-from .write import _report_body, fewer_collections, store_delivery_files, store_plan_files, write_version
+from .write import StoreAlongside, _report_body, fewer_collections, store_delivery_files, write_version
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +122,16 @@ def ingest_delivery(*, delivery_id: int) -> IngestResult:
         if report.has_errors:
             raise DeliveryFailed
         counts = {k: plan.counts[k] for k in ("items", "labels")}
-        progress.set(80, stage="storing images", force=True, **counts)
-        store_plan_files(delivery_id=delivery_id, plan=plan)  # files before rows
-        progress.set(90, stage="writing", force=True, **counts)
-        _, created = write_version(delivery_id=delivery_id, plan=plan, report=report)
+        progress.set(80, stage="storing images and writing", force=True, **counts)
+        # Files before rows: the images are stored in a thread while the rows are written, and the
+        # transaction commits only once every file is stored (write_version calls store.wait()).
+        store = StoreAlongside(delivery_id=delivery_id, plan=plan)
+        try:
+            _, created = write_version(
+                delivery_id=delivery_id, plan=plan, report=report, before_commit=store.wait
+            )
+        finally:
+            store.thread.join()  # a failed write still lets the thread finish before the plan closes
     except fmt.FormatError as exc:
         report.extend(exc.problems)
         _fail(delivery_id, report, plan)

@@ -191,3 +191,55 @@ def test_a_requeued_delivery_ingests_when_its_task_runs(dataset, media, run, set
     result = run(stuck)
     assert result.ok and result.version_number == 1
     assert _referenced() == _blobs(media)
+
+
+def test_a_storing_error_while_the_rows_are_written_rolls_them_back(dataset, media, monkeypatch):
+    """Images are stored in a thread alongside the write; its error reaches the transaction before the commit."""
+    delivery = make_delivery(dataset, coco_files(n_images=3))
+    rows = row_counts()
+
+    def full_disk(delivery, pairs):
+        next(iter(pairs))  # reads the item spool through its own file position, as the real one
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(write, "_copy_files", full_disk)
+    result = service.ingest_delivery(delivery_id=delivery.pk)
+
+    assert result.status == Delivery.Status.FAILED and result.problems[0]["code"] == "internal_error"
+    assert row_counts() == rows and not DatasetVersion.objects.filter(dataset=dataset).exists()
+
+
+def test_the_commit_waits_for_the_last_file(dataset, media, monkeypatch):
+    """Files before rows with the overlap: the rows are written first, the commit only after every file."""
+    import threading
+
+    delivery = make_delivery(dataset, coco_files(n_images=3))
+    rows_written, release = threading.Event(), threading.Event()
+    stored_at_commit: list[set[str]] = []
+    real_stats, real_copy = write.catalogue_stats.compute_version_stats, write._copy_files
+
+    def stats_then_release(**kwargs):
+        rows_written.set()  # every row is written; the store thread may go on now
+        release.set()
+        return real_stats(**kwargs)
+
+    def copy_after_the_rows(delivery, pairs):
+        assert rows_written.wait(30)  # the store can only finish once the rows are in
+        release.wait(30)
+        return real_copy(delivery, pairs)
+
+    real_save = Delivery.save
+
+    def save(self, *args, **kwargs):
+        if kwargs.get("update_fields") and "version" in kwargs["update_fields"]:
+            stored_at_commit.append(_blobs(media))
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(write.catalogue_stats, "compute_version_stats", stats_then_release)
+    monkeypatch.setattr(write, "_copy_files", copy_after_the_rows)
+    monkeypatch.setattr(Delivery, "save", save)
+    result = service.ingest_delivery(delivery_id=delivery.pk)
+
+    assert result.ok
+    keys = set(Item.objects.filter(version__dataset=dataset).values_list("storage_key", flat=True))
+    assert len(keys) == 3 and stored_at_commit == [keys]  # all three stored before the delivery committed

@@ -45,3 +45,23 @@ def test_the_spooled_pairs_come_back_equal_in_order_and_of_the_same_types():
     assert back == pairs and again == pairs
     assert all(type(u) is uuid.UUID and type(r) is LabelRow for u, r in back)
     assert [u.version for u, _ in back[:3]] == [4, 5, 4]
+
+
+def test_a_reader_apart_keeps_its_own_position_while_batches_are_read():
+    """The image store reads the item spool in a thread while the write reads it too (StoreAlongside)."""
+    from marketplace.deliveries.plan import Spool
+
+    spool = Spool()
+    rows = [(n, f"images/{n}.png") for n in range(2 * SPOOL_BATCH + 17)]
+    for row in rows:
+        spool.add(row)
+    try:
+        apart, together = spool.batches_apart(), spool.batches()
+        seen_apart, seen = [], []
+        for batch in together:  # interleaved: each reader must see every batch, in order
+            seen.extend(batch)
+            seen_apart.extend(next(apart))
+        seen_apart.extend(row for batch in apart for row in batch)
+        assert seen == rows and seen_apart == rows
+    finally:
+        spool.close()
