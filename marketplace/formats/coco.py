@@ -134,6 +134,37 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+class SeenIds:
+    """The annotation ids seen in one file: a bit per id for COCO's usual 0..N integers, a set for the rest.
+
+    A set of 500,000 integer ids holds ~35 MB (an int object and a slot each), growing with the
+    delivery; the bitmap holds one bit per id up to the largest seen, at most ``BITMAP_LIMIT`` bits
+    (16 MB). Integers outside it and string ids go to the set, so the answers are the set's.
+    """
+
+    BITMAP_LIMIT = 1 << 27
+    __slots__ = ("bits", "others")
+
+    def __init__(self):
+        self.bits = bytearray()
+        self.others: set = set()
+
+    def __contains__(self, aid) -> bool:
+        if isinstance(aid, int) and 0 <= aid < self.BITMAP_LIMIT:
+            byte = int(aid) >> 3
+            return byte < len(self.bits) and bool(self.bits[byte] & (1 << (int(aid) & 7)))
+        return aid in self.others
+
+    def add(self, aid) -> None:
+        if isinstance(aid, int) and 0 <= aid < self.BITMAP_LIMIT:
+            byte = int(aid) >> 3
+            if byte >= len(self.bits):  # grow by doubling: amortised O(1) per id
+                self.bits.extend(bytes(max(byte + 1 - len(self.bits), len(self.bits))))
+            self.bits[byte] |= 1 << (int(aid) & 7)
+        else:
+            self.others.add(aid)
+
+
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -412,7 +443,7 @@ class _Reader:
 
     def labels(self) -> Iterator[LabelRecord]:
         for f in self.files:
-            seen_ids: set = set()
+            seen_ids = SeenIds()
             for i, ann in enumerate(f.doc["annotations"]):
                 if _is_caption(ann):
                     continue  # kept as the item's "captions" attribute
@@ -436,7 +467,9 @@ class _Reader:
                         yield label
         self.adjusted.flush_into(self.problems)
 
-    def label(self, f: _File, i: int, ann, seen_ids: set, *, ptr: str | None = None) -> LabelRecord | None:
+    def label(
+        self, f: _File, i: int, ann, seen_ids: SeenIds, *, ptr: str | None = None
+    ) -> LabelRecord | None:
         ptr = ptr or f"/annotations/{i}"
         add = self.problems.add
         if not isinstance(ann, dict):
