@@ -61,15 +61,25 @@ _Error = orjson.JSONEncodeError
 _Fragment = orjson.Fragment
 
 
-def canonical_json(obj: Any) -> bytes:
-    """The canonical UTF-8 JSON of a plain JSON value, byte for byte ``verify_offline.canonical_json``."""
+def _fast(obj: Any, *, nan_possible: bool = True) -> bytes | None:
+    """orjson's bytes of ``obj`` where they are the rule's, else None (the caller takes the reference).
+
+    ``nan_possible``: orjson writes NaN as ``null``, so any ``null`` needs the reference, unless the
+    caller knows its values hold no NaN.
+    """
     try:
         out = _dumps(obj, option=_OPTIONS)
     except _Error:
-        return reference_canonical_json(obj)
-    if b"null" in out or _may_hold_a_small_float(out):
-        return reference_canonical_json(obj)
+        return None
+    if (nan_possible and b"null" in out) or _may_hold_a_small_float(out):
+        return None
     return out
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The canonical UTF-8 JSON of a plain JSON value, byte for byte ``verify_offline.canonical_json``."""
+    out = _fast(obj)
+    return reference_canonical_json(obj) if out is None else out
 
 
 def canonical_event(document: dict) -> bytes:
@@ -139,11 +149,8 @@ def plain_json(value: Any) -> bytes | None:
     ``Enum`` member where ``_plain`` refuses them): for values read from a delivery or a database.
     ``value`` may hold ``orjson.Fragment`` s of bytes this function returned.
     """
-    try:
-        out = _dumps(value, option=_OPTIONS)
-    except _Error:
-        return None
-    if b"null" in out or b"e+" in out or _may_hold_a_negative_zero(out) or _may_hold_a_small_float(out):
+    out = _fast(value)
+    if out is None or b"e+" in out or _may_hold_a_negative_zero(out):
         return None
     return out
 
@@ -224,10 +231,5 @@ def canonical_json_finite(obj: Any) -> bytes:
     as ``null``; a caller whose values cannot hold NaN (the content rows: ``content._plain_parsed``
     refuses it) keeps the fast path for its ``None`` values. Same bytes otherwise (same proof).
     """
-    try:
-        out = _dumps(obj, option=_OPTIONS)
-    except _Error:
-        return reference_canonical_json(obj)
-    if _may_hold_a_small_float(out):
-        return reference_canonical_json(obj)
-    return out
+    out = _fast(obj, nan_possible=False)
+    return reference_canonical_json(obj) if out is None else out
