@@ -107,15 +107,29 @@ def _stream_labels(labels: Iterable[Label]) -> Iterator[Label]:
     return iter(labels)
 
 
-def _label_state(label: Label) -> dict:
+def label_state(
+    *, category: str, geometry_type: str, geometry, attributes, is_final: bool, item: str
+) -> dict:
+    """A label's state as event payloads hold it ("after", "before"): the one definition."""
     return {
-        "category": label.category.name,
-        "geometry_type": label.geometry_type,
-        "geometry": label.geometry,
-        "attributes": label.attributes,
-        "is_final": label.is_final,
-        "item": label.item.key,
+        "category": category,
+        "geometry_type": geometry_type,
+        "geometry": geometry,
+        "attributes": attributes,
+        "is_final": is_final,
+        "item": item,
     }
+
+
+def _label_state(label: Label) -> dict:
+    return label_state(
+        category=label.category.name,
+        geometry_type=label.geometry_type,
+        geometry=label.geometry,
+        attributes=label.attributes,
+        is_final=label.is_final,
+        item=label.item.key,
+    )
 
 
 def _version_number(label: Label) -> int | None:

@@ -702,15 +702,17 @@ def _row_provenance(row, tags: dict[int, str]) -> dict:
 
 
 def _row_state(row) -> dict:
-    """``ledger.events._label_state`` of the label a spooled row becomes, without building the Label."""
-    return {
-        "category": row.category,
-        "geometry_type": row.geometry_type,
-        "geometry": row.geometry,
-        "attributes": row.attributes,
-        "is_final": row.is_final,
-        "item": row.item,
-    }
+    """``ledger.events.label_state`` of the label a spooled row becomes, without building the Label."""
+    from governance.ledger.events import label_state
+
+    return label_state(
+        category=row.category,
+        geometry_type=row.geometry_type,
+        geometry=row.geometry,
+        attributes=row.attributes,
+        is_final=row.is_final,
+        item=row.item,
+    )
 
 
 def _row_event(written, *, action: str, payload: dict, tags: dict[int, str], now, **fields):
