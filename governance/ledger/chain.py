@@ -24,6 +24,7 @@ from ..models import LabelEvent
 from ..verify_offline import GENESIS_PREV_HASH
 from . import merkle
 from .canonical import document_json, dumps_text, event_hash  # orjson: verify_offline's bytes
+from .copying import copy_rows
 
 BATCH_SIZE = 5000
 # 2**10 = 1024 events per cached block: a proof reads one block of leaves and n/1024 block roots.
@@ -320,9 +321,7 @@ def _write(dataset_id: int, prepared: list[tuple], recorded_at: datetime) -> Non
         # Lines are written in COPY's text format directly: the document already holds every value as
         # text, and psycopg's per-value adaptation would cost as much as the hashing.
         text = "".join(_copy_line(dataset_id, entry[0], *entry[3:]) for entry in prepared)
-        sql = f"COPY governance_labelevent ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
-        with connection.cursor() as cursor, cursor.connection.cursor() as raw, raw.copy(sql) as copy:
-            copy.write(text)
+        copy_rows(f"COPY governance_labelevent ({', '.join(_COPY_COLUMNS)}) FROM STDIN", text)
         return
     LabelEvent.objects.bulk_create(
         [

@@ -32,6 +32,7 @@ from django.utils import timezone
 from governance import ledger
 from governance.ledger import canonical
 from governance.ledger.chain import COPY_NULL, copy_text, copy_texts
+from governance.ledger.copying import copy_behind, copy_rows
 from governance.models import Annotator, GuidelineVersion
 from marketplace.catalogue import stats as catalogue_stats
 
@@ -276,9 +277,7 @@ def _copy_labels(written: list[WrittenLabel], ids: _LabelIds) -> None:
             )
             + tail
         )
-    sql = f"COPY {Label._meta.db_table} ({', '.join(_LABEL_COLUMNS)}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-        copy.write("".join(lines))
+    copy_rows(f"COPY {Label._meta.db_table} ({', '.join(_LABEL_COLUMNS)}) FROM STDIN", "".join(lines))
 
 
 def _new_label(written: WrittenLabel, ids: _LabelIds) -> Label:
@@ -407,17 +406,21 @@ def write_version(
             annotators=annotators,
             uids=matched.uids,
         )
-        ledger.append_events(
-            dataset=dataset,
-            events=lineage.lineage_events(
-                labels,
-                matched,
-                delivery_id=delivery.pk,
-                version_number=number,
-                actor=f"org:{dataset.supplier.slug}",
-                guideline_tags={pk: g.tag for pk, g in guidelines.items()},
-            ),
-        )
+        actor = f"org:{dataset.supplier.slug}"
+        # The labels' and events' COPY statements run in a helper thread while the next batch is built,
+        # their foreign keys checked per statement there: client and server work at the same time.
+        with copy_behind(immediate_constraints=True):
+            ledger.append_events(
+                dataset=dataset,
+                events=lineage.lineage_events(
+                    labels,
+                    matched,
+                    delivery_id=delivery.pk,
+                    version_number=number,
+                    actor=actor,
+                    guideline_tags={pk: g.tag for pk, g in guidelines.items()},
+                ),
+            )
         if guidelines:
             version.guideline_versions.set(guidelines.values())
         version.stats = catalogue_stats.compute_version_stats(version=version)
