@@ -23,8 +23,8 @@ def _run(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "GENERATE", "SECRET", "LEDGER"))
     }
-    clean.pop("DATABASE_URL", None)
-    clean.pop("CELERY_BROKER_URL", None)
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "REDIS_URL", "HTTPS", "ALLOWED_HOSTS"):
+        clean.pop(name, None)  # exactly what the case gives, whatever the caller's shell exports
     clean.update({"VAR_DIR": str(tmp_path / "var"), "DEBUG": "false", **env})
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
