@@ -6,6 +6,8 @@ Personas: `supplier` (of `dataset`), `buyer` (entitled to nothing until a test g
 `api_for(user)` authenticates by token, as API users do.
 """
 
+import os
+
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -223,11 +225,37 @@ def s3_storage(s3_endpoint, settings):
     }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache_keys():
+    """With CACHE_URL naming Redis, xdist workers share one server: each gets its own key prefix.
+
+    Otherwise one worker's throttle counts and login failures would count against the other's tests,
+    and clearing the cache would clear the other's.
+    """
+    from django.conf import settings
+    from django.test import override_settings
+
+    default = settings.CACHES["default"]
+    if "redis" not in default["BACKEND"].lower():
+        yield
+        return
+    prefix = f"{default.get('KEY_PREFIX', '')}-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    with override_settings(CACHES={**settings.CACHES, "default": {**default, "KEY_PREFIX": prefix}}):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Throttle counts and login failures live in the cache: each test starts from none."""
     from django.core.cache import cache
 
+    if "redis" in type(cache).__name__.lower():
+        # Only this worker's keys: FLUSHDB (cache.clear) would empty every worker's.
+        client = cache._cache.get_client(write=True)
+        keys = list(client.scan_iter(match=cache.make_key("*"), count=1000))
+        if keys:
+            client.delete(*keys)
+        return
     cache.clear()
 
 
