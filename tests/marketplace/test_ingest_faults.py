@@ -12,6 +12,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from marketplace.blobs import blob_key
@@ -243,3 +244,36 @@ def test_the_commit_waits_for_the_last_file(dataset, media, monkeypatch):
     assert result.ok
     keys = set(Item.objects.filter(version__dataset=dataset).values_list("storage_key", flat=True))
     assert len(keys) == 3 and stored_at_commit == [keys]  # all three stored before the delivery committed
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="COPY in a helper thread: PostgreSQL")
+def test_a_copy_refused_by_the_database_in_the_helper_thread_fails_the_delivery_and_writes_nothing(
+    dataset, media, monkeypatch
+):
+    """Labels and events are COPYed by a helper thread (ledger.copying): its failure is the ingest's.
+
+    Small batches so that the caller goes on building while the refused statement runs; the refusal
+    is the server's own (a duplicated label row breaks the unique uid per version).
+    """
+    from governance.ledger import chain, copying
+    from marketplace.deliveries import plan as delivery_plan
+
+    monkeypatch.setattr(delivery_plan, "SPOOL_BATCH", 3)
+    monkeypatch.setattr(chain, "BATCH_SIZE", 4)
+    delivery = make_delivery(dataset, coco_files(n_images=30))
+    rows = row_counts()
+    real_copy, label_copies = copying._copy, []
+
+    def duplicate_a_row_of_the_third_label_batch(raw, sql, text):
+        if "marketplace_label" in sql:
+            label_copies.append(sql)
+            if len(label_copies) == 3:
+                text += text.splitlines(keepends=True)[0]
+        return real_copy(raw, sql, text)
+
+    monkeypatch.setattr(copying, "_copy", duplicate_a_row_of_the_third_label_batch)
+    result = service.ingest_delivery(delivery_id=delivery.pk)
+
+    assert len(label_copies) >= 3
+    assert result.status == Delivery.Status.FAILED and result.problems[0]["code"] == "internal_error"
+    assert row_counts() == rows and not DatasetVersion.objects.filter(dataset=dataset).exists()
