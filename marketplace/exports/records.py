@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 FORMATS = tuple(Export.Format.values)
 SPLITS = ("train", "val", "test", "unassigned")  # "unassigned": items without a split
 ITEM_CHUNK = 1000
+FETCH_ROWS = 5000  # rows a fetch from the database's cursor brings
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes
 DOWNLOAD_SALT = "marketplace.exports.download"
 PROVENANCE_COLUMNS = (
@@ -315,8 +317,20 @@ def _streamed(query) -> Iterator[tuple]:
     sql, params = query.query.sql_with_params()
     with connection.chunked_cursor() as cursor:
         cursor.execute(sql, params)
-        while rows := cursor.fetchmany(5000):
-            yield from rows
+        if connection.vendor != "postgresql":
+            while rows := cursor.fetchmany(FETCH_ROWS):
+                yield from rows
+            return
+        # A server-side cursor's FETCH runs only when asked: fetched in turn, the server would idle
+        # while we handle a chunk and we while it reads the next. A helper thread asks for the next
+        # chunk as soon as one arrives (psycopg waits on the socket without the GIL), so PostgreSQL
+        # reads and formats rows on the other core meanwhile. The connection serialises its use;
+        # the cursor is used by one thread at a time (the next fetch starts after the last ended).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-fetch") as pool:
+            pending = pool.submit(cursor.fetchmany, FETCH_ROWS)
+            while rows := pending.result():
+                pending = pool.submit(cursor.fetchmany, FETCH_ROWS)
+                yield from rows
 
 
 def open_image(item: ExportItem) -> BinaryIO:
