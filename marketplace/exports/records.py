@@ -16,6 +16,8 @@ from typing import BinaryIO
 import orjson
 from django.core.files.storage import default_storage
 from django.db import connection
+from django.db.models import CharField
+from django.db.models.functions import Cast
 
 from governance.models import Annotator, GuidelineVersion
 
@@ -272,7 +274,9 @@ def iter_records(
     names = (category_names, pseudonyms, tags)
     items = selection.items().order_by("key")
     labels = selection.item_labels().order_by("item__key", "id")
-    label_rows = _streamed(labels.values_list(*_LABEL_FIELDS))
+    # The uid as the database's text: psycopg would build a UUID object for each, and we its text.
+    labels = labels.annotate(uid_text=Cast("uid", output_field=CharField()))
+    label_rows = _streamed(labels.values_list(*("uid_text" if f == "uid" else f for f in _LABEL_FIELDS)))
     pending = next(label_rows, None)
     done = 0
     for pk, key, width, height, split, attributes, storage_key, sha in _streamed(
