@@ -19,7 +19,6 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
-from governance.ledger import content
 from marketplace import tasks
 from marketplace.exports import downloads as export_downloads
 from marketplace.exports import service as export_service
@@ -342,11 +341,8 @@ def test_on_s3_the_export_is_stored_in_the_bucket_and_the_presigned_url_gives_th
     done = ready(api_for, buyer, published_version, django_capture_on_commit_callbacks)
     assert done["status"] == "ready", done
     export = Export.objects.get(pk=done["id"])
-    listed = [o["Key"] for o in s3_storage["client"].list_objects_v2(Bucket=s3_storage["bucket"])["Contents"]]
-    # The export, and the released version's content rows, stored by this first export for the next ones.
-    assert [key for key in listed if not key.startswith("content-rows/")] == [export.file.name]
-    signed = content.signed_parts(content.published_event(published_version))
-    assert set(listed) - {export.file.name} == {content.stored_rows_key(p["sha256"]) for p in signed.values()}
+    listed = s3_storage["client"].list_objects_v2(Bucket=s3_storage["bucket"])["Contents"]
+    assert [o["Key"] for o in listed] == [export.file.name]
     response = api_for(buyer).get(done["download_url"])
     assert response.status_code == 302
     presigned = response["Location"]
