@@ -1,12 +1,13 @@
 """CPU seconds of the streamed COCO reader's passes over one annotation file: before and after, same run.
 
-    python bench/ingest/passes.py [--images N] [--labels N]     # default: issue 13's 50,000 / 500,000
+    python bench/ingest/passes.py [--images N] [--labels N] [--read-coco]   # default: issue 13's size
 
 ``before`` is the frozen copy of the reader that made five passes (tests/marketplace/formats/
 coco_stream_reference.py): the guards, the top level's shape, ``images`` (a whole yajl parse, the
 syntax check), ``categories`` (another whole parse). ``after`` is ``coco_stream.read_outline``: one
 pass, the guards run on the bytes yajl reads. Then the annotations (the labels' own pass, the same
-for both) and the ratio of the whole outline, after / before. The file is bench/ingest/run.py's.
+for both) and the ratio of the whole outline, after / before; with ``--read-coco``, the whole COCO
+read (every item and label, image headers included), before and after. The file is bench/ingest/run.py's.
 CPU seconds (``time.process_time``), not wall time: the machine may be shared.
 """
 
@@ -18,12 +19,14 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 from bench.ingest.run import ISSUE_IMAGES, ISSUE_LABELS, generate  # noqa: E402
-from marketplace.formats import coco_stream  # noqa: E402
+from marketplace.formats import coco, coco_stream  # noqa: E402
+from marketplace.formats.archive import ZipSource  # noqa: E402
 from tests.marketplace.formats import coco_stream_reference as before  # noqa: E402
 
 MEMBER = "annotations/instances_train2017.json"
@@ -42,6 +45,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=ISSUE_IMAGES)
     parser.add_argument("--labels", type=int, default=ISSUE_LABELS)
+    parser.add_argument("--read-coco", action="store_true", help="also time read_coco, before and after")
     args = parser.parse_args()
     archive = zipfile.ZipFile(generate(args.images, args.labels))
     opener = functools.partial(archive.open, MEMBER)
@@ -67,7 +71,26 @@ def main() -> int:
     print("both:")
     cpu("the annotations (StreamedArray, ijson.items)", lambda: sum(1 for _ in doc["annotations"]))
     print(f"read_outline after / before: {new / old:.2f}")
+    if args.read_coco:
+        print("read_coco, every item and label read (the reading in ingest's read-and-check phase):")
+        coco.STREAM_ABOVE_BYTES = -1  # streamed whatever the size, as above 64 MiB
+        spent = {}
+        for label, reader in (("before", before.read_outline), ("after", coco_stream.read_outline)):
+            with (
+                mock.patch.object(coco_stream, "read_outline", reader),
+                ZipSource(archive.filename) as source,
+            ):
+                spent[label] = cpu(label, lambda source=source: _read_all(source))
+        print(f"read_coco after / before: {spent['after'] / spent['before']:.2f}")
     return 0
+
+
+def _read_all(source) -> None:
+    parsed = coco.read_coco(source)
+    for _ in parsed.items:
+        pass
+    for _ in parsed.labels:
+        pass
 
 
 if __name__ == "__main__":
