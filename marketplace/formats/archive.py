@@ -497,13 +497,110 @@ def _json_depth(data: bytes, chunk: int = _SCAN_CHUNK) -> int:
     return scan.deepest
 
 
-class JsonDepthScan:
-    """``_json_depth`` fed piece by piece (a stream read in chunks): the same answer, flat memory."""
+class JsonOutline:
+    """The top level of a JSON text, its nested values cut out: built by a ``JsonDepthScan`` as it goes.
 
-    def __init__(self):
+    ``skeleton`` is the text at depth 0 and 1 with each array or object nested below the top level
+    replaced by ``[i]``, where ``spans[i]`` is that value's ``(start, end, opening byte)`` in the
+    text (``end`` exclusive); so ``json.loads(skeleton)`` gives the top level's keys in order, their
+    repeats and their scalar values. The bytes of the values whose key is in ``capture`` are kept in
+    ``captured`` (by span). Exact for valid JSON only (the string test is the depth scan's quote
+    parity): the caller checks the syntax elsewhere. Past ``MAX_SPANS`` values or ``MAX_SKELETON``
+    bytes of top level (a top-level array of a million numbers) it gives up: ``skeleton`` is None.
+    """
+
+    MAX_SPANS = 10_000
+    MAX_SKELETON = 16 * MiB
+
+    def __init__(self, capture: frozenset[str] = frozenset()):
+        self.capture = capture
+        self.skeleton: bytearray | None = bytearray()
+        self.spans: list[tuple[int, int, int]] = []
+        self.captured: dict[int, bytearray] = {}
+        self._offset = 0
+        self._open: tuple[int, int] | None = None  # (start, opening byte) of the value being read
+
+    def feed(self, data: bytes, where: np.ndarray, moves: np.ndarray, levels: np.ndarray) -> None:
+        """One piece, with the depth scan's bracket positions, moves (0 inside strings) and levels."""
+        if self.skeleton is None:
+            return
+        if self._open is not None and levels.size and int(levels.min()) >= 2:
+            edges = where[:0]  # all of it inside one value (most pieces of a COCO file: the annotations)
+        else:
+            real = moves != 0
+            moves, levels = moves[real], levels[real]
+            # A nested value opens where the level goes from 1 to 2 and ends where it comes back
+            # to 1; the two alternate, since the level moves by one at a time.
+            edges = where[real][((moves == 1) & (levels == 2)) | ((moves == -1) & (levels == 1))]
+        if len(self.spans) + edges.size // 2 > self.MAX_SPANS:
+            self.skeleton = None
+            return
+        skeleton, cut = self.skeleton, 0
+        for p in edges.tolist():
+            if self._open is None:
+                skeleton += data[cut:p]
+                index = len(self.spans)
+                if self.capture and self._key() in self.capture:
+                    self.captured[index] = bytearray()
+                skeleton += b"[%d]" % index
+                self._open = (self._offset + p, data[p])
+                self.spans.append((self._offset + p, -1, data[p]))
+                cut = p
+            else:
+                index = len(self.spans) - 1
+                self.spans[index] = (self._open[0], self._offset + p + 1, self._open[1])
+                if index in self.captured:
+                    self.captured[index] += data[cut : p + 1]
+                self._open = None
+                cut = p + 1
+        if self._open is None:
+            skeleton += data[cut:]
+        elif len(self.spans) - 1 in self.captured:
+            self.captured[len(self.spans) - 1] += data[cut:]
+        self._offset += len(data)
+        if len(skeleton) > self.MAX_SKELETON:
+            self.skeleton = None
+
+    def _key(self) -> str | None:
+        """The key before the value about to open: the skeleton ends with ``"key" :``."""
+        s = self.skeleton
+        end = _skip_back(s, len(s), b" \t\n\r")
+        if end == 0 or s[end - 1] != ord(":"):
+            return None
+        end = _skip_back(s, end - 1, b" \t\n\r")
+        if end == 0 or s[end - 1] != ord('"'):
+            return None
+        start = end - 1
+        while True:  # back to the quote that opens the key: one not escaped by a backslash
+            start = s.rfind(b'"', 0, start)
+            if start < 0:
+                return None
+            if (start - _skip_back(s, start, b"\\")) % 2 == 0:
+                break
+        try:
+            return json.loads(s[start:end].decode("utf-8"))
+        except ValueError:
+            return None
+
+
+def _skip_back(s: bytearray, end: int, chars: bytes) -> int:
+    """Where the run of ``chars`` that ends at ``end`` starts."""
+    while end > 0 and s[end - 1] in chars:
+        end -= 1
+    return end
+
+
+class JsonDepthScan:
+    """``_json_depth`` fed piece by piece (a stream read in chunks): the same answer, flat memory.
+
+    Given an ``outline`` (a :class:`JsonOutline`), it also cuts the top level out on the way.
+    """
+
+    def __init__(self, outline: JsonOutline | None = None):
         self.depth = self.deepest = 0
         self.in_string = 0  # parity of the unescaped quotes seen so far
         self.carry = 0  # length of the backslash run that ends the previous chunk
+        self.outline = outline
 
     def feed(self, data: bytes) -> int:
         """Scan the next piece; return the deepest nesting so far."""
@@ -540,6 +637,10 @@ class JsonDepthScan:
             levels = np.cumsum(moves) + depth
             deepest = max(deepest, int(levels.max()))
             depth = int(levels[-1])
+            if self.outline is not None:
+                self.outline.feed(data, where, moves, levels)
+        elif self.outline is not None:
+            self.outline.feed(data, where, where, where)
         in_string = (in_string + quotes.size) & 1
         self.depth, self.deepest, self.in_string, self.carry = depth, deepest, in_string, carry
         return deepest

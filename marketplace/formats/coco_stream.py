@@ -3,19 +3,19 @@
 ``read_outline`` gives the file as the COCO reader needs it: a dict whose ``images`` and
 ``categories`` are built (they grow with the images, not the labels) and whose ``annotations`` is a
 ``StreamedArray`` that parses the annotations one at a time each time it is iterated, so memory
-does not grow with the number of labels. The file is read in several passes, each in C and in
-bounded memory:
+does not grow with the number of labels. The file is read twice, each time in C (yajl, numpy) and
+in bounded memory:
 
-1. the guards, in 8 MiB pieces: the size cap and the nesting depth (``archive.JsonDepthScan``,
-   the very scan ``safe_load_json`` runs), with ``safe_load_json``'s own messages and codes;
-2. the whole file through yajl (``images`` built on the way): a syntax error anywhere, the
-   annotations included, is found before a single item is written;
-3. ``categories``, and the top level's shape up to ``annotations`` (is it an object? is
-   ``annotations`` a list?); categories may come after the annotations, as in COCO's own files;
-4. the annotations, when the labels are read.
+1. once through yajl, which checks every byte's syntax (the annotations included: an error is found
+   before a single item is written) and builds ``images``; on the bytes it reads, in 8 MiB pieces,
+   run the guards: the size cap and the nesting depth (``archive.JsonDepthScan``, the very scan
+   ``safe_load_json`` runs, with its messages and codes), and the top level's outline
+   (``archive.JsonOutline``: its keys, a span for each nested value, the bytes of ``categories``,
+   which may come after the annotations, as in COCO's own files);
+2. the annotations, when the labels are read.
 
-Known difference: a file with the ``annotations`` key twice streams both arrays (``json.loads`` keeps
-the last one); ``images`` or ``categories`` twice go to the whole-file reader.
+``images``, ``annotations`` or ``categories`` given twice go to the whole-file reader
+(``json.loads`` keeps the last; before, a repeated ``annotations`` streamed both arrays).
 
 Where yajl refuses what ``json.loads`` reads or the other way round (a byte-order mark, NaN, a
 syntax error, text that is not UTF-8), or where ``strict_json``'s scan of the raw bytes finds a
@@ -26,6 +26,8 @@ located error (``line:column``) are exactly the whole-file reader's. Numbers: in
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import BinaryIO
@@ -33,7 +35,7 @@ from typing import BinaryIO
 import ijson
 
 from . import strict_json
-from .archive import JsonDepthScan, safe_load_json
+from .archive import JsonDepthScan, JsonOutline, safe_load_json
 from .model import FormatError, Problem
 
 PIECE = 8 * 1024 * 1024
@@ -82,39 +84,92 @@ def _tail(piece: bytes) -> bytes | None:
 _CAPTION_KEY, _UNICODE_ESCAPE = b'"caption"', b"\\u"
 
 
-def _guards(stream: BinaryIO, *, max_bytes: int, max_depth: int, name: str) -> tuple[bool, bool]:
-    """Size and depth, with safe_load_json's refusals; then (must strict_json look at the whole file?,
-    may an object of the file have a "caption" key?)."""
-    scan = JsonDepthScan()
-    total = 0
-    strict = captions = False
-    tail = before = b""  # before: the previous piece's end, for a marker cut in two
-    while piece := stream.read(PIECE):
-        if not captions:
-            seam = before + piece
-            captions = _CAPTION_KEY in seam or _UNICODE_ESCAPE in seam
-            before = seam[-(len(_CAPTION_KEY) - 1) :]
-        total += len(piece)
-        if total > max_bytes:
+class _Guarded:
+    """The file as yajl reads it, the guards run on each piece on the way (one read for both).
+
+    The guards: the size cap (refused as soon as it is passed, with safe_load_json's message), the
+    nesting depth and the top level's outline (``JsonDepthScan``), strict_json's candidates (must
+    the whole-file reader have the file?) and the captions marker (may an object have a "caption"
+    key?).
+    """
+
+    def __init__(self, stream: BinaryIO, *, max_bytes: int, max_depth: int, name: str):
+        self.stream, self.max_bytes, self.max_depth, self.name = stream, max_bytes, max_depth, name
+        self.outline = JsonOutline(capture=frozenset({"categories"}))
+        self.scan = JsonDepthScan(self.outline)
+        self.total = 0
+        self.strict = self.captions = False
+        self._tail = self._before = b""  # _before: the previous piece's end, for a marker cut in two
+
+    def read(self, size: int = -1) -> bytes:
+        piece = self.stream.read(PIECE if size is None or size < 0 else size)
+        self._check(piece)
+        if self.scan.deepest > self.max_depth:
+            # Not a byte of it to yajl, whose builder would nest as deep (a piece of "[" is 8
+            # million lists): the file is refused once the guards have read it all (drain).
+            raise _Fallback
+        return piece
+
+    def drain(self) -> None:
+        """Run the guards on what yajl left (it stops at an error); refuse a file nested too deep."""
+        while piece := self.stream.read(PIECE):
+            self._check(piece)
+        if self.scan.deepest > self.max_depth:
             raise FormatError(
-                [Problem(file=name, message=f"JSON larger than {max_bytes} bytes", code="too_large")]
+                [
+                    Problem(
+                        file=self.name,
+                        message=f"JSON nested {self.scan.deepest} levels deep, more than {self.max_depth}",
+                        code="too_deep",
+                    )
+                ]
             )
-        scan.feed(piece)
-        if not strict:
-            strict = any(strict_json.scan(tail + piece))
+
+    def _check(self, piece: bytes) -> None:
+        if not piece:
+            return
+        if not self.captions:
+            seam = self._before + piece
+            self.captions = _CAPTION_KEY in seam or _UNICODE_ESCAPE in seam
+            self._before = seam[-(len(_CAPTION_KEY) - 1) :]
+        self.total += len(piece)
+        if self.total > self.max_bytes:
+            raise FormatError(
+                [
+                    Problem(
+                        file=self.name, message=f"JSON larger than {self.max_bytes} bytes", code="too_large"
+                    )
+                ]
+            )
+        self.scan.feed(piece)
+        if not self.strict:
+            self.strict = any(strict_json.scan(self._tail + piece))
             tail = _tail(piece)
-            strict = strict or tail is None
-    if scan.deepest > max_depth:
-        raise FormatError(
-            [
-                Problem(
-                    file=name,
-                    message=f"JSON nested {scan.deepest} levels deep, more than {max_depth}",
-                    code="too_deep",
-                )
-            ]
-        )
-    return strict, captions
+            self.strict = self.strict or tail is None
+            self._tail = tail or b""
+
+
+_READ = frozenset({"images", "annotations", "categories"})  # what the COCO reader takes of the top level
+
+
+class _Members(list):
+    """The top-level object's (key, value) pairs, in order, repeats kept."""
+
+
+def _top_level(outline: JsonOutline) -> dict:
+    """The top-level object's members from the outline: a nested value as its span's index in a list.
+
+    One of ``_READ`` given twice goes to the whole-file reader (``json.loads`` keeps the last).
+    """
+    if outline.skeleton is None:
+        raise _Fallback
+    members = json.loads(outline.skeleton.decode("utf-8"), object_pairs_hook=_Members)
+    if not isinstance(members, _Members):
+        raise _Fallback
+    keys = [key for key, _value in members if key in _READ]
+    if len(set(keys)) != len(keys):
+        raise _Fallback
+    return dict(members)
 
 
 def _only(stream: BinaryIO, prefix: str) -> tuple | None:
@@ -123,23 +178,18 @@ def _only(stream: BinaryIO, prefix: str) -> tuple | None:
     A key given twice goes to the whole-file reader (``json.loads`` keeps the last).
     """
     found = None
-    for value in ijson.items(stream, prefix, use_float=True):
+    for value in ijson.items(stream, prefix, use_float=True, buf_size=PIECE):
         if found is not None:
             raise _Fallback
         found = (value,)
     return found
 
 
-def _shape(stream: BinaryIO) -> tuple[bool, str | None]:
-    """(is the top level an object?, the event that opens ``annotations``), read up to that event."""
-    events = ijson.parse(stream, use_float=True)
-    prefix, event, _ = next(events)
-    if prefix != "" or event != "start_map":
-        return False, None
-    for prefix, event, _value in events:
-        if prefix == "annotations":
-            return True, event
-    return True, None
+def _nested(outline: JsonOutline, value: object) -> tuple[int, int, int] | None:
+    """The span of a member's value if the outline cut it out (``[i]`` in the skeleton), else None."""
+    if isinstance(value, list) and len(value) == 1 and type(value[0]) is int:
+        return outline.spans[value[0]]
+    raise _Fallback
 
 
 def read_outline(opener: Opener, *, max_bytes: int, max_depth: int, name: str) -> object:
@@ -149,24 +199,37 @@ def read_outline(opener: Opener, *, max_bytes: int, max_depth: int, name: str) -
     ``safe_load_json`` reads it (the reader then says what is missing).
     """
     with opener() as stream:
-        strict, captions = _guards(stream, max_bytes=max_bytes, max_depth=max_depth, name=name)
+        guarded = _Guarded(stream, max_bytes=max_bytes, max_depth=max_depth, name=name)
+        try:
+            images = _only(guarded, "images")  # and every byte of the file through yajl
+            parsed = True
+        except (_Fallback, ijson.JSONError, UnicodeDecodeError, ValueError):
+            images, parsed = None, False
+        guarded.drain()
+    outline = guarded.outline
     try:
-        if strict:  # a float past 1e308, a surrogate or NUL escape: strict_json's refusals, as a whole
+        # A float past 1e308, a surrogate or NUL escape: strict_json's refusals, as a whole. A file
+        # yajl refuses: the whole-file reader's located error.
+        if guarded.strict or not parsed:
             raise _Fallback
-        with opener() as stream:
-            is_object, opens = _shape(stream)
-        if not is_object or opens != "start_array":
+        top = _top_level(outline)
+        if "annotations" not in top or _nested(outline, top["annotations"])[2] != ord("["):
             raise _Fallback
-        with opener() as stream:
-            images = _only(stream, "images")  # and every byte of the file through yajl
         if images is None or not isinstance(images[0], list):
             raise _Fallback
-        with opener() as stream:
-            categories = _only(stream, "categories")
-    except (_Fallback, ijson.JSONError, UnicodeDecodeError, ValueError, StopIteration):
+        categories = None
+        if "categories" in top:
+            value = top["categories"]
+            if isinstance(value, list):
+                index = value[0]
+                if index not in outline.captured:
+                    raise _Fallback
+                value = _only(io.BytesIO(outline.captured.pop(index)), "")[0]
+            categories = (value,)
+    except (_Fallback, ijson.JSONError, UnicodeDecodeError, ValueError, TypeError):
         with opener() as stream:
             return safe_load_json(stream, max_bytes=max_bytes, max_depth=max_depth, name=name)
-    annotations = StreamedArray(opener, "annotations", may_hold_captions=captions)
+    annotations = StreamedArray(opener, "annotations", may_hold_captions=guarded.captions)
     doc: dict = {"images": images[0], "annotations": annotations}
     if categories is not None:
         doc["categories"] = categories[0]
