@@ -38,7 +38,8 @@ payload holds); every reader takes both forms. A state whose row is about to be 
 (a reviewer's fix in a draft: its "before") keeps the geometry inline, so that every hash of a label's
 history resolves to a label row or to an inline state. Histories and event bundles carry the
 geometries their events bind (``events.geometries_of_events``); ``verify_offline.py --history`` checks
-them.
+them, and content verification checks each released label row against its event's hash
+(``content_verification.verify_label_geometries``).
 
 Merkle tree: leaf i is ``SHA-256(0x00 + bytes.fromhex(hash of event i))`` (RFC 6962), built with
 ``governance.ledger.merkle``. Publishing a version signs a tree head (dataset, size, root, time, key id)

@@ -73,6 +73,7 @@ def two_versions(dataset):
     from marketplace.catalogue import publication
 
     publication.publish_version(version=v2, release_notes="Release 2")
+    v2.refresh_from_db()
     return v1, v2, Label.objects.get(pk=moved.pk)
 
 
@@ -235,3 +236,91 @@ def test_an_unchanged_label_has_no_modified_event_even_if_its_numbers_are_writte
     diff = list(ledger.label_version_events(version=v2, previous=v1))
 
     assert diff == []  # compared by value, as before the hash rule (whose bytes differ: 10 vs 10.0)
+
+
+# --------------------------------------------------------------------------- content verification
+
+
+def raw_update_label(label, geometry) -> None:
+    """Change a released label row behind the triggers' back, as the table owner could."""
+    from django.db import connection
+
+    from .ledger_support import tampering
+
+    with tampering(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE marketplace_label DISABLE TRIGGER USER")
+            cursor.execute(
+                "UPDATE marketplace_label SET geometry = %s WHERE id = %s", [json.dumps(geometry), label.pk]
+            )
+            cursor.execute("ALTER TABLE marketplace_label ENABLE TRIGGER USER")
+        else:
+            triggers = cursor.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'marketplace_label'"
+            ).fetchall()
+            for name, _sql in triggers:
+                cursor.execute(f"DROP TRIGGER {name}")
+            cursor.execute(
+                "UPDATE marketplace_label SET geometry = %s WHERE id = %s", [json.dumps(geometry), label.pk]
+            )
+            for _name, sql in triggers:
+                cursor.execute(sql)
+
+
+def test_a_released_row_whose_geometry_no_longer_hashes_to_its_event_is_reported(two_versions):
+    from governance.ledger import content_verification
+
+    _v1, v2, moved = two_versions
+    assert content_verification.verify_version(v2) is None
+
+    raw_update_label(moved, {"bbox": [1.0, 2.0, 3.5, 40.0]})
+
+    difference = content_verification.verify_label_geometries(v2)
+    assert difference.table == "marketplace_label" and difference.field == "geometry"
+    assert difference.row == f"uid='{moved.uid}'" and "geometry_sha256" in difference.detail
+    assert content_verification.verify_version(v2) is not None  # the content hash says so too
+
+
+def test_a_row_changed_without_an_event_before_publication_is_found_by_its_event(dataset):
+    from governance.ledger import content_verification
+    from marketplace.catalogue import publication
+
+    version = build_version(dataset, items=2, publish=False)
+    ledger.append_events(
+        dataset=dataset, events=ledger.label_created_events(Label.objects.filter(version=version))
+    )
+    label = Label.objects.filter(version=version, geometry_type=fmt.BBOX).order_by("id").first()
+    Label.objects.filter(pk=label.pk).update(geometry={"bbox": [0.0, 0.0, 1.0, 1.0]})  # no event says so
+    publication.publish_version(version=version, release_notes="Release 1")
+    version.refresh_from_db()
+
+    difference = content_verification.verify_version(version)
+
+    # The content hash was taken of the changed row: only the label's event tells.
+    assert (
+        difference is not None and difference.row == f"uid='{label.uid}'" and difference.field == "geometry"
+    )
+
+
+def test_rows_whose_events_hold_the_geometry_inline_verify_and_a_changed_one_is_found(dataset):
+    from governance.ledger import content_verification
+    from marketplace.catalogue import publication
+
+    version = build_version(dataset, items=2, publish=False)
+    labels = list(Label.objects.filter(version=version).select_related("item", "category").order_by("id"))
+    old_form = [
+        ledger.label_event(
+            lab,
+            action="created",
+            include_after=False,
+            extra={"after": {"category": lab.category.name, "geometry": lab.geometry, "item": lab.item.key}},
+        )
+        for lab in labels
+    ]
+    ledger.append_events(dataset=dataset, events=old_form)
+    publication.publish_version(version=version, release_notes="Release 1")
+    version.refresh_from_db()
+    assert content_verification.verify_version(version) is None
+
+    raw_update_label(labels[0], {"bbox": [0.0, 0.0, 2.0, 2.0]})
+    assert content_verification.verify_label_geometries(version).row == f"uid='{labels[0].uid}'"
