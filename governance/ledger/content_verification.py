@@ -33,6 +33,7 @@ so the report names the version and the rule only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,6 +97,13 @@ def verify_label_geometries(version: DatasetVersion) -> ContentDifference | None
         .iterator(chunk_size=CHUNK)
     )
     states = _latest_states(version)
+    # Both are server-side cursors on PostgreSQL: closed on the way out, found or not, so that
+    # none stays open in the caller's transaction.
+    with contextlib.closing(rows), contextlib.closing(states):
+        return _first_changed_geometry(label, rows, states)
+
+
+def _first_changed_geometry(label: str, rows, states) -> ContentDifference | None:
     state = next(states, None)
     for uid, geometry in rows:
         while state is not None and state[0] < uid:
@@ -135,10 +143,11 @@ def _latest_states(version: DatasetVersion) -> Iterator[tuple]:
         .iterator(chunk_size=CHUNK)
     )
     last = None
-    for uid, seq, digest, inline in events:
-        if uid != last:
-            last = uid
-            yield uid, seq, digest, inline
+    with contextlib.closing(events):
+        for uid, seq, digest, inline in events:
+            if uid != last:
+                last = uid
+                yield uid, seq, digest, inline
 
 
 def _verify_rows(version: DatasetVersion) -> ContentDifference | None:

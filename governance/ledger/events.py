@@ -9,7 +9,7 @@ The geometry itself stays in the label row (``marketplace_label.geometry``), whi
 content hashes and pages read; the event no longer copies it. Rules that keep a history checkable:
 
 - Events written before the rule hold ``"geometry"`` inline instead; they stay valid forever (the
-  chain hash covers whatever the payload holds) and every reader takes both forms (``state_geometry``).
+  chain hash covers whatever the payload holds) and every reader takes both forms.
 - A state whose label row is about to be overwritten in place (a reviewer's fix of a draft's label:
   its "before") keeps the geometry inline: so every hash a history holds resolves to a label row that
   still holds that geometry or to an inline state of a later event of the same label.
@@ -202,30 +202,12 @@ def _label_state(label: Label, *, inline: bool = False) -> dict:
 # --------------------------------------------------------------------------- readers: both forms
 
 
-def state_digest(state) -> str | None:
-    """The geometry hash a state binds, from either form (None: not a label state)."""
-    if not isinstance(state, dict):
-        return None
-    if isinstance(state.get(GEOMETRY_DIGEST), str):
-        return state[GEOMETRY_DIGEST]
-    if "geometry" in state:
-        return geometry_sha256(state["geometry"])
-    return None
-
-
 def payload_states(payload) -> Iterator[tuple[str, dict]]:
     """(key, state) of a payload's label states ("after", "before")."""
     if isinstance(payload, dict):
         for key in STATE_KEYS:
             if isinstance(payload.get(key), dict):
                 yield key, payload[key]
-
-
-def state_geometry(state: dict, geometries: dict):
-    """A state's geometry: inline (events before the hash rule), else ``geometries[its hash]``, else None."""
-    if "geometry" in state:
-        return state["geometry"]
-    return geometries.get(state.get(GEOMETRY_DIGEST))
 
 
 def history_geometries(events: Iterable, labels: Iterable[Label]) -> dict[str, object]:
