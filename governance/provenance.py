@@ -18,6 +18,7 @@ from marketplace.models import Dataset, DatasetVersion, Entitlement, Label, Memb
 
 from . import ledger
 from .ledger import signing
+from .ledger.events import geometries_of_events
 from .models import Annotator, GuidelineVersion, LabelEvent, TreeHead
 
 RELEASED = [DatasetVersion.Status.PUBLISHED, DatasetVersion.Status.DEPRECATED]
@@ -310,7 +311,9 @@ def aggregate_demographics(annotators: Iterable[Annotator], *, min_group: int = 
 
 
 VERIFY_HINT = (
-    "Save public_key as key.pem and {tree_head, event, proof} as bundle.json, then run "
+    "Save public_key as key.pem and this answer as history.json, then run "
+    "python verify_offline.py --key key.pem --history history.json (every event, its proof and the "
+    "geometries it binds); or one event's {tree_head, event, proof} as bundle.json and "
     "python verify_offline.py --key key.pem --bundle bundle.json"
 )
 
@@ -331,5 +334,7 @@ def history_payload(dataset, events) -> dict:
             {"id": event.pk, "event": ledger.event_document(event), "proof": proof, "proof_error": error}
             for event, (proof, error) in zip(events, proofs, strict=True)
         ],
+        # The geometries the events bind by hash (ledger.events' rule), from the label's rows.
+        "geometries": geometries_of_events(events),
         "how_to_verify": VERIFY_HINT,
     }

@@ -27,6 +27,17 @@ Signed tree head
     is Ed25519 over ``canonical_json(head without "signature")``. ``key_id`` is the SHA-256 of the
     raw 32-byte Ed25519 public key, in hex.
 
+A label's geometry in its events (``governance/ledger/events.py``)
+    A label state in an event's payload (``"after"``, ``"before"``) holds ``geometry_sha256``, the
+    SHA-256 (hex) of ``canonical_json(geometry)``, instead of the geometry, which stays in the label
+    row; events written before that rule hold ``"geometry"`` itself, and stay valid. A label's history
+    (``GET /api/v1/labels/<uid>/history/``: ``{"dataset", "label_uid", "tree_head", "events": [{"event",
+    "proof"}, ...], "geometries": {sha256: geometry}, "public_key"}``) carries the geometries its
+    events bind, from the label rows; ``--history`` checks every event (its hash, and its inclusion
+    proof where it has one) and that every bound geometry is there and hashes to its event's
+    ``geometry_sha256`` (an inline geometry of another of the label's events counts). A one-event
+    bundle with ``"geometries"`` has them checked the same way.
+
 Content of a published version (content rule 2, written out in ``governance/ledger/content.py``)
     An export archive carries ``content/<part>.jsonl`` for the parts ``schema, categories,
     attributes, datasheet, guidelines, items, labels`` (one JSON row a line) and
@@ -51,6 +62,7 @@ cannot be read)::
     python verify_offline.py --key key.pem --bundle bundle.json   # {"tree_head", "event", "proof"}
     python verify_offline.py --bundle bundle.json   # the bundle's own "public_key": says UNPINNED
     python verify_offline.py --fingerprint KEY_ID --bundle bundle.json   # the bundle's key, pinned by key_id
+    python verify_offline.py --key key.pem --history history.json   # a label's history, geometries too
     python verify_offline.py --key key.pem --head head.json --events events.json   # whole chain
     python verify_offline.py --key key.pem --old-head old.json --head new.json --consistency proof.json
     python verify_offline.py --key key.pem --archive export.zip   # a downloaded export
@@ -68,6 +80,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import re
@@ -129,6 +142,11 @@ def event_hash(event: dict, prev_hash: str) -> str:
         raise ValueError("prev_hash must be 64 lowercase hex characters")
     content = {key: value for key, value in event.items() if key not in ("hash", "prev_hash")}
     return hashlib.sha256(canonical_json(content) + bytes.fromhex(prev_hash)).hexdigest()
+
+
+def geometry_sha256(geometry: Any) -> str:
+    """Return the hash a label state binds its geometry by: SHA-256 of its canonical JSON, in hex."""
+    return hashlib.sha256(canonical_json(geometry)).hexdigest()
 
 
 def event_leaf_hash(event: dict) -> bytes:
@@ -261,6 +279,83 @@ def verify_chain(
             elif _root(leaves[:size]) != bytes.fromhex(tree_head["root_hash"]):
                 failures.append(f"the Merkle root of the first {size} events does not match the signed root")
     return Result(failures)
+
+
+GEOMETRY_MISMATCH = "does not hash to the event's geometry_sha256: geometry altered"
+_STATE_KEYS = ("after", "before")
+
+
+def verify_history(history: Any, public_key: PublicKeyLike) -> Result:
+    """Check a label's history: each event's hash and proof against the signed head, its geometries.
+
+    An event without a proof (appended after the latest signed head) has its own hash checked only.
+    """
+    if not isinstance(history, dict) or not isinstance(history.get("events"), list):
+        return Result(["the history is not a JSON object with an events list"])
+    failures: list[str] = []
+    head = history.get("tree_head")
+    if head is not None and any(isinstance(e, dict) and e.get("proof") for e in history["events"]):
+        _check_signed_head(head, public_key, failures)
+    events = []
+    for i, entry in enumerate(history["events"]):
+        event = entry.get("event") if isinstance(entry, dict) else None
+        events.append(event)
+        where = f"event {i}"
+        if isinstance(event, dict) and isinstance(event.get("seq"), int):
+            where += f" (seq {event['seq']}, {event.get('action')})"
+        if entry.get("proof") if isinstance(entry, dict) else False:
+            # The head's own failures were reported once above.
+            found = [f for f in verify(head, public_key, event, entry["proof"]).failures if f not in failures]
+        else:
+            found = []
+            if _check_event_shape(event, found) and event_hash(event, event["prev_hash"]) != event["hash"]:
+                found.append(EVENT_HASH_MISMATCH)
+        failures.extend(f"{where}: {failure}" for failure in found)
+        if isinstance(event, dict):
+            for name in ("dataset", "label_uid"):
+                if name in history and event.get(name) != history[name]:
+                    failures.append(f"{where}: its {name} is not the history's {history[name]!r}")
+    failures += check_geometries(events, history.get("geometries", {}))
+    return Result(failures)
+
+
+def check_geometries(events: Sequence[Any], geometries: Any) -> list[str]:
+    """What is wrong with the geometries bound by ``events``' label states, given ``{sha256: geometry}``.
+
+    A state bound by hash needs its geometry in ``geometries`` (or inline in another of the events:
+    a state written before the hash rule, or one whose row was then overwritten), hashing to it.
+    """
+    if not isinstance(geometries, dict):
+        return ["the bundle's geometries are not a JSON object {sha256: geometry}"]
+    inline: dict[str, Any] = {}
+    bound = []
+    for i, event in enumerate(events):
+        payload = event.get("payload") if isinstance(event, dict) else None
+        for key in _STATE_KEYS:
+            state = payload.get(key) if isinstance(payload, dict) else None
+            if not isinstance(state, dict):
+                continue
+            if "geometry" in state:
+                with contextlib.suppress(TypeError, ValueError):  # not plain JSON: the event's check says so
+                    inline.setdefault(geometry_sha256(state["geometry"]), state["geometry"])
+            elif "geometry_sha256" in state:
+                bound.append((i, event, key, state["geometry_sha256"]))
+    failures = []
+    for i, event, key, digest in bound:
+        where = f"event {i} (seq {event.get('seq')}, {event.get('action')}), its {key!r} state"
+        if digest in geometries:
+            try:
+                actual = geometry_sha256(geometries[digest])
+            except (TypeError, ValueError):
+                actual = None
+            if actual != digest:
+                failures.append(f"{where}: the bundle's geometry {GEOMETRY_MISMATCH} {str(digest)[:16]}...")
+        elif digest not in inline:
+            failures.append(
+                f"{where}: no geometry in the bundle for its geometry_sha256 {str(digest)[:16]}...: "
+                "it cannot be checked"
+            )
+    return failures
 
 
 def _check_signed_head(
@@ -1099,6 +1194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="pin the key by its fingerprint (key_id: SHA-256 of the raw key, 64 hex chars) instead of a file",
     )
     parser.add_argument("--bundle", help='JSON file {"tree_head": ..., "event": ..., "proof": ...}')
+    parser.add_argument(
+        "--history",
+        help="a label's history JSON file (GET /api/v1/labels/<uid>/history/): every event, proof and geometry",
+    )
     parser.add_argument("--head", help="signed tree head JSON file")
     parser.add_argument("--event", help="event JSON file")
     parser.add_argument("--proof", help='inclusion proof JSON file {"leaf_index": ..., "audit_path": [...]}')
@@ -1113,24 +1212,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         fingerprint = _normalise_fingerprint(args.fingerprint) if args.fingerprint else None
         if args.key:
             key = _read_key(args.key)
-        elif args.bundle:
+        elif args.bundle or args.history:
             key = None  # read from the bundle below
         elif fingerprint:
             parser.error("--fingerprint alone pins the key of a --bundle; with other inputs give --key")
         else:
-            parser.error("--key is required unless you check a --bundle")
+            parser.error("--key is required unless you check a --bundle or a --history")
         if args.archive:
             result = verify_archive(args.archive, key)
-        elif args.bundle:
-            bundle = _read_json(args.bundle)
+        elif args.bundle or args.history:
+            name = args.bundle or args.history
+            bundle = _read_json(name)
             if not isinstance(bundle, dict):
-                raise _InputError(f"{args.bundle} is not a JSON object")
+                raise _InputError(f"{name} is not a JSON object")
             if key is None:
-                key = _bundle_key(bundle, args.bundle)
+                key = _bundle_key(bundle, name)
                 pinned = fingerprint is not None
-            result = _check_fingerprint(key, fingerprint) or verify(
-                bundle.get("tree_head"), key, bundle.get("event"), bundle.get("proof")
-            )
+            result = _check_fingerprint(key, fingerprint)
+            if result is None and args.history:
+                result = verify_history(bundle, key)
+            elif result is None:
+                result = verify(bundle.get("tree_head"), key, bundle.get("event"), bundle.get("proof"))
+                if "geometries" in bundle:
+                    result.failures += check_geometries([bundle.get("event")], bundle["geometries"])
         elif args.head and args.event and args.proof:
             result = verify(_read_json(args.head), key, _read_json(args.event), _read_json(args.proof))
         elif args.head and args.events:
@@ -1147,7 +1251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             parser.error(
-                "give --archive, or --bundle, or --head with --event and --proof, or --head with --events, "
+                "give --archive, or --bundle, or --history, or --head with --event and --proof, "
+                "or --head with --events, "
                 "or --old-head with --head and --consistency"
             )
         if args.key and fingerprint and result.valid:

@@ -21,13 +21,25 @@ The document holds exactly these fields, all covered by the hash:
 ``guideline_version``  the guideline version tag it was made under, or ""
 ``source``             human, model or consensus, or ""
 ``model_name``, ``model_version``  for model-made labels, else ""
-``payload``            geometry and attributes before/after, or the dataset event's details
+``payload``            the label's state after (and before) the event, or the dataset event's details;
+                       a state binds the geometry by ``geometry_sha256`` (below)
 ``delivery_id``        the delivery that brought it, or null
 ``version_number``     the dataset version it belongs to, or null
 
 plus ``prev_hash`` (64 zeros for seq 0) and ``hash``, which are not hashed themselves. Payloads are
 normalised before hashing so that they come back from either database unchanged (see ``chain._plain``).
 The dataset's slug is part of every hash: renaming a dataset that has a ledger breaks verification.
+
+A label's state in a payload (``events.label_state``): category, geometry type, attributes, final
+flag, item key and ``geometry_sha256`` = SHA-256(canonical_json(geometry)), hex, the geometry
+normalised as payloads are; the geometry itself is in the label row, not copied into the event. Events
+written before this rule hold ``geometry`` inline and stay valid (the hash covers whatever the
+payload holds); every reader takes both forms. A state whose row is about to be overwritten in place
+(a reviewer's fix in a draft: its "before") keeps the geometry inline, so that every hash of a label's
+history resolves to a label row or to an inline state. Histories and event bundles carry the
+geometries their events bind (``events.geometries_of_events``); ``verify_offline.py --history`` checks
+them, and content verification checks each released label row against its event's hash
+(``content_verification.verify_label_geometries``).
 
 Merkle tree: leaf i is ``SHA-256(0x00 + bytes.fromhex(hash of event i))`` (RFC 6962), built with
 ``governance.ledger.merkle``. Publishing a version signs a tree head (dataset, size, root, time, key id)

@@ -18,6 +18,14 @@ Guideline versions stored as a file (a PDF): the content hash covers their ``sha
 the bytes in storage, so once the rows check out each such file is read again (streamed) and hashed;
 a file replaced in storage, or gone, is reported at its guideline version (field ``document``).
 
+Then each label row is checked against the ledger's own event about it in that version (the latest
+event with an "after" state): the row's geometry must hash to the state's ``geometry_sha256``
+(``ledger.events``: events bind geometry by hash), or equal its inline geometry (events written before
+that rule). The content hash covers what the rows held at publication; this binds the rows to what
+the label events say, so a row changed without an event before publication is found too. Labels
+carried unchanged from an earlier version have no event in this one: they are checked in the version
+whose event they have.
+
 Memory stays bounded: one block of the reference and one chunk of rows (or of a file) at a time.
 Rule-1 versions (published before rule 2) are recomputed under rule 1; it keeps no row reference,
 so the report names the version and the rule only.
@@ -25,14 +33,17 @@ so the report names the version and the rule only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from marketplace.models import Dataset, DatasetVersion
+from marketplace.models import Dataset, DatasetVersion, Label
 
-from ..models import GuidelineVersion
+from ..models import GuidelineVersion, LabelEvent
 from . import content
+from .chain import _plain
+from .events import geometry_sha256
 
 KEY_NAMES = {
     "schema": "schema",
@@ -45,6 +56,7 @@ KEY_NAMES = {
 }
 _END = object()
 FILE_CHUNK = 1 << 20
+CHUNK = 2000  # label rows and events per fetch
 
 
 @dataclass
@@ -68,7 +80,74 @@ class ContentDifference:
 
 def verify_version(version: DatasetVersion) -> ContentDifference | None:
     """Return the first difference between a released version and its signed content, or None."""
-    return _verify_rows(version) or _verify_guideline_files(version)
+    return _verify_rows(version) or _verify_guideline_files(version) or verify_label_geometries(version)
+
+
+def verify_label_geometries(version: DatasetVersion) -> ContentDifference | None:
+    """The first label row of ``version`` whose geometry is not what its event in that version binds.
+
+    Rows and events are both streamed in uid order and merged (events: the latest with an "after"
+    state per label), so a million labels never sit in memory.
+    """
+    label = f"{version.dataset.slug} v{version.number}"
+    rows = (
+        Label.objects.filter(version=version)
+        .order_by("uid")
+        .values_list("uid", "geometry")
+        .iterator(chunk_size=CHUNK)
+    )
+    states = _latest_states(version)
+    # Both are server-side cursors on PostgreSQL: closed on the way out, found or not, so that
+    # none stays open in the caller's transaction.
+    with contextlib.closing(rows), contextlib.closing(states):
+        return _first_changed_geometry(label, rows, states)
+
+
+def _first_changed_geometry(label: str, rows, states) -> ContentDifference | None:
+    state = next(states, None)
+    for uid, geometry in rows:
+        while state is not None and state[0] < uid:
+            state = next(states, None)
+        if state is None or state[0] != uid:
+            continue  # no event in this version: carried unchanged, checked where its event is
+        _uid, seq, digest, inline = state
+        if digest is not None:
+            same = isinstance(digest, str) and geometry_sha256(geometry) == digest
+        elif inline is not None:
+            same = _plain(inline) == _plain(geometry)
+        else:
+            continue  # a state with no geometry at all: nothing to compare
+        if not same:
+            return ContentDifference(
+                label,
+                table=content.TABLES["labels"],
+                row=f"uid={str(uid)!r}",
+                field="geometry",
+                detail=f"does not hash to the geometry_sha256 of its ledger event (seq {seq}): changed "
+                "without an event",
+            )
+    return None
+
+
+def _latest_states(version: DatasetVersion) -> Iterator[tuple]:
+    """(uid, seq, geometry_sha256, inline geometry) of each label's latest event with an "after" state."""
+    events = (
+        LabelEvent.objects.filter(
+            dataset_id=version.dataset_id,
+            version_number=version.number,
+            label_uid__isnull=False,
+            payload__has_key="after",
+        )
+        .order_by("label_uid", "-seq")
+        .values_list("label_uid", "seq", "payload__after__geometry_sha256", "payload__after__geometry")
+        .iterator(chunk_size=CHUNK)
+    )
+    last = None
+    with contextlib.closing(events):
+        for uid, seq, digest, inline in events:
+            if uid != last:
+                last = uid
+                yield uid, seq, digest, inline
 
 
 def _verify_rows(version: DatasetVersion) -> ContentDifference | None:

@@ -1,8 +1,29 @@
-"""The events that describe labels: created, modified, deleted, consensus, with the label's state."""
+"""The events that describe labels: created, modified, deleted, consensus, with the label's state.
+
+A label's state in a payload ("after", "before") binds its geometry by hash (since issue 13)::
+
+    {"category", "geometry_type", "geometry_sha256", "attributes", "is_final", "item"}
+    geometry_sha256 = SHA-256(canonical_json(geometry)), hex, the geometry normalised as payloads are
+
+The geometry itself stays in the label row (``marketplace_label.geometry``), which is what exports,
+content hashes and pages read; the event no longer copies it. Rules that keep a history checkable:
+
+- Events written before the rule hold ``"geometry"`` inline instead; they stay valid forever (the
+  chain hash covers whatever the payload holds) and every reader takes both forms.
+- A state whose label row is about to be overwritten in place (a reviewer's fix of a draft's label:
+  its "before") keeps the geometry inline: so every hash a history holds resolves to a label row that
+  still holds that geometry or to an inline state of a later event of the same label.
+- Readers get the geometries of a history from the label rows (``history_geometries``); a history
+  bundle carries them, and ``verify_offline.py --history`` checks each against its event's hash.
+
+Lost by the rule: the geometries of a deleted draft's labels (their rows go, their events stay and
+keep only the hash, which still proves what was there without showing it).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from django.db.models import QuerySet
@@ -10,7 +31,11 @@ from django.utils import timezone
 
 from marketplace.models import DatasetVersion, Label
 
-from .chain import EventData
+from .canonical import canonical_json
+from .chain import EventData, _plain
+
+GEOMETRY_DIGEST = "geometry_sha256"
+STATE_KEYS = ("after", "before")
 
 
 def label_event(
@@ -93,9 +118,9 @@ def label_version_events(
             )
             old = next(older, None)
         else:
-            before, after = _label_state(old), _label_state(new)
-            if before != after:
-                yield label_event(new, action="modified", before=before, version_number=number)
+            # Compared by value, as before the hash rule: the geometry's digest only when it changed.
+            if label_content(old) != label_content(new):
+                yield label_event(new, action="modified", before=_label_state(old), version_number=number)
             new, old = next(current, None), next(older, None)
 
 
@@ -107,21 +132,62 @@ def _stream_labels(labels: Iterable[Label]) -> Iterator[Label]:
     return iter(labels)
 
 
+def geometry_sha256(geometry, *, geometry_json: str | bytes | None = None) -> str:
+    """SHA-256 (hex) of a geometry's canonical JSON, normalised as payloads are (``chain._plain``).
+
+    ``geometry_json``: ``canonical.plain_json_text(geometry)`` when the caller has it (those are the
+    very bytes of the rule: ingest's row path encodes each geometry once, for the row and the hash).
+    """
+    if geometry_json is None:
+        data = canonical_json(_plain(geometry))
+    else:
+        data = geometry_json.encode() if isinstance(geometry_json, str) else geometry_json
+    return hashlib.sha256(data).hexdigest()
+
+
 def label_state(
-    *, category: str, geometry_type: str, geometry, attributes, is_final: bool, item: str
+    *,
+    category: str,
+    geometry_type: str,
+    geometry,
+    attributes,
+    is_final: bool,
+    item: str,
+    geometry_json: str | None = None,
+    inline: bool = False,
 ) -> dict:
-    """A label's state as event payloads hold it ("after", "before"): the one definition."""
+    """A label's state as event payloads hold it ("after", "before"): the one definition.
+
+    The geometry is bound by its hash (module docstring); ``inline`` keeps it in the state, for a
+    state whose label row is about to be overwritten.
+    """
     return {
         "category": category,
         "geometry_type": geometry_type,
-        "geometry": geometry,
+        **(
+            {"geometry": geometry}
+            if inline
+            else {GEOMETRY_DIGEST: geometry_sha256(geometry, geometry_json=geometry_json)}
+        ),
         "attributes": attributes,
         "is_final": is_final,
         "item": item,
     }
 
 
-def _label_state(label: Label) -> dict:
+def label_content(label: Label) -> tuple:
+    """What a label's state says, by value: two labels with the same content need no "modified" event."""
+    return (
+        label.category.name,
+        label.geometry_type,
+        label.geometry,
+        label.attributes,
+        label.is_final,
+        label.item.key,
+    )
+
+
+def _label_state(label: Label, *, inline: bool = False) -> dict:
     return label_state(
         category=label.category.name,
         geometry_type=label.geometry_type,
@@ -129,7 +195,72 @@ def _label_state(label: Label) -> dict:
         attributes=label.attributes,
         is_final=label.is_final,
         item=label.item.key,
+        inline=inline,
     )
+
+
+# --------------------------------------------------------------------------- readers: both forms
+
+
+def payload_states(payload) -> Iterator[tuple[str, dict]]:
+    """(key, state) of a payload's label states ("after", "before")."""
+    if isinstance(payload, dict):
+        for key in STATE_KEYS:
+            if isinstance(payload.get(key), dict):
+                yield key, payload[key]
+
+
+def history_geometries(events: Iterable, labels: Iterable[Label]) -> dict[str, object]:
+    """{hash: geometry} for every hash a label's events bind, from its label rows and inline states.
+
+    ``events``: ``LabelEvent`` rows or event documents; ``labels``: the label's rows the reader may
+    see. Only hashes the events name are returned, so nothing is shown that the events did not bind.
+    """
+    wanted: set[str] = set()
+    found: dict[str, object] = {}
+    for event in events:
+        payload = event.get("payload") if isinstance(event, dict) else event.payload
+        for _key, state in payload_states(payload):
+            if GEOMETRY_DIGEST in state and "geometry" not in state:
+                wanted.add(state[GEOMETRY_DIGEST])
+            elif "geometry" in state:
+                found.setdefault(geometry_sha256(state["geometry"]), _plain(state["geometry"]))
+    for label in labels:
+        if len(found.keys() & wanted) == len(wanted):
+            break
+        digest = geometry_sha256(label.geometry)
+        if digest in wanted:
+            found.setdefault(digest, _plain(label.geometry))
+    return {digest: found[digest] for digest in sorted(wanted) if digest in found}
+
+
+def geometries_of_events(events: Sequence) -> dict[str, object]:
+    """``history_geometries`` of some ``LabelEvent`` rows of one dataset, from their labels' rows.
+
+    Label rows of any version of the dataset: a "before" state names the previous version's row,
+    which the reader of the event saw inline before the hash rule; only hashes the events bind are
+    returned, so nothing more is shown than the events showed.
+    """
+    uids = {event.label_uid for event in events if event.label_uid is not None}
+    if not uids:
+        return {}
+    labels = (
+        Label.objects.filter(version__dataset_id=events[0].dataset_id, uid__in=uids)
+        .only("geometry")
+        .order_by("-version__number", "id")
+        .iterator(chunk_size=200)
+    )
+    return history_geometries(events, labels)
+
+
+def with_geometries(payload: dict, geometries: dict) -> dict:
+    """A payload for display: each hash-bound state with its geometry beside the hash (when known)."""
+    shown = dict(payload)
+    for key, state in payload_states(payload):
+        if "geometry" not in state and GEOMETRY_DIGEST in state:
+            geometry = geometries.get(state[GEOMETRY_DIGEST])
+            shown[key] = {**state, "geometry": geometry if geometry is not None else "(not held)"}
+    return shown
 
 
 def _version_number(label: Label) -> int | None:

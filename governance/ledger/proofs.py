@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from ..models import LabelEvent, TreeHead
 from . import merkle, signing
 from .chain import LedgerError, LedgerIntegrityError, _fetch, _leaf, event_document
+from .events import geometries_of_events, payload_states
 from .tree_heads import _cached_chunks, _chunk_size, latest_tree_head, tree_head_document
 
 
@@ -132,12 +133,19 @@ def consistency_proof_for(old_head: TreeHead, new_head: TreeHead) -> list[str]:
 def proof_bundle(event: LabelEvent, *, head: TreeHead | None = None) -> dict:
     """Return what ``verify_offline.py --bundle`` checks: the signed head, the event and its proof."""
     head = head or latest_tree_head(event.dataset_id)
-    return {
+    bundle = {
         "tree_head": tree_head_document(head) if head else None,
         "event": event_document(event),
         "proof": inclusion_proof_for(event, head=head),
         "public_key": public_key_pem(),
     }
+    if event.label_uid is not None:
+        # The geometries the event binds by hash, from the label rows (``events``' rule), for the
+        # verifier to check against it; an event without label states has none to carry.
+        geometries = geometries_of_events([event])
+        if geometries or any(True for _ in payload_states(event.payload)):
+            bundle["geometries"] = geometries
+    return bundle
 
 
 def proofs_for(events: Sequence[LabelEvent], *, head: TreeHead) -> list[tuple[dict | None, str]]:

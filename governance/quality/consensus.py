@@ -33,6 +33,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from governance import ledger
+from governance.ledger.events import label_state
 from governance.models import Annotator, ReviewTask
 from governance.quality import agreement
 from marketplace.errors import DomainError
@@ -415,14 +416,17 @@ def _apply_fix(
     label = next((lab for lab in labels if str(lab.uid) == label_uid), None)
     if label is None:
         raise DomainError("No such label on this image.", code="not_found", status_code=404)
-    before = {
-        "category": label.category.name,
-        "geometry_type": label.geometry_type,
-        "geometry": label.geometry,
-        "attributes": label.attributes,
-        "is_final": label.is_final,
-        "item": label.item.key,
-    }
+    # The row is overwritten below: its geometry goes into the event inline, the one place it stays
+    # (ledger.events: the hash rule's exception for a state about to be overwritten in place).
+    before = label_state(
+        category=label.category.name,
+        geometry_type=label.geometry_type,
+        geometry=label.geometry,
+        attributes=label.attributes,
+        is_final=label.is_final,
+        item=label.item.key,
+        inline=True,
+    )
     if changes["category"] is not None:
         category = Category.objects.filter(schema__version=task.version, name=changes["category"]).first()
         if category is None:

@@ -9,6 +9,7 @@ from django.shortcuts import render
 
 from governance import ledger, provenance
 from governance.ledger import signing
+from governance.ledger.events import with_geometries
 from governance.provenance import history_payload
 from marketplace.models import Label
 
@@ -20,8 +21,16 @@ def label_history(request, uid):
         request.user, uid, dataset_slug=request.GET.get("dataset")
     )
     payload = history_payload(dataset, events)
+    # Geometries bound by hash are shown beside their hash, from the label rows (ledger.events).
     rows = [
-        {**entry, "payload": json.dumps(entry["event"]["payload"], indent=1, ensure_ascii=False)}
+        {
+            **entry,
+            "payload": json.dumps(
+                with_geometries(entry["event"]["payload"], payload["geometries"]),
+                indent=1,
+                ensure_ascii=False,
+            ),
+        }
         for entry in payload["events"]
     ]
     latest_label = (

@@ -41,7 +41,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import orjson
 from pycocotools import mask as mask_utils
 
 from ..formats import model as fmt
@@ -701,8 +700,11 @@ def _row_provenance(row, tags: dict[int, str]) -> dict:
     }
 
 
-def _row_state(row) -> dict:
-    """``ledger.events.label_state`` of the label a spooled row becomes, without building the Label."""
+def _row_state(row, geometry_json: str | None = None) -> dict:
+    """``ledger.events.label_state`` of the label a spooled row becomes, without building the Label.
+
+    ``geometry_json``: the row's geometry as written (``WrittenLabel.geometry_json``), hashed as it is.
+    """
     from governance.ledger.events import label_state
 
     return label_state(
@@ -712,7 +714,13 @@ def _row_state(row) -> dict:
         attributes=row.attributes,
         is_final=row.is_final,
         item=row.item,
+        geometry_json=geometry_json,
     )
+
+
+def _row_content(row) -> tuple:
+    """``ledger.events.label_content`` of the label a spooled row becomes."""
+    return (row.category, row.geometry_type, row.geometry, row.attributes, row.is_final, row.item)
 
 
 def _row_event(written, *, action: str, payload: dict, tags: dict[int, str], now, **fields):
@@ -738,14 +746,11 @@ def _row_event(written, *, action: str, payload: dict, tags: dict[int, str], now
 
 
 def _created_event(written, *, tags: dict[int, str], now, delivery_id: int, version_number: int):
-    """The hot path of a first delivery: the payload's bytes splice the geometry's, encoded once."""
+    """The hot path of a first delivery: the geometry's hash is taken of its bytes as written."""
     from governance.ledger import canonical
 
-    state = _row_state(written.row)
-    payload_json = None
-    if written.geometry_json is not None:
-        fragment = orjson.Fragment(written.geometry_json)
-        payload_json = canonical.plain_json_text({"after": {**state, "geometry": fragment}})
+    state = _row_state(written.row, written.geometry_json)
+    payload_json = canonical.plain_json_text({"after": state})
     return _row_event(
         written,
         action="created",
@@ -800,7 +805,8 @@ def _matched_events(
     batch: list, lineage: Lineage, *, tags: dict[int, str], now, delivery_id: int, version_number: int
 ):
     """The events of one batch of written rows: created, modified, or none for an unchanged label."""
-    from governance.ledger.events import _label_state  # the one definition of a label's state in payloads
+    # The one definition of a label's state in payloads, and what it says by value.
+    from governance.ledger.events import _label_state, label_content
 
     m = lineage.matches
     wanted = [int(m.old[n]) for n, _ in batch if m is not None and m.old[n] >= 0]
@@ -813,8 +819,8 @@ def _matched_events(
             )
             continue
         old, row = before[int(lineage.old_ids[i])], written.row
-        old_state, new_state = _label_state(old), _row_state(row)
-        same_content = old_state == new_state and old.iscrowd == row.iscrowd
+        # By value, as before the hash rule; the states (and the geometries' hashes) only for an event.
+        same_content = label_content(old) == _row_content(row) and old.iscrowd == row.iscrowd
         old_prov, new_prov = _provenance(old), _row_provenance(row, tags)
         if same_content and old_prov == new_prov:
             lineage.unchanged += 1
@@ -839,7 +845,7 @@ def _matched_events(
         yield _row_event(
             written,
             action="modified",
-            payload={"after": new_state, "before": old_state, **extra},
+            payload={"after": _row_state(row, written.geometry_json), "before": _label_state(old), **extra},
             tags=tags,
             now=now,
             delivery_id=delivery_id,

@@ -1,6 +1,7 @@
 """The label ledger: chaining, documents, tree heads, proofs, signing keys and publication."""
 
 import base64
+import hashlib
 import uuid
 from datetime import timedelta
 
@@ -19,6 +20,12 @@ from tests import factories as f
 
 from ..conftest import build_version
 from .ledger_support import T0, events, ledgered_version, tampering
+
+
+def sha256_of_json(value) -> str:
+    """The hash rule of a label state's geometry, written with the offline verifier's encoder."""
+    return hashlib.sha256(verify_offline.canonical_json(value)).hexdigest()
+
 
 pytestmark = pytest.mark.django_db
 
@@ -177,7 +184,8 @@ def test_created_events_say_who_when_under_which_guideline_and_what(dataset, sup
         "after": {
             "category": "car",
             "geometry_type": "bbox",
-            "geometry": {"bbox": [10.0, 20.0, 100.0, 50.0]},
+            # The geometry stays in the label row; the event binds it by hash (ledger.events' rule).
+            "geometry_sha256": sha256_of_json({"bbox": [10.0, 20.0, 100.0, 50.0]}),
             "attributes": {},
             "is_final": True,
             "item": "images/train/0000.jpg",
@@ -221,8 +229,10 @@ def test_version_events_record_new_changed_and_removed_labels_by_uid(dataset):
     by_uid = {e.label_uid: e for e in diff}
     assert kept.uid not in by_uid
     assert by_uid[changed.uid].action == "modified"
-    assert by_uid[changed.uid].payload["before"]["geometry"] == changed.geometry
-    assert by_uid[changed.uid].payload["after"]["geometry"]["bbox"] == [1.0, 1.0, 5.0, 5.0]
+    assert by_uid[changed.uid].payload["before"]["geometry_sha256"] == sha256_of_json(changed.geometry)
+    assert by_uid[changed.uid].payload["after"]["geometry_sha256"] == sha256_of_json(
+        {"bbox": [1.0, 1.0, 5.0, 5.0], "keypoints": []}
+    )
     removed = set(
         Label.objects.filter(version=v1)
         .exclude(item__key="images/train/0000.jpg")

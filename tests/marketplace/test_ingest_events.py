@@ -6,6 +6,7 @@ ledger's other writers take; the stored chain must also verify under the offline
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import date
@@ -139,18 +140,32 @@ def test_a_plain_geometry_takes_the_fast_path_and_gives_the_reference_bytes():
 
 
 @pytest.mark.parametrize(
-    ("geometry", "attributes"),
+    "attributes",
+    [{"score": float("nan")}, {"tiny": 1e-07, "none": None}, {"zero": -0.0}, {"big": 1e16}],
+)
+def test_attributes_the_ledger_normalises_take_the_reference_path(attributes):
+    event = created(row({"points": [[5.0, 5.0, 20.0, 5.0, 20.0, 30.5]]}, attributes))
+    assert event.payload_json is None  # then _prepare normalises with _plain, as for every other event
+
+
+@pytest.mark.parametrize(
+    "geometry",
     [
-        ({"points": [[-0.0, 5.0, 20.0, 5.0, 20.0, 30.5]]}, {}),
-        ({"points": [[1e16, 5.0, 20.0, 5.0, 20.0, 30.5]]}, {}),
-        ({"points": [[5.0, 5.0, 20.0, 5.0, 20.0, 30.5]]}, {"score": float("nan")}),
-        ({"points": [[5.0, 5.0, 20.0, 5.0, 20.0, 30.5]]}, {"tiny": 1e-07, "none": None}),
-        ({"counts": "x" * 3, "size": [2**70, 1]}, {}),
+        {"points": [[-0.0, 5.0, 20.0, 5.0, 20.0, 30.5]]},
+        {"points": [[1e16, 5.0, 20.0, 5.0, 20.0, 30.5]]},
+        {"points": [[5.0, 1e-07, 20.0, 5.0, 20.0, 30.5]]},
+        {"counts": "x" * 3, "size": [2**70, 1]},
+        {"points": [[5.25, 5.0, 20.0, 5.0, 20.0, 30.5]]},
     ],
 )
-def test_a_geometry_or_attributes_the_ledger_normalises_take_the_reference_path(geometry, attributes):
-    event = created(row(geometry, attributes))
-    assert event.payload_json is None  # then _prepare normalises with _plain, as for every other event
+def test_the_event_binds_the_geometry_by_the_hash_of_its_normalised_canonical_json(geometry):
+    event = created(row(geometry, {"occluded": False}))
+
+    # The rule, from the offline verifier's own encoder: SHA-256 of the geometry as payloads normalise it.
+    expected = hashlib.sha256(verify_offline.canonical_json(_plain(geometry))).hexdigest()
+    assert event.payload["after"]["geometry_sha256"] == expected
+    assert "geometry" not in event.payload["after"]
+    assert event.payload_json.encode() == verify_offline.canonical_json(_plain(event.payload))
 
 
 def test_the_collector_runs_as_before_once_the_write_is_done(dataset, media, run):

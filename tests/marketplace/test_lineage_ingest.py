@@ -107,7 +107,7 @@ def test_a_corrected_coco_export_diffs_as_what_the_supplier_fixed(dataset, media
     assert person.uid == first_uid
     [(_, _, payload)] = [e for e in events if e[1] == person.uid]
     assert payload["before"]["category"] == "car" and payload["after"]["category"] == "person"
-    assert payload["before"]["geometry"] == payload["after"]["geometry"]
+    assert payload["before"]["geometry_sha256"] == payload["after"]["geometry_sha256"]
     assert payload["lineage"]["method"] == "source_id"
 
 
