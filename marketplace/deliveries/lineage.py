@@ -941,24 +941,32 @@ def match_buckets(
     m = _Matching(old.count, new.count, thresholds)
     # A fresh uuid4 never equals a previous uid, so every uid may take part in the uid pass.
     m.match_uids(old_uids, new_uids, None)
-    both = [b for b in range(new.n) if new.segments[b] and old.segments[b]]
-    for bucket in both:
-        (old_side, rows_old), (new_side, rows_new) = (
-            old.side(bucket, names),
-            new.side(bucket, names),
-        )
-        m.collect_source_ids(old_side, new_side, rows_old, rows_new)
-    m.take_source_ids()
     examples = _Examples()
+
+    def finish(bucket: int, old_side: Side, new_side: Side, rows_old, rows_new) -> None:
+        if len(rows_old) and len(rows_new):
+            m.match_geometry(old_side, new_side, rows_old, rows_new)
+        examples.add(m, old_side, new_side, rows_old, rows_new, old_uids, new_uids)
+
+    # Pass 1: each bucket's source-id pairs. A bucket without any is finished at once: what the
+    # decision takes elsewhere cannot change its matches (pairs are within an item). Only buckets
+    # with pairs are read again, once the decision is made (renumbered ids make few pairs).
+    waiting = []
     for bucket in range(new.n):
-        if new.segments[bucket] or old.segments[bucket]:
-            (old_side, rows_old), (new_side, rows_new) = (
-                old.side(bucket, names),
-                new.side(bucket, names),
-            )
-            if len(rows_old) and len(rows_new):
-                m.match_geometry(old_side, new_side, rows_old, rows_new)
-            examples.add(m, old_side, new_side, rows_old, rows_new, old_uids, new_uids)
+        if not (new.segments[bucket] or old.segments[bucket]):
+            continue
+        (old_side, rows_old), (new_side, rows_new) = old.side(bucket, names), new.side(bucket, names)
+        pairs = m.pairs
+        if len(rows_old) and len(rows_new):
+            m.collect_source_ids(old_side, new_side, rows_old, rows_new)
+        if m.pairs > pairs:
+            waiting.append(bucket)
+        else:
+            finish(bucket, old_side, new_side, rows_old, rows_new)
+    m.take_source_ids()
+    for bucket in waiting:
+        (old_side, rows_old), (new_side, rows_new) = old.side(bucket, names), new.side(bucket, names)
+        finish(bucket, old_side, new_side, rows_old, rows_new)
     return m.matches(), examples.as_dict()
 
 
