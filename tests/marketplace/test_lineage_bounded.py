@@ -336,3 +336,13 @@ def test_random_deliveries_exercise_every_pass():
     assert methods == {NEW, BY_UID, BY_SOURCE_ID, BY_GEOMETRY, BY_RELABEL}
     assert {"used", "ignored"} <= decisions
     assert 0 < SOURCE_ID_TRUST < 1
+
+
+def test_uids_for_matching_disabled_are_random_version_4_uuids_held_as_bytes():
+    uids = lineage._Uids(lineage._fresh_uids(2000))
+    assert len(uids) == 2000 and len(set(uids)) == 2000
+    assert {(u.version, u.variant) for u in uids} == {(4, uuid.RFC_4122)}
+    assert len(lineage._fresh_uids(0)) == 0
+    # NumPy's S16 drops trailing zero bytes; the uid read back is still the one stored.
+    zero_tail = uuid.UUID(bytes=b"\x12" * 8 + b"\x80" + b"\x00" * 7)
+    assert lineage._Uids(np.array([zero_tail.bytes], dtype="S16"))[0] == zero_tail
