@@ -925,7 +925,7 @@ def match_delivery(*, labels, previous, version, options: dict | None) -> Lineag
             if side is not None:
                 side.close()
     result.matches = m
-    new_uids = new.uid_array().copy()
+    new_uids = new.uid_array()  # a view of the bytes: rewritten in place
     matched = np.flatnonzero(m.old >= 0)
     new_uids[matched] = old.uid_array()[m.old[matched]]
     result.uids = _Uids(new_uids)
