@@ -808,10 +808,10 @@ class _Examples:
             local = np.flatnonzero(m.method[rows_new] == code)[:EXAMPLES]
             if local.size == 0:
                 continue
-            # The previous label is in this chunk: these passes match within an item.
-            where = {int(r): k for k, r in enumerate(rows_old)}
+            # The previous label is in this bucket (these passes match within an item); rows ascend.
+            where = np.searchsorted(rows_old, m.old[rows_new[local]])
             found = []
-            for k in local.tolist():
+            for k, i in zip(local.tolist(), where.tolist(), strict=True):
                 j = int(rows_new[k])
                 found.append(
                     (
@@ -820,7 +820,7 @@ class _Examples:
                             "uid": str(_uuid(old_uids[m.old[j]])),
                             "item": str(new.item[k]),
                             "category": str(new.category[k]),
-                            "was": str(old.category[where[int(m.old[j])]]),
+                            "was": str(old.category[i]),
                             "similarity": round(float(m.similarity[j]), 4),
                         },
                     )
