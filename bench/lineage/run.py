@@ -190,6 +190,9 @@ def child(paths: list[str]) -> dict:
             "match_cpu": phases.cpu.get("match", 0.0),
             "start_mb": start_mb,
             "peak_mb": peak_mb,
+            # The process's ru_maxrss so far: it is not reset, and tells in which delivery (or
+            # between which) a higher process peak than the per-delivery ones occurred.
+            "process_peak_mb": _peak_mb(),
             "labels": result.counts["labels"],
             "events": LabelEvent.objects.filter(dataset=dataset).count() - events_before,
             "lineage": report["lineage"]["counts"],
@@ -238,11 +241,12 @@ def main() -> int:
     first = body["first"]["seconds"]
     print(
         f"{args.labels:,} labels, ~{PER_IMAGE} boxes per image; PostgreSQL; process peak {body['peak_mb']:.0f} MB; "
-        "peak MB per delivery: VmHWM reset before it (the resident size it starts from included)"
+        "peak MB per delivery: VmHWM reset before it (the resident size it starts from included); "
+        "process: ru_maxrss after it, never reset"
     )
     print(
         f"{'delivery':<12}{'seconds':>9}{'matching s':>12}{'match CPU':>11}{'vs first':>10}{'peak MB':>9}{'vs first':>10}"
-        f"{'events':>9}  lineage"
+        f"{'process':>9}{'events':>9}  lineage"
     )
     first_mb = body["first"]["peak_mb"]
     for name in ("first", "corrected", "renumbered"):
@@ -251,7 +255,7 @@ def main() -> int:
         print(
             f"{name:<12}{r['seconds']:>9.1f}{r['match_seconds']:>12.2f}"
             f"{r.get('match_cpu', 0.0):>11.2f}{r['seconds'] / first - 1:>+10.0%}"
-            f"{r['peak_mb']:>9.0f}{r['peak_mb'] / first_mb:>9.2f}x"
+            f"{r['peak_mb']:>9.0f}{r['peak_mb'] / first_mb:>9.2f}x{r['process_peak_mb']:>9.0f}"
             f"{r['events']:>9,}  uid {c['uid']:,} source id {c['source_id']:,} geometry {c['geometry']:,} "
             f"relabel {c['relabel']:,} new {c['new']:,} removed {c['removed']:,} modified {c['modified']:,}"
         )
