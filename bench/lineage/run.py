@@ -18,12 +18,16 @@ image checks, labels, the write transaction with matching and ledger events, the
 For 2 and 3 the time spent in ``lineage.match_delivery`` (loading the previous version, the
 matching itself) is reported on its own; the ledger events of matched labels are compared with
 the previous version's inside ``lineage.lineage_events``, counted in the write transaction.
-Target (issue 12): a re-delivery adds at most 30 % to the ingest time. Results: bench/results/lineage.json.
+Each delivery's peak resident memory is measured on its own (``/proc/self/clear_refs`` "5" resets
+VmHWM before it) and compared with the first's.
+Targets: a re-delivery adds at most 30 % to the ingest time (issue 12) and peaks within ~1.3x of
+the first delivery's memory (issue 13). Results: bench/results/lineage.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import os
@@ -129,6 +133,21 @@ def generate(labels: int) -> tuple[Path, Path, Path]:
     return paths
 
 
+def _reset_peak() -> None:
+    """Start a new high-water mark: VmHWM falls back to the current resident size (Linux)."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def _phase_peak_mb() -> float:
+    """The resident high-water mark since ``_reset_peak`` (VmHWM, in MB)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def child(paths: list[str]) -> dict:
     """In a fresh process: ingest the three deliveries in order; time each, and the matching."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -154,15 +173,26 @@ def child(paths: list[str]) -> dict:
             delivery = ingest.create_delivery(dataset=dataset, archive=File(fh, name=Path(path).name))
         events_before = LabelEvent.objects.filter(dataset=dataset).count()
         phases.wall.pop("match", None)
+        phases.cpu.pop("match", None)
+        gc.collect()
+        _reset_peak()
+        start_mb = _phase_peak_mb()
         wall = time.perf_counter()
         result = ingest.ingest_delivery(delivery_id=delivery.pk)
         seconds = time.perf_counter() - wall
+        peak_mb = _phase_peak_mb()
         if not result.ok:
             raise SystemExit(f"{name}: ingest failed: {result.problems[:5]}")
         report = Delivery.objects.get(pk=delivery.pk).report
         out[name] = {
             "seconds": seconds,
             "match_seconds": phases.wall.get("match", 0.0),
+            "match_cpu": phases.cpu.get("match", 0.0),
+            "start_mb": start_mb,
+            "peak_mb": peak_mb,
+            # The process's ru_maxrss so far: it is not reset, and tells in which delivery (or
+            # between which) a higher process peak than the per-delivery ones occurred.
+            "process_peak_mb": _peak_mb(),
             "labels": result.counts["labels"],
             "events": LabelEvent.objects.filter(dataset=dataset).count() - events_before,
             "lineage": report["lineage"]["counts"],
@@ -181,7 +211,7 @@ def main() -> int:
         print(json.dumps(child(args.child)))
         return 0
     paths = generate(args.labels)
-    db_name = "registry_bench_lineage"
+    db_name = os.environ.get("BENCH_LINEAGE_DB", "registry_bench_lineage")
     _recreate(db_name)
     with tempfile.TemporaryDirectory(prefix="bench-lineage-") as scratch:
         env = {
@@ -209,13 +239,23 @@ def main() -> int:
         return 1
     body = json.loads(run.stdout.strip().splitlines()[-1])
     first = body["first"]["seconds"]
-    print(f"{args.labels:,} labels, ~{PER_IMAGE} boxes per image; PostgreSQL; peak {body['peak_mb']:.0f} MB")
-    print(f"{'delivery':<12}{'seconds':>9}{'matching s':>12}{'vs first':>10}{'events':>9}  lineage")
+    print(
+        f"{args.labels:,} labels, ~{PER_IMAGE} boxes per image; PostgreSQL; process peak {body['peak_mb']:.0f} MB; "
+        "peak MB per delivery: VmHWM reset before it (the resident size it starts from included); "
+        "process: ru_maxrss after it, never reset"
+    )
+    print(
+        f"{'delivery':<12}{'seconds':>9}{'matching s':>12}{'match CPU':>11}{'vs first':>10}{'peak MB':>9}{'vs first':>10}"
+        f"{'process':>9}{'events':>9}  lineage"
+    )
+    first_mb = body["first"]["peak_mb"]
     for name in ("first", "corrected", "renumbered"):
         r = body[name]
         c = r["lineage"]
         print(
-            f"{name:<12}{r['seconds']:>9.1f}{r['match_seconds']:>12.2f}{r['seconds'] / first - 1:>+10.0%}"
+            f"{name:<12}{r['seconds']:>9.1f}{r['match_seconds']:>12.2f}"
+            f"{r.get('match_cpu', 0.0):>11.2f}{r['seconds'] / first - 1:>+10.0%}"
+            f"{r['peak_mb']:>9.0f}{r['peak_mb'] / first_mb:>9.2f}x{r['process_peak_mb']:>9.0f}"
             f"{r['events']:>9,}  uid {c['uid']:,} source id {c['source_id']:,} geometry {c['geometry']:,} "
             f"relabel {c['relabel']:,} new {c['new']:,} removed {c['removed']:,} modified {c['modified']:,}"
         )

@@ -28,6 +28,11 @@ pycocotools call per new label that still has candidates.
 The numeric kernel (``box_iou``, ``keypoint_similarity``, ``cross_pairs``, ``match_optimal``) is
 ``marketplace.formats.matching``, shared with governance's agreement measures.
 
+Ingest matches in bounded memory (``match_delivery``): both sides are written to disk by buckets of
+whole items (``_Buckets``), and the per-item passes run bucket by bucket; per label only its uid, the
+previous label's primary key and the match stay in memory. ``match_labels`` is the same passes on two
+sides in memory, as one bucket.
+
 The Django half of the module (at the end) loads the previous version, rewrites the uids of the
 spooled rows and yields the ledger events: ``modified`` with before and after for a changed label,
 nothing for an unchanged one, ``created`` for a new one, ``deleted`` for a vanished one.
@@ -35,12 +40,18 @@ nothing for an unchanged one, ``created`` for a new one, ``deleted`` for a vanis
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import pickle
+import tempfile
 import uuid
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import orjson
 from pycocotools import mask as mask_utils
 
 from ..formats import model as fmt
@@ -357,98 +368,149 @@ def _keypoint_similarity(
 
 
 def match_labels(old: Side, new: Side, *, thresholds: Thresholds | None = None) -> Matches:
-    """Match the new labels to the previous ones: uid, source id, geometry, relabel (module docstring)."""
-    limits = thresholds or Thresholds()
-    n_old, n_new = len(old), len(new)
-    matched_old = np.full(n_new, -1, dtype=np.int64)
-    method = np.zeros(n_new, dtype=np.int8)
-    sim = np.zeros(n_new, dtype=np.float64)
-    taken = np.zeros(n_old, dtype=bool)
-    result = Matches(matched_old, method, sim, np.zeros(0, dtype=np.int64), thresholds=limits)
-    if n_old == 0 or n_new == 0:
-        result.removed = np.arange(n_old, dtype=np.int64)
-        return result
+    """Match the new labels to the previous ones: uid, source id, geometry, relabel (module docstring).
 
-    def take(jn: np.ndarray, io: np.ndarray, how: int, s) -> None:
-        matched_old[jn] = io
-        method[jn] = how
-        sim[jn] = s
-        taken[io] = True
+    Both sides in memory, matched as one chunk; ``match_delivery`` runs the same passes chunk by chunk.
+    """
+    matching = _Matching(len(old), len(new), thresholds or Thresholds())
+    if len(old) and len(new):
+        everything_old, everything_new = np.arange(len(old)), np.arange(len(new))
+        matching.match_uids(old.uid, new.uid, new.has_uid)
+        matching.collect_source_ids(old, new, everything_old, everything_new)
+        matching.take_source_ids()
+        matching.match_geometry(old, new, everything_old, everything_new)
+    return matching.matches()
 
-    item_old, item_new = _codes(old.item, new.item)
-    cat_old, cat_new = _codes(old.category, new.category)
-    kind_old, kind_new = _codes(old.kind, new.kind)
-    grp_old, grp_new = _codes(old.group, new.group)
 
-    # 1. uid: a previous label with the very same uid (uids are unique within a version).
-    has_uid = new.has_uid if new.has_uid is not None else np.ones(n_new, dtype=bool)
-    order = np.argsort(old.uid, kind="stable")
-    pos = np.clip(np.searchsorted(old.uid[order], new.uid), 0, n_old - 1)
-    hit = has_uid & (old.uid[order][pos] == new.uid)
-    take(np.flatnonzero(hit), order[pos[hit]], BY_UID, 1.0)
+class _Matching:
+    """The state of one matching: which previous label each new one continues, which are taken.
 
-    # 2. source id, scoped by the item, one-to-one, when consistent.
-    free_new = np.flatnonzero((matched_old < 0) & (new.source_id != ""))
-    free_old = np.flatnonzero(~taken & (old.source_id != ""))
-    if free_new.size and free_old.size:
+    The uid pass is global (a label keeps its uid wherever it moved); the source-id, geometry and
+    relabel passes are per item, so they run on any partition of the labels into whole items
+    (``rows_old``/``rows_new``: a chunk's labels, as indices into the whole sides, ascending). The one
+    global decision, whether the delivery's source ids are trusted, waits for every chunk's pairs.
+    """
+
+    def __init__(self, n_old: int, n_new: int, limits: Thresholds):
+        self.limits = limits
+        self.old = np.full(n_new, -1, dtype=np.int64)
+        self.method = np.zeros(n_new, dtype=np.int8)
+        self.similarity = np.zeros(n_new, dtype=np.float64)
+        self.taken = np.zeros(n_old, dtype=bool)
+        self.source_id_pairs: list[tuple[np.ndarray, np.ndarray]] = []  # consistent pairs (new, old)
+        self.pairs = self.consistent = self.close = 0
+        self.source_ids = "unused"
+
+    def take(self, jn: np.ndarray, io: np.ndarray, how: int, s) -> None:
+        self.old[jn] = io
+        self.method[jn] = how
+        self.similarity[jn] = s
+        self.taken[io] = True
+
+    def match_uids(self, old_uid: np.ndarray, new_uid: np.ndarray, has_uid: np.ndarray | None) -> None:
+        """1. uid: a previous label with the very same uid (uids are unique within a version)."""
+        if len(old_uid) == 0 or len(new_uid) == 0:
+            return
+        has_uid = has_uid if has_uid is not None else np.ones(len(new_uid), dtype=bool)
+        order = np.argsort(old_uid, kind="stable")
+        pos = np.clip(np.searchsorted(old_uid[order], new_uid), 0, len(old_uid) - 1)
+        hit = has_uid & (old_uid[order][pos] == new_uid)
+        self.take(np.flatnonzero(hit), order[pos[hit]], BY_UID, 1.0)
+
+    def collect_source_ids(self, old: Side, new: Side, rows_old: np.ndarray, rows_new: np.ndarray) -> None:
+        """2. source id, scoped by the item, one-to-one: a chunk's pairs, counted for the decision."""
+        limits = self.limits
+        free_new = np.flatnonzero((self.old[rows_new] < 0) & (new.source_id != ""))
+        free_old = np.flatnonzero(~self.taken[rows_old] & (old.source_id != ""))
+        if free_new.size == 0 or free_old.size == 0:
+            return
+        item_old, item_new = _codes(old.item[free_old], new.item[free_new])
         sid_old, sid_new = _codes(old.source_id[free_old], new.source_id[free_new])
         n_sid = int(max(sid_old.max(), sid_new.max())) + 1
-        key_old = item_old[free_old] * n_sid + sid_old
-        key_new = item_new[free_new] * n_sid + sid_new
-        a, b = cross_pairs(key_new, key_old)
+        a, b = cross_pairs(item_new * n_sid + sid_new, item_old * n_sid + sid_old)
         unique = (np.bincount(a, minlength=free_new.size)[a] == 1) & (
             np.bincount(b, minlength=free_old.size)[b] == 1
         )
         jn, io = free_new[a[unique]], free_old[b[unique]]
-        same_kind = kind_new[jn] == kind_old[io]
+        if len(jn) == 0:
+            return
+        kind_old, kind_new = _codes(old.kind[io], new.kind[jn])
+        cat_old, cat_new = _codes(old.category[io], new.category[jn])
+        grp_old, grp_new = _codes(old.group[io], new.group[jn])
+        same_kind = kind_new == kind_old
         close = np.zeros(len(jn), dtype=bool)
         for kind in np.unique(new.kind[jn[same_kind]]):
             sel = np.flatnonzero(same_kind & (new.kind[jn] == kind))
             close[sel] = similarity(old, new, io[sel], jn[sel], str(kind), limits) >= limits.for_kind(
                 str(kind)
             )
-        consistent = same_kind & (grp_new[jn] == grp_old[io]) & ((cat_new[jn] == cat_old[io]) | close)
-        result.source_id_pairs, result.source_id_consistent = int(len(jn)), int(consistent.sum())
-        # Trust is decided on geometry alone: a tool that renumbers its shapes keeps classes
-        # plausible (two cars swap ids) but not boxes, while a corrected export keeps most boxes.
-        if len(jn) and close.sum() >= SOURCE_ID_TRUST * len(jn):
-            result.source_ids = "used"
-            take(jn[consistent], io[consistent], BY_SOURCE_ID, 1.0)
-        elif len(jn):
-            result.source_ids = "ignored"
+        consistent = same_kind & (grp_new == grp_old) & ((cat_new == cat_old) | close)
+        self.pairs += int(len(jn))
+        self.consistent += int(consistent.sum())
+        self.close += int(close.sum())
+        self.source_id_pairs.append((rows_new[jn[consistent]], rows_old[io[consistent]]))
 
-    # 3. geometry, per item + class + kind + group; 4. relabel, per item + kind + group.
-    for how, with_class in ((BY_GEOMETRY, True), (BY_RELABEL, False)):
-        free_new = np.flatnonzero(matched_old < 0)
-        free_old = np.flatnonzero(~taken)
-        if free_new.size == 0 or free_old.size == 0:
-            break
-        n_cat = int(max(cat_old.max(), cat_new.max())) + 1 if with_class else 1
-        n_kind = int(max(kind_old.max(), kind_new.max())) + 1
-        n_grp = int(max(grp_old.max(), grp_new.max())) + 1
+    def take_source_ids(self) -> None:
+        """Trust is decided on geometry alone: a tool that renumbers its shapes keeps classes
+        plausible (two cars swap ids) but not boxes, while a corrected export keeps most boxes."""
+        if self.pairs and self.close >= SOURCE_ID_TRUST * self.pairs:
+            self.source_ids = "used"
+            for jn, io in self.source_id_pairs:
+                self.take(jn, io, BY_SOURCE_ID, 1.0)
+        elif self.pairs:
+            self.source_ids = "ignored"
+        self.source_id_pairs = []
 
-        def key(item, cat, kind, grp, rows, n_cat=n_cat, n_kind=n_kind, n_grp=n_grp, with_class=with_class):
-            c = cat[rows] if with_class else 0
-            return ((item[rows] * n_cat + c) * n_kind + kind[rows]) * n_grp + grp[rows]
+    def match_geometry(self, old: Side, new: Side, rows_old: np.ndarray, rows_new: np.ndarray) -> None:
+        """3. geometry, per item + class + kind + group; 4. relabel, per item + kind + group."""
+        limits = self.limits
+        for how, with_class in ((BY_GEOMETRY, True), (BY_RELABEL, False)):
+            free_new = np.flatnonzero(self.old[rows_new] < 0)
+            free_old = np.flatnonzero(~self.taken[rows_old])
+            if free_new.size == 0 or free_old.size == 0:
+                break
+            item_old, item_new = _codes(old.item[free_old], new.item[free_new])
+            cat_old, cat_new = _codes(old.category[free_old], new.category[free_new])
+            kind_old, kind_new = _codes(old.kind[free_old], new.kind[free_new])
+            grp_old, grp_new = _codes(old.group[free_old], new.group[free_new])
+            n_cat = int(max(cat_old.max(), cat_new.max())) + 1 if with_class else 1
+            n_kind = int(max(kind_old.max(), kind_new.max())) + 1
+            n_grp = int(max(grp_old.max(), grp_new.max())) + 1
 
-        key_new = key(item_new, cat_new, kind_new, grp_new, free_new)
-        key_old = key(item_old, cat_old, kind_old, grp_old, free_old)
-        a, b = cross_pairs(key_new, key_old)
-        for kind in np.unique(new.kind[free_new[a]]) if a.size else ():
-            sel = np.flatnonzero(new.kind[free_new[a]] == kind)
-            jn, io = free_new[a[sel]], free_old[b[sel]]
-            s = similarity(old, new, io, jn, str(kind), limits)
-            threshold = (
-                limits.for_kind(str(kind))
-                if how == BY_GEOMETRY
-                else max(limits.relabel, limits.for_kind(str(kind)))
-            )
-            if how == BY_RELABEL:
-                s = np.where(cat_new[jn] != cat_old[io], s, 0.0)  # same class was the geometry pass's
-            mj, mi, ms = match_optimal(a[sel], b[sel], s, key_new[a[sel]], threshold)
-            take(free_new[mj], free_old[mi], how, ms)
-    result.removed = np.flatnonzero(~taken)
-    return result
+            def key(item, cat, kind, grp, n_cat=n_cat, n_kind=n_kind, n_grp=n_grp, with_class=with_class):
+                c = cat if with_class else 0
+                return ((item * n_cat + c) * n_kind + kind) * n_grp + grp
+
+            key_new = key(item_new, cat_new, kind_new, grp_new)
+            key_old = key(item_old, cat_old, kind_old, grp_old)
+            a, b = cross_pairs(key_new, key_old)
+            for kind in np.unique(new.kind[free_new[a]]) if a.size else ():
+                sel = np.flatnonzero(new.kind[free_new[a]] == kind)
+                jn, io = free_new[a[sel]], free_old[b[sel]]
+                s = similarity(old, new, io, jn, str(kind), limits)
+                threshold = (
+                    limits.for_kind(str(kind))
+                    if how == BY_GEOMETRY
+                    else max(limits.relabel, limits.for_kind(str(kind)))
+                )
+                if how == BY_RELABEL:
+                    s = np.where(
+                        cat_new[a[sel]] != cat_old[b[sel]], s, 0.0
+                    )  # same class: the geometry pass's
+                mj, mi, ms = match_optimal(a[sel], b[sel], s, key_new[a[sel]], threshold)
+                self.take(rows_new[free_new[mj]], rows_old[free_old[mi]], how, ms)
+
+    def matches(self) -> Matches:
+        return Matches(
+            self.old,
+            self.method,
+            self.similarity,
+            np.flatnonzero(~self.taken),
+            source_ids=self.source_ids,
+            source_id_pairs=self.pairs,
+            source_id_consistent=self.consistent,
+            thresholds=self.limits,
+        )
 
 
 # --------------------------------------------------------------------------- ingest: the Django half
@@ -485,10 +547,10 @@ class Lineage:
     previous_number: int | None = None
     matches: Matches | None = None
     old_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # Label pk per old row
-    old: Side | None = None
-    new: Side | None = None
+    # The report's examples, per method: the first EXAMPLES labels in delivery order.
+    examples: dict = field(default_factory=dict)
     # The uid each spooled row is written with; None: each row's own (nothing to match against).
-    uids: list | None = None
+    uids: Sequence | None = None
     labels: int = 0  # how many rows the delivery has
     modified: int = 0
     provenance_only: int = 0  # of ``modified``: same content, other annotator, guideline or source
@@ -519,32 +581,7 @@ class Lineage:
             "pairs": m.source_id_pairs,
             "consistent": m.source_id_consistent,
         }
-        examples: dict[str, list] = {}
-        for code, name in ((BY_SOURCE_ID, "source_id"), (BY_GEOMETRY, "geometry"), (BY_RELABEL, "relabel")):
-            rows = np.flatnonzero(m.method == code)[:EXAMPLES]
-            examples[name] = [
-                {
-                    "uid": str(self.uids[j]),
-                    "item": str(self.new.item[j]),
-                    "category": str(self.new.category[j]),
-                    "was": str(self.old.category[m.old[j]]),
-                    "similarity": round(float(m.similarity[j]), 4),
-                }
-                for j in rows
-            ]
-        examples["new"] = [
-            {"uid": str(self.uids[j]), "item": str(self.new.item[j]), "category": str(self.new.category[j])}
-            for j in np.flatnonzero(m.method == NEW)[:EXAMPLES]
-        ]
-        examples["removed"] = [
-            {
-                "uid": str(uuid.UUID(bytes=bytes(self.old.uid[i]).ljust(16, b"\0"))),
-                "item": str(self.old.item[i]),
-                "category": str(self.old.category[i]),
-            }
-            for i in m.removed[:EXAMPLES]
-        ]
-        body["examples"] = examples
+        body["examples"] = self.examples
         return body
 
 
@@ -567,23 +604,152 @@ def _group(is_final: bool, annotator: str | None) -> str:
     return "" if is_final else f"candidate:{annotator or ''}"
 
 
-def _old_side(previous) -> tuple[Side, np.ndarray]:
-    """The previous version's labels as columns (geometry kept only where the matcher needs it)."""
+# --------------------------------------------------------------------------- bounded memory
+
+# Labels per bucket of items matched at once (each side, on average): the matcher's memory is a
+# bucket's labels as Python objects, whatever the size of the delivery.
+CHUNK_LABELS = 20_000
+# Records held before they are written to their bucket: bounds the write buffers' memory.
+BUFFERED_RECORDS = 20_000
+
+
+class _Buckets:
+    """One side of ``match_delivery`` in bounded memory: its labels' records on disk, by bucket of items.
+
+    An item's labels all go to bucket ``item code % n``, the same on both sides, so a bucket holds
+    whole items and is matched on its own (the source-id, geometry and relabel passes are per item).
+    A record is ``_record``'s (category, kind, group, source id, box, geometry, height, width), with
+    the label's row (its index on its side) and item code; records are buffered per bucket and
+    written as columns (NumPy for the numbers: a pickled array loads in one piece) into one temporary
+    file, read back bucket by bucket. Held per label in memory: its uid.
+    """
+
+    def __init__(self, buckets: int):
+        self.n = buckets
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self.segments: list[list[int]] = [[] for _ in range(buckets)]  # file offsets of each bucket's batches
+        self.buffers: list[tuple[list, list, list]] = [([], [], []) for _ in range(buckets)]
+        self.buffered = 0
+        self.uids = bytearray()
+        self.count = 0
+
+    def add(self, uid: bytes, item: int, record: tuple) -> None:
+        self.uids += uid
+        rows, items, records = self.buffers[item % self.n]
+        rows.append(self.count)
+        items.append(item)
+        records.append(record)
+        self.count += 1
+        self.buffered += 1
+        if self.buffered >= BUFFERED_RECORDS:
+            self.flush()
+
+    def flush(self) -> None:
+        for bucket, (rows, items, records) in enumerate(self.buffers):
+            if not rows:
+                continue
+            cats, kinds, groups, sids, boxes, geometries, heights, widths = zip(*records, strict=True)
+            columns = (
+                np.array(rows, dtype=np.int64),
+                np.array(items, dtype=np.int64),
+                cats,
+                kinds,
+                groups,
+                sids,
+                np.array(boxes, dtype=np.float64).reshape(-1, 4),
+                geometries,
+                np.array(heights, dtype=np.int64),
+                np.array(widths, dtype=np.int64),
+            )
+            self.segments[bucket].append(self.file.tell())
+            pickle.dump(columns, self.file, protocol=pickle.HIGHEST_PROTOCOL)
+            self.buffers[bucket] = ([], [], [])
+        self.buffered = 0
+
+    def uid_array(self) -> np.ndarray:
+        """The uids, in row order (a view of the bytes held: nothing is added once matching starts)."""
+        return np.frombuffer(self.uids, dtype="S16") if self.uids else np.zeros(0, dtype="S16")
+
+    def side(self, bucket: int, item_names: np.ndarray) -> tuple[Side, np.ndarray]:
+        """A bucket's labels as a Side, and their rows (ascending)."""
+        parts = []
+        for offset in self.segments[bucket]:
+            self.file.seek(offset)
+            parts.append(pickle.load(self.file))  # noqa: S301 - our own file, written above by this process
+        if not parts:
+            return Side.from_rows([]), np.zeros(0, dtype=np.int64)
+        rows, items, cats, kinds, groups, sids, boxes, geometries, heights, widths = zip(*parts, strict=True)
+
+        def strings(column) -> np.ndarray:
+            return np.concatenate([np.array(part, dtype=object) for part in column])
+
+        side = Side(
+            uid=np.zeros(sum(len(r) for r in rows), dtype="S16"),  # the uid pass is global: not needed here
+            item=item_names[np.concatenate(items)],
+            category=strings(cats),
+            kind=strings(kinds),
+            group=strings(groups),
+            source_id=strings(sids),
+            boxes=np.concatenate(boxes),
+            geometry=[g for part in geometries for g in part],
+            height=np.concatenate(heights),
+            width=np.concatenate(widths),
+        )
+        return side, np.concatenate(rows)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+_NO_BOX = (math.nan,) * 4
+
+
+def _parse_json(text: str | None):
+    """JSON text as ``json.loads`` reads it; orjson first (faster), which refuses integers beyond 64 bits."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def _record(category: str, kind: str, group: str, source_id, geometry, height, width) -> tuple:
+    """A label's record in ``_Buckets``: its geometry only where the matcher needs more than the box."""
+    box = fmt.bbox_of(geometry) if geometry else None
+    return (
+        category,
+        kind,
+        group,
+        source_id or "",
+        box if box is not None and len(box) == 4 else _NO_BOX,
+        geometry if kind in GEOMETRY_KINDS else None,
+        height or 0,
+        width or 0,
+    )
+
+
+def _old_buckets(previous, buckets: int, item_codes: dict[str, int]) -> tuple[_Buckets, np.ndarray]:
+    """The previous version's labels into buckets (geometry kept only where the matcher needs it)."""
+    from django.db.models import TextField
+    from django.db.models.functions import Cast
+
     from ..models import Label
 
-    ids, uids, items, cats, kinds, groups, sids, geoms, heights, widths = ([] for _ in range(10))
-    boxes = []
-    nan = [math.nan] * 4
+    out = _Buckets(buckets)
+    ids = array("q")
     rows = (
         Label.objects.filter(version=previous)
         .order_by()
+        # The geometry's JSON text, parsed here by orjson: a third of json.loads' time per label.
+        .annotate(geometry_text=Cast("geometry", output_field=TextField()))
         .values_list(
             "id",
             "uid",
             "item__key",
             "category__name",
             "geometry_type",
-            "geometry",
+            "geometry_text",
             "is_final",
             "annotator__pseudonym",
             "source_id",
@@ -595,68 +761,132 @@ def _old_side(previous) -> tuple[Side, np.ndarray]:
         chunk_size=5000
     ):
         ids.append(pk)
-        uids.append(uid.bytes)
-        items.append(item)
-        cats.append(cat)
-        kinds.append(kind)
-        groups.append(_group(final, annotator))
-        sids.append(sid or "")
-        box = fmt.bbox_of(geometry) if geometry else None
-        boxes.append(box if box is not None and len(box) == 4 else nan)
-        geoms.append(geometry if kind in GEOMETRY_KINDS else None)
-        heights.append(height or 0)
-        widths.append(width or 0)
-    side = Side(
-        uid=np.array(uids, dtype="S16"),
-        item=np.array(items, dtype=object),
-        category=np.array(cats, dtype=object),
-        kind=np.array(kinds, dtype=object),
-        group=np.array(groups, dtype=object),
-        source_id=np.array(sids, dtype=object),
-        boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-        geometry=geoms,
-        height=np.array(heights, dtype=np.int64),
-        width=np.array(widths, dtype=np.int64),
-    )
-    return side, np.array(ids, dtype=np.int64)
+        geometry = _parse_json(geometry)
+        code = item_codes.setdefault(item, len(item_codes))
+        out.add(uid.bytes, code, _record(cat, kind, _group(final, annotator), sid, geometry, height, width))
+    out.flush()
+    return out, np.frombuffer(ids, dtype=np.int64).copy()
 
 
-def _new_side(batches: Iterable[list], sizes: dict[str, tuple[int, int]]) -> tuple[Side, list]:
-    """The spooled rows as columns, and their uids in spool order."""
-    uids, items, cats, kinds, groups, sids, geoms, heights, widths, boxes = ([] for _ in range(10))
-    nan = [math.nan] * 4
+def _new_buckets(
+    batches: Iterable[list], buckets: int, sizes: dict[str, tuple[int, int]], item_codes
+) -> _Buckets:
+    """The spooled rows into buckets, in spool order; their uids are the rows' own."""
+    out = _Buckets(buckets)
     for batch in batches:
         for uid, row in batch:
-            uids.append(uid)
-            items.append(row.item)
-            cats.append(row.category)
-            kinds.append(row.geometry_type)
-            groups.append(_group(row.is_final, row.annotator))
-            sids.append(row.source_id or "")
-            box = fmt.bbox_of(row.geometry) if row.geometry else None
-            boxes.append(box if box is not None and len(box) == 4 else nan)
-            geoms.append(row.geometry if row.geometry_type in GEOMETRY_KINDS else None)
+            code = item_codes.setdefault(row.item, len(item_codes))
             height, width = sizes.get(row.item, (0, 0))
-            heights.append(height)
-            widths.append(width)
-    side = Side(
-        # A fresh uuid4 never equals a previous uid, so every uid may take part in the uid pass.
-        uid=np.array([u.bytes for u in uids], dtype="S16"),
-        item=np.array(items, dtype=object),
-        category=np.array(cats, dtype=object),
-        kind=np.array(kinds, dtype=object),
-        group=np.array(groups, dtype=object),
-        source_id=np.array(sids, dtype=object),
-        boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-        geometry=geoms,
-        height=np.array(heights, dtype=np.int64),
-        width=np.array(widths, dtype=np.int64),
-    )
-    return side, uids
+            record = _record(
+                row.category,
+                row.geometry_type,
+                _group(row.is_final, row.annotator),
+                row.source_id,
+                row.geometry,
+                height,
+                width,
+            )
+            out.add(uid.bytes, code, record)
+    out.flush()
+    return out
+
+
+class _Examples:
+    """The report's examples: per method, the first EXAMPLES labels in delivery order, gathered chunk by chunk."""
+
+    def __init__(self):
+        self.rows: dict[str, list] = {
+            name: [] for name in ("source_id", "geometry", "relabel", "new", "removed")
+        }
+
+    def _keep(self, name: str, found: list) -> None:
+        self.rows[name] = sorted(self.rows[name] + found, key=lambda pair: pair[0])[:EXAMPLES]
+
+    def add(self, m: _Matching, old: Side, new: Side, rows_old, rows_new, old_uids, new_uids) -> None:
+        """A chunk's examples (a matched label shows the uid it keeps, its previous label's)."""
+        for code, name in ((BY_SOURCE_ID, "source_id"), (BY_GEOMETRY, "geometry"), (BY_RELABEL, "relabel")):
+            local = np.flatnonzero(m.method[rows_new] == code)[:EXAMPLES]
+            if local.size == 0:
+                continue
+            # The previous label is in this bucket (these passes match within an item); rows ascend.
+            where = np.searchsorted(rows_old, m.old[rows_new[local]])
+            found = []
+            for k, i in zip(local.tolist(), where.tolist(), strict=True):
+                j = int(rows_new[k])
+                found.append(
+                    (
+                        j,
+                        {
+                            "uid": str(_uuid(old_uids[m.old[j]])),
+                            "item": str(new.item[k]),
+                            "category": str(new.category[k]),
+                            "was": str(old.category[i]),
+                            "similarity": round(float(m.similarity[j]), 4),
+                        },
+                    )
+                )
+            self._keep(name, found)
+        found = [
+            (
+                int(rows_new[k]),
+                {
+                    "uid": str(_uuid(new_uids[rows_new[k]])),
+                    "item": str(new.item[k]),
+                    "category": str(new.category[k]),
+                },
+            )
+            for k in np.flatnonzero(m.method[rows_new] == NEW)[:EXAMPLES].tolist()
+        ]
+        self._keep("new", found)
+        found = [
+            (
+                int(rows_old[k]),
+                {
+                    "uid": str(_uuid(old_uids[rows_old[k]])),
+                    "item": str(old.item[k]),
+                    "category": str(old.category[k]),
+                },
+            )
+            for k in np.flatnonzero(~m.taken[rows_old])[:EXAMPLES].tolist()
+        ]
+        self._keep("removed", found)
+
+    def as_dict(self) -> dict:
+        return {name: [example for _, example in found] for name, found in self.rows.items()}
+
+
+def _uuid(value: bytes) -> uuid.UUID:
+    # NumPy's S16 drops trailing zero bytes.
+    return uuid.UUID(bytes=bytes(value).ljust(16, b"\0"))
+
+
+class _Uids(Sequence):
+    """The uid each spooled row is written with, 16 bytes a row instead of a UUID object."""
+
+    def __init__(self, uids: np.ndarray):
+        self.array = uids
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, n):
+        return _uuid(self.array[n])
+
+
+def _fresh_uids(n: int) -> np.ndarray:
+    """``n`` random (version 4) uuids as an S16 array, as ``uuid.uuid4`` makes them."""
+    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    return raw.view("S16").reshape(n)
 
 
 def match_delivery(*, labels, previous, version, options: dict | None) -> Lineage:
-    """Match the spooled labels (``labels.batches()``) to ``previous``'s; decide each row's uid."""
+    """Match the spooled labels (``labels.batches()``) to ``previous``'s; decide each row's uid.
+
+    In bounded memory: both sides go to disk by buckets of whole items (``_Buckets``) and are matched
+    bucket by bucket; per label only its uid, the previous label's primary key and the match are held.
+    """
     from ..models import Item, Label
 
     options = options or {}
@@ -667,7 +897,7 @@ def match_delivery(*, labels, previous, version, options: dict | None) -> Lineag
         result.previous_number = previous.number
     if not enabled:
         # A new generation: every label is new, even one carrying its own uid; the old ones go.
-        result.uids = [uuid.uuid4() for _ in range(labels.count)]
+        result.uids = _Uids(_fresh_uids(labels.count))
         if previous is not None:
             result.old_ids = np.fromiter(
                 Label.objects.filter(version=previous).order_by("id").values_list("id", flat=True),
@@ -679,14 +909,65 @@ def match_delivery(*, labels, previous, version, options: dict | None) -> Lineag
     sizes = {
         k: (h, w) for k, h, w in Item.objects.filter(version=version).values_list("key", "height", "width")
     }
-    result.new, uids = _new_side(labels.batches(), sizes)
-    result.old, result.old_ids = _old_side(previous)
-    m = result.matches = match_labels(result.old, result.new, thresholds=thresholds)
+    item_codes = {key: n for n, key in enumerate(sizes)}
+    n_old = Label.objects.filter(version=previous).count()
+    buckets = max(1, -(-(n_old + labels.count) // (2 * CHUNK_LABELS)))
+    new = old = None
+    try:
+        new = _new_buckets(labels.batches(), buckets, sizes, item_codes)
+        old, result.old_ids = _old_buckets(previous, buckets, item_codes)
+        del sizes
+        item_names = list(item_codes)
+        del item_codes
+        m, result.examples = match_buckets(old, new, item_names=item_names, thresholds=thresholds)
+    finally:
+        for side in (new, old):
+            if side is not None:
+                side.close()
+    result.matches = m
+    new_uids = new.uid_array()  # a view of the bytes: rewritten in place
     matched = np.flatnonzero(m.old >= 0)
-    for j, i in zip(matched.tolist(), m.old[matched].tolist(), strict=True):
-        uids[j] = uuid.UUID(bytes=bytes(result.old.uid[i]).ljust(16, b"\0"))
-    result.uids = uids
+    new_uids[matched] = old.uid_array()[m.old[matched]]
+    result.uids = _Uids(new_uids)
     return result
+
+
+def match_buckets(
+    old: _Buckets, new: _Buckets, *, item_names: list[str], thresholds: Thresholds
+) -> tuple[Matches, dict]:
+    """``match_labels`` bucket by bucket (the same passes, the same matches), and the report's examples."""
+    new_uids, old_uids = new.uid_array(), old.uid_array()
+    names = np.array(item_names, dtype=object)
+    m = _Matching(old.count, new.count, thresholds)
+    # A fresh uuid4 never equals a previous uid, so every uid may take part in the uid pass.
+    m.match_uids(old_uids, new_uids, None)
+    examples = _Examples()
+
+    def finish(bucket: int, old_side: Side, new_side: Side, rows_old, rows_new) -> None:
+        if len(rows_old) and len(rows_new):
+            m.match_geometry(old_side, new_side, rows_old, rows_new)
+        examples.add(m, old_side, new_side, rows_old, rows_new, old_uids, new_uids)
+
+    # Pass 1: each bucket's source-id pairs. A bucket without any is finished at once: what the
+    # decision takes elsewhere cannot change its matches (pairs are within an item). Only buckets
+    # with pairs are read again, once the decision is made (renumbered ids make few pairs).
+    waiting = []
+    for bucket in range(new.n):
+        if not (new.segments[bucket] or old.segments[bucket]):
+            continue
+        (old_side, rows_old), (new_side, rows_new) = old.side(bucket, names), new.side(bucket, names)
+        pairs = m.pairs
+        if len(rows_old) and len(rows_new):
+            m.collect_source_ids(old_side, new_side, rows_old, rows_new)
+        if m.pairs > pairs:
+            waiting.append(bucket)
+        else:
+            finish(bucket, old_side, new_side, rows_old, rows_new)
+    m.take_source_ids()
+    for bucket in waiting:
+        (old_side, rows_old), (new_side, rows_new) = old.side(bucket, names), new.side(bucket, names)
+        finish(bucket, old_side, new_side, rows_old, rows_new)
+    return m.matches(), examples.as_dict()
 
 
 def _row_provenance(row, tags: dict[int, str]) -> dict:

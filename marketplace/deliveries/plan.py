@@ -125,13 +125,20 @@ class Spool:
         ``batches()`` seeks the one file object; a second thread reading it at the same time would take
         the other's position. On Linux the spool is opened again by its descriptor (``/proc/self/fd``),
         which gives an independent position; elsewhere the batches are read here, up front.
+
+        The pending rows are written here, in the caller's thread, not when the reader starts: the
+        reader's thread writing them while ``batches()`` writes them too wrote the last batch twice or
+        interleaved (a duplicate item key, or an unpickling error, under load).
         """
         self._flush()
         self.file.flush()
         path = f"/proc/self/fd/{self.file.fileno()}"
         if not os.path.exists(path):
-            yield from list(self.batches())
-            return
+            return iter(list(self.batches()))
+        return self._read_apart(path)
+
+    @staticmethod
+    def _read_apart(path: str) -> Iterator[list]:
         with open(path, "rb") as own:
             while True:
                 try:

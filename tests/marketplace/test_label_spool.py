@@ -65,3 +65,20 @@ def test_a_reader_apart_keeps_its_own_position_while_batches_are_read():
         assert seen == rows and seen_apart == rows
     finally:
         spool.close()
+
+
+def test_a_reader_apart_writes_the_pending_rows_before_its_thread_starts():
+    """The store thread writing the last batch while the write's ``batches()`` wrote it too made it twice."""
+    from marketplace.deliveries.plan import Spool
+
+    spool = Spool()
+    rows = [(n, f"images/{n}.png") for n in range(SPOOL_BATCH + 17)]
+    for row in rows:
+        spool.add(row)
+    try:
+        apart = spool.batches_apart()  # not started yet: what a thread is handed
+        assert spool.batch == []  # nothing left for that thread to write
+        seen = [row for batch in spool.batches() for row in batch]
+        assert seen == rows and [row for batch in apart for row in batch] == rows
+    finally:
+        spool.close()
