@@ -659,6 +659,10 @@ class DirectorySource:
         """Every regular file, as a POSIX path relative to the root, sorted."""
         return list(self._names)
 
+    def __contains__(self, name: object) -> bool:
+        """Is ``name`` one of :meth:`names`?"""
+        return name in self._set
+
     def open(self, name: str) -> BinaryIO:
         """Open one listed file for reading."""
         if name not in self._set:

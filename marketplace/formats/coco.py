@@ -36,6 +36,7 @@ such as ``/annotations/17/bbox``.
 
 from __future__ import annotations
 
+import array
 import functools
 import posixpath
 import re
@@ -82,7 +83,7 @@ _PROVENANCE_FIELDS = frozenset((*_PROVENANCE_STR, "created_at", "source"))
 COCO_FIELDS = "coco_fields"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Image:
     key: str
     width: int | None
@@ -94,9 +95,25 @@ class _File:
     name: str
     split: str
     root: str
-    doc: dict
+    doc: dict  # "images" and "annotations": lists, or streamed (coco_stream), walked again each time
     images: dict = field(default_factory=dict)  # COCO image id -> _Image (None: missing file)
-    keep: list[int] = field(default_factory=list)  # positions in doc["images"] to yield
+    # Positions in doc["images"] to yield, ascending: 4 bytes each, not a list of ints.
+    keep: array.array = field(default_factory=lambda: array.array("L"))
+    classified: bool = False  # does a kept image hold "classifications"? (else no pass to find them)
+
+
+def _kept(f: _File) -> Iterator[tuple[int, dict]]:
+    """(position, object) of each kept image, in order: one walk over the images, list or stream."""
+    keep = f.keep
+    if not keep:
+        return
+    at = 0
+    for j, img in enumerate(f.doc["images"]):
+        if j == keep[at]:
+            yield j, img
+            at += 1
+            if at == len(keep):
+                return
 
 
 def _split_of(name: str) -> str:
@@ -212,10 +229,12 @@ class _Reader:
         self.source = source
         self.files = files
         self.problems = problems
-        self.names = set(source.names())
+        # A ZipSource (or DirectorySource) answers ``in`` from its own index: no set of every name.
+        self.names = source if hasattr(type(source), "__contains__") else set(source.names())
         self.categories: dict[int, CategoryDef] = {}
-        self.item_keys: dict[str, str] = {}  # item key -> where first declared
-        self.item_files: dict[str, str] = {}  # item key -> the file that declared it
+        # item key -> where it was first declared: (index of its file in self.files) << 32 | position
+        # in that file's images. One int an image, not two strings.
+        self.declared: dict[str, int] = {}
         self.captions: dict[str, list[str]] = {}  # item key -> captions (captions_* files)
         self.adjusted = policy.Adjustments()
 
@@ -336,6 +355,7 @@ class _Reader:
 
     def index_images(self, f: _File) -> None:
         images = f.doc["images"]
+        position = next(k for k, g in enumerate(self.files) if g is f)
         for j, img in enumerate(images):
             ptr = f"/images/{j}"
             if not isinstance(img, dict):
@@ -373,30 +393,31 @@ class _Reader:
                 )
                 f.images[iid] = None
                 continue
-            if key in self.item_keys and self.item_files[key] != f.name:
-                # COCO's annotations/ folder: instances_, person_keypoints_, captions_ ... of the
-                # same images. One item; each file's annotations refer to it.
-                self.adjusted.note(
-                    "merged_image",
-                    f.name,
-                    f"{key!r} is also declared in {self.item_files[key]}: one item, the labels of both files",
-                    pointer=f"{ptr}/file_name",
-                )
+            where = self.declared.get(key)
+            if where is not None:
+                first = self.files[where >> 32]
+                if first.name != f.name:
+                    # COCO's annotations/ folder: instances_, person_keypoints_, captions_ ... of the
+                    # same images. One item; each file's annotations refer to it.
+                    self.adjusted.note(
+                        "merged_image",
+                        f.name,
+                        f"{key!r} is also declared in {first.name}: one item, the labels of both files",
+                        pointer=f"{ptr}/file_name",
+                    )
+                else:
+                    self.problems.add(
+                        f.name,
+                        f"{key!r} is already declared at {first.name}#/images/{where & 0xFFFFFFFF}",
+                        pointer=f"{ptr}/file_name",
+                        code="duplicate_image",
+                    )
                 f.images[iid] = _Image(key, width, height)
                 continue
-            if key in self.item_keys:
-                self.problems.add(
-                    f.name,
-                    f"{key!r} is already declared at {self.item_keys[key]}",
-                    pointer=f"{ptr}/file_name",
-                    code="duplicate_image",
-                )
-                f.images[iid] = _Image(key, width, height)
-                continue
-            self.item_keys[key] = f"{f.name}#{ptr}"
-            self.item_files[key] = f.name
+            self.declared[key] = position << 32 | j
             f.images[iid] = _Image(key, width, height)
             f.keep.append(j)
+            f.classified = f.classified or "classifications" in img
 
     def index_captions(self, f: _File) -> None:
         annotations = f.doc["annotations"]
@@ -418,9 +439,7 @@ class _Reader:
                 code="captions_kept",
             )
         for f in self.files:
-            images = f.doc["images"]
-            for j in f.keep:
-                img = images[j]
+            for j, img in _kept(f):
                 known = f.images[img["id"]]
                 yield ItemRecord(
                     key=known.key,
@@ -452,15 +471,14 @@ class _Reader:
                     yield label
             # Our COCO export puts image-level classifications in the image entry (COCOeval
             # breaks on annotations without a box): read them back as classification labels.
-            images = f.doc["images"]
-            for j in f.keep:
-                entries = images[j].get("classifications")
+            for j, img in _kept(f) if f.classified else ():
+                entries = img.get("classifications")
                 for k, entry in enumerate(entries if isinstance(entries, list) else []):
                     ptr = f"/images/{j}/classifications/{k}"
                     if not isinstance(entry, dict):
                         self.problems.add(f.name, "a classification must be an object", pointer=ptr)
                         continue
-                    ann = {**entry, "image_id": images[j]["id"]}
+                    ann = {**entry, "image_id": img["id"]}
                     ann.setdefault("id", f"images/{j}/classifications/{k}")
                     label = self.label(f, k, ann, seen_ids, ptr=ptr)
                     if label is not None:
@@ -817,7 +835,7 @@ def read_coco(
             continue
         is_coco = (
             isinstance(doc, dict)
-            and isinstance(doc.get("images"), list)
+            and isinstance(doc.get("images"), (list, coco_stream.StreamedHead))
             and isinstance(doc.get("annotations"), (list, coco_stream.StreamedArray))
         )
         if not is_coco:

@@ -1,18 +1,18 @@
 """Reading a large COCO file without loading it whole: ijson (its C backend, yajl2_c) over the stream.
 
-``read_outline`` gives the file as the COCO reader needs it: a dict whose ``images`` and
-``categories`` are built (they grow with the images, not the labels) and whose ``annotations`` is a
-``StreamedArray`` that parses the annotations one at a time each time it is iterated, so memory
-does not grow with the number of labels. The file is read in several passes, each in C and in
+``read_outline`` gives the file as the COCO reader needs it: a dict whose ``categories`` are built
+and whose ``images`` and ``annotations`` are ``StreamedArray``s that parse their objects one at a
+time each time they are iterated, so memory grows neither with the labels nor with the images'
+objects. The file is read in several passes, each in C and in
 bounded memory:
 
 1. the guards, in 8 MiB pieces: the size cap and the nesting depth (``archive.JsonDepthScan``,
    the very scan ``safe_load_json`` runs), with ``safe_load_json``'s own messages and codes;
-2. the whole file through yajl (``images`` built on the way): a syntax error anywhere, the
-   annotations included, is found before a single item is written;
-3. ``categories``, and the top level's shape up to ``annotations`` (is it an object? is
-   ``annotations`` a list?); categories may come after the annotations, as in COCO's own files;
-4. the annotations, when the labels are read.
+2. the whole file through yajl, its events counted, nothing built: a syntax error anywhere, the
+   annotations included, is found before a single item is written; the top level's shape (is it
+   an object? are ``images`` and ``annotations`` lists? is ``images`` there once?);
+3. ``categories``, which may come after the annotations, as in COCO's own files;
+4. the images and the annotations, when the reader walks them.
 
 Known difference: a file with the ``annotations`` key twice streams both arrays (``json.loads`` keeps
 the last one); ``images`` or ``categories`` twice go to the whole-file reader.
@@ -26,6 +26,7 @@ located error (``line:column``) are exactly the whole-file reader's. Numbers: in
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import BinaryIO
@@ -56,6 +57,23 @@ class StreamedArray:
     def __iter__(self) -> Iterator:
         with self.opener() as stream:
             yield from ijson.items(stream, f"{self.key}.item", use_float=True)
+
+
+class StreamedHead:
+    """A top-level array that comes before ``annotations`` and holds ``length`` items, parsed item by
+    item each time it is iterated, and only up to its last item: a walk over the images of a COCO
+    file reads the images' bytes, not the annotations after them."""
+
+    def __init__(self, opener: Opener, key: str, length: int):
+        self.opener = opener
+        self.key = key
+        self.length = length
+
+    def __iter__(self) -> Iterator:
+        if not self.length:
+            return
+        with self.opener() as stream:
+            yield from itertools.islice(ijson.items(stream, f"{self.key}.item", use_float=True), self.length)
 
 
 class _Fallback(Exception):
@@ -130,16 +148,41 @@ def _only(stream: BinaryIO, prefix: str) -> tuple | None:
     return found
 
 
-def _shape(stream: BinaryIO) -> tuple[bool, str | None]:
-    """(is the top level an object?, the event that opens ``annotations``), read up to that event."""
+# The events that begin a value: each item of an array begins with exactly one of them at its prefix.
+_VALUE_STARTS = frozenset(("start_map", "start_array", "string", "number", "boolean", "null"))
+
+
+class _Shape:
+    """What one walk over every event of the file (nothing built) says about its top level."""
+
+    def __init__(self):
+        self.is_object = False
+        self.opens: dict[str, str] = {}  # top-level key -> the event that opens its first value
+        self.counts: dict[str, int] = {}  # top-level key -> how many times it occurs
+        self.order: list[str] = []  # top-level keys, first occurrences in file order
+        self.images = 0  # items of the top-level "images" array
+
+
+def _shape(stream: BinaryIO) -> _Shape:
+    shape = _Shape()
     events = ijson.parse(stream, use_float=True)
     prefix, event, _ = next(events)
     if prefix != "" or event != "start_map":
-        return False, None
-    for prefix, event, _value in events:
-        if prefix == "annotations":
-            return True, event
-    return True, None
+        return shape
+    shape.is_object = True
+    key = None
+    for prefix, event, value in events:
+        if key is not None:
+            shape.opens.setdefault(key, event)
+            key = None
+        if not prefix and event == "map_key":
+            if value not in shape.counts:
+                shape.order.append(value)
+            shape.counts[value] = shape.counts.get(value, 0) + 1
+            key = value
+        elif prefix == "images.item" and event in _VALUE_STARTS:
+            shape.images += 1
+    return shape
 
 
 def read_outline(opener: Opener, *, max_bytes: int, max_depth: int, name: str) -> object:
@@ -154,20 +197,26 @@ def read_outline(opener: Opener, *, max_bytes: int, max_depth: int, name: str) -
         if strict:  # a float past 1e308, a surrogate or NUL escape: strict_json's refusals, as a whole
             raise _Fallback
         with opener() as stream:
-            is_object, opens = _shape(stream)
-        if not is_object or opens != "start_array":
+            shape = _shape(stream)  # and every byte of the file through yajl
+        if not shape.is_object or shape.opens.get("annotations") != "start_array":
             raise _Fallback
-        with opener() as stream:
-            images = _only(stream, "images")  # and every byte of the file through yajl
-        if images is None or not isinstance(images[0], list):
-            raise _Fallback
+        if shape.counts.get("images") != 1 or shape.opens.get("images") != "start_array":
+            raise _Fallback  # missing, not a list, or twice (json.loads keeps the last)
+        images: StreamedHead | list
+        if shape.order.index("images") < shape.order.index("annotations"):
+            # Walked again each time the reader needs them, up to their end only: a list of the
+            # images' objects held ~1 KB an image (file_name, coco_url, date_captured ...).
+            images = StreamedHead(opener, "images", shape.images)
+        else:  # after the annotations: a walk would parse them too, each time; built once instead
+            with opener() as stream:
+                images = _only(stream, "images")[0]  # type: ignore[index]
         with opener() as stream:
             categories = _only(stream, "categories")
     except (_Fallback, ijson.JSONError, UnicodeDecodeError, ValueError, StopIteration):
         with opener() as stream:
             return safe_load_json(stream, max_bytes=max_bytes, max_depth=max_depth, name=name)
     annotations = StreamedArray(opener, "annotations", may_hold_captions=captions)
-    doc: dict = {"images": images[0], "annotations": annotations}
+    doc: dict = {"images": images, "annotations": annotations}
     if categories is not None:
         doc["categories"] = categories[0]
     return doc
