@@ -619,6 +619,13 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--labels-10x", action="store_true", help="with --memory-only: the 10x-labels row too"
     )
+    parser.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="IMAGESxLABELS",
+        help="with --memory-only: these deliveries instead (repeatable), e.g. --shape 50000x5000000",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("arg", nargs="?", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -812,10 +819,13 @@ def main() -> int:
         shapes = [(images, labels), (10 * images, labels)]
         if args.labels_10x:
             shapes.append((images, 10 * labels))
+        if args.shape:
+            shapes = [tuple(int(n) for n in shape.lower().split("x")) for shape in args.shape]
         runs = _memory_curve(shapes, mixed, args.db)
         print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "ingest-memory.json").write_text(json.dumps(runs, indent=2))
+        name = "ingest-memory" + ("-" + "-".join(args.shape) if args.shape else "")
+        (RESULTS / f"{name}.json").write_text(json.dumps(runs, indent=2))
         return 0
     # Everything big happens in child processes: a child's ru_maxrss starts from its parent's
     # high-water mark (Linux carries it over fork and exec), so this process must stay small.
