@@ -29,6 +29,7 @@ left out of :meth:`ZipSource.names`.
 from __future__ import annotations
 
 import array
+import bisect
 import io
 import json
 import lzma
@@ -580,15 +581,31 @@ class ZipSource:
 
     def _find(self, name: str) -> int:
         """The entry of a listed member, by name; KeyError if the archive lists no such file."""
+        position = self.position(name)
+        if position is None:
+            raise KeyError(name)
+        return int(self._listed[position])
+
+    def position(self, name: str) -> int | None:
+        """Where ``name`` is in :meth:`names` (None if it is not there): ingest keys its per-image
+        tables by this number instead of holding every name a second time."""
         if isinstance(name, str):
             h = _hash(name)
             at = int(np.searchsorted(self._hashes, h, side="left"))
             while at < self._hashes.size and self._hashes[at] == h:
-                i = int(self._listed[self._order[at]])
-                if self._index.filename(i) == name:
-                    return i
+                position = int(self._order[at])
+                if self._index.filename(int(self._listed[position])) == name:
+                    return position
                 at += 1
-        raise KeyError(name)
+        return None
+
+    def name_at(self, position: int) -> str:
+        """``names()[position]``, without the list."""
+        return self._index.filename(int(self._listed[position]))
+
+    def count(self) -> int:
+        """``len(names())``."""
+        return int(self._listed.size)
 
     def __contains__(self, name: object) -> bool:
         """Is ``name`` one of :meth:`names` (without building that list)?"""
@@ -662,6 +679,18 @@ class DirectorySource:
     def __contains__(self, name: object) -> bool:
         """Is ``name`` one of :meth:`names`?"""
         return name in self._set
+
+    def position(self, name: str) -> int | None:
+        """Where ``name`` is in :meth:`names` (None if it is not there), as ZipSource.position."""
+        if name not in self._set:
+            return None
+        return bisect.bisect_left(self._names, name)
+
+    def name_at(self, position: int) -> str:
+        return self._names[position]
+
+    def count(self) -> int:
+        return len(self._names)
 
     def open(self, name: str) -> BinaryIO:
         """Open one listed file for reading."""

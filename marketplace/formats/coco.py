@@ -44,6 +44,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 from pycocotools import mask as mask_utils
 
 from . import coco_stream, model, policy
@@ -90,13 +91,126 @@ class _Image:
     height: int | None
 
 
+def _positions(source) -> bool:
+    """Can the source number its names (ZipSource, DirectorySource)? Then tables are keyed by number."""
+    return all(callable(getattr(source, m, None)) for m in ("position", "name_at", "count"))
+
+
+# An image id below this many times the archive's files (plus a margin) goes to the dense table; a
+# larger one (or a string) to a dict: a hostile id of 10**9 must not allocate gigabytes.
+_DENSE_PER_FILE, _DENSE_MARGIN = 4, 1 << 16
+_ABSENT, _MISSING = -2, -1  # no such image id; an image without its file (None)
+
+
+def _code(side: int | None) -> int:
+    """A declared width or height in 32 bits: 0 for None (undeclared), else the side plus one."""
+    return 0 if side is None else side + 1
+
+
+def _decode(code: int) -> int | None:
+    return None if code == 0 else code - 1
+
+
+class _ImageTable:
+    """COCO image id -> _Image (None: the image's file is missing), as the dict it replaces.
+
+    Over a numbered source (a ZipSource), ids that are small non-negative integers -- COCO's 1..N --
+    go to two numpy arrays indexed by id: the position of the image's file among the source's names
+    and its declared width and height. 12 bytes an image instead of ~280 (a dict slot, an int, an
+    _Image, the key's str). Anything else goes to a dict.
+    """
+
+    def __init__(self, source):
+        self.source = source if _positions(source) else None
+        self.limit = _DENSE_PER_FILE * source.count() + _DENSE_MARGIN if self.source is not None else 0
+        self.position = np.full(0, _ABSENT, dtype=np.int32)
+        self.size = np.zeros(0, dtype=np.int64)  # _code(width) << 32 | _code(height)
+        self.other: dict = {}
+
+    def _dense(self, iid) -> bool:
+        return _is_int(iid) and 0 <= iid < self.limit
+
+    @staticmethod
+    def _as_int(iid):
+        """What a dict would match: 1.0 and True find the key 1 (equal, same hash)."""
+        if isinstance(iid, bool) or (isinstance(iid, float) and iid.is_integer()):
+            return int(iid)
+        return iid
+
+    def __setitem__(self, iid, image: _Image | None) -> None:
+        if self._dense(iid):
+            position = self.source.position(image.key) if image is not None else _MISSING
+            width, height = (image.width, image.height) if image is not None else (None, None)
+            fits = all(v is None or 0 <= v < 0x7FFFFFFF for v in (width, height))
+            if position is not None and fits:
+                if iid >= self.position.size:
+                    grown = max(iid + 1, 2 * self.position.size, 1024)
+                    self.position = np.concatenate(
+                        (self.position, np.full(grown - self.position.size, _ABSENT, dtype=np.int32))
+                    )
+                    self.size = np.concatenate((self.size, np.zeros(grown - self.size.size, dtype=np.int64)))
+                self.position[iid] = position
+                self.size[iid] = (_code(width) << 32) | _code(height)
+                self.other.pop(iid, None)
+                return
+            if iid < self.position.size:
+                self.position[iid] = _ABSENT
+        self.other[iid] = image
+
+    def __contains__(self, iid) -> bool:
+        iid = self._as_int(iid)
+        if self._dense(iid) and iid < self.position.size and self.position[iid] != _ABSENT:
+            return True
+        return iid in self.other
+
+    def get(self, iid, default=None) -> _Image | None:
+        iid = self._as_int(iid)
+        if self._dense(iid) and iid < self.position.size:
+            position = int(self.position[iid])
+            if position == _MISSING:
+                return None
+            if position != _ABSENT:
+                size = int(self.size[iid])
+                return _Image(self.source.name_at(position), _decode(size >> 32), _decode(size & 0xFFFFFFFF))
+        return self.other.get(iid, default)
+
+    def __getitem__(self, iid) -> _Image | None:
+        if iid not in self:
+            raise KeyError(iid)
+        return self.get(iid)
+
+
+class _Declared:
+    """Item key -> where it was first declared (a packed int), keyed by the key's position among the
+    source's names when the source numbers them (8 bytes a file), else a dict."""
+
+    def __init__(self, source):
+        self.source = source if _positions(source) else None
+        self.dense = np.full(source.count() if self.source is not None else 0, -1, dtype=np.int64)
+        self.other: dict[str, int] = {}
+
+    def get(self, key: str) -> int | None:
+        position = self.source.position(key) if self.source is not None else None
+        if position is not None:
+            value = int(self.dense[position])
+            return None if value < 0 else value
+        return self.other.get(key)
+
+    def __setitem__(self, key: str, where: int) -> None:
+        position = self.source.position(key) if self.source is not None else None
+        if position is not None:
+            self.dense[position] = where
+        else:
+            self.other[key] = where
+
+
 @dataclass
 class _File:
     name: str
     split: str
     root: str
     doc: dict  # "images" and "annotations": lists, or streamed (coco_stream), walked again each time
-    images: dict = field(default_factory=dict)  # COCO image id -> _Image (None: missing file)
+    images: _ImageTable | None = None  # COCO image id -> _Image (None: missing file); set by the reader
     # Positions in doc["images"] to yield, ascending: 4 bytes each, not a list of ints.
     keep: array.array = field(default_factory=lambda: array.array("L"))
     classified: bool = False  # does a kept image hold "classifications"? (else no pass to find them)
@@ -234,7 +348,9 @@ class _Reader:
         self.categories: dict[int, CategoryDef] = {}
         # item key -> where it was first declared: (index of its file in self.files) << 32 | position
         # in that file's images. One int an image, not two strings.
-        self.declared: dict[str, int] = {}
+        self.declared = _Declared(source)
+        for f in files:
+            f.images = _ImageTable(source)
         self.captions: dict[str, list[str]] = {}  # item key -> captions (captions_* files)
         self.adjusted = policy.Adjustments()
 
