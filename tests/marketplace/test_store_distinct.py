@@ -42,3 +42,23 @@ def test_an_ingest_without_duplicates_hands_the_store_distinct_pairs(dataset, me
     assert result.ok and seen == [True]
     keys = set(Item.objects.filter(version__dataset=dataset).values_list("storage_key", flat=True))
     assert len(keys) == 3 and keys <= storage_files(media)
+
+
+def test_the_size_table_answers_as_a_dict_over_a_numbered_source_and_without_one():
+    from marketplace.deliveries.plan import _pack_size, _SizeTable
+
+    files = {f"images/{i}.jpg": b"x" for i in range(4)}
+    source = ZipSource(io.BytesIO(zip_bytes(files)))
+    for table in (_SizeTable(source), _SizeTable()):
+        expected = {}
+        for key, packed in (
+            ("images/1.jpg", _pack_size(640, 480, True)),
+            ("images/3.jpg", _pack_size(0, 0, False)),  # 0: kept apart, not taken for "absent"
+            ("not/in/the/archive.jpg", _pack_size(2, 2, False)),
+            ("images/2.jpg", _pack_size(2**40, 7, False)),  # too large for 63 bits: kept apart
+        ):
+            table[key] = packed
+            expected[key] = packed
+        for key in [*files, *expected, "nope"]:
+            assert table.get(key) == expected.get(key)
+            assert (key in table) == (key in expected)
