@@ -28,6 +28,20 @@ In the same run, on the same annotation file, each in its own process so that pe
 
 Targets (issue 13): ingest time <= 1.5x pycocotools' load time, ingest peak memory <= 1/4 of its.
 Results go to bench/results/ingest.json.
+
+Memory at ten times the size (issue 13's "done means"), ingest only, no pycocotools, no floor:
+
+    python bench/ingest/run.py --memory-only                  # 50,000 x 500,000, then 500,000 images x 500,000
+    python bench/ingest/run.py --memory-only --labels-10x     # and 50,000 images x 5,000,000 labels (long)
+    python bench/ingest/run.py --memory-only --shape 50000x5000000   # one delivery of your choice
+
+Each delivery is ingested alone into a fresh scratch database; the peak resident memory (VmHWM,
+reset at each phase's start through /proc/self/clear_refs) is printed per phase: before the read
+(claim, archive opened), read and check, before the write, write transaction (images stored
+alongside), after the write. The delivery limits (DELIVERY_MAX_ENTRIES, DELIVERY_MAX_JSON_BYTES) are
+raised as far as the delivery needs and printed: their defaults refuse both 10x deliveries. The
+COCO file is streamed whatever its size, as it is at the issue's sizes. Results go to
+bench/results/ingest-memory*.json.
 """
 
 from __future__ import annotations
