@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+import numpy as np
+
 from governance.models import Annotator, GuidelineVersion
 
 from ..blobs import blob_key
@@ -356,13 +358,58 @@ def _provenance_inputs(source, delivery: Delivery, report: Report) -> tuple[dict
     return table, merge_defaults(file_defaults, upload_defaults), sidecars
 
 
+class _SizeTable:
+    """Item key -> its packed size (_pack_size), as a dict; dense by the key's position among the
+    source's names when the source numbers them (8 bytes a file, not a dict slot, an int and the
+    key's str: ~160 bytes an image)."""
+
+    def __init__(self, source=None):
+        numbered = all(callable(getattr(source, m, None)) for m in ("position", "name_at", "count"))
+        self.source = source if numbered else None
+        self.dense = np.zeros(source.count() if self.source is not None else 0, dtype=np.int64)
+        self.other: dict[str, int] = {}
+
+    def _position(self, key) -> int | None:
+        return self.source.position(key) if self.source is not None and isinstance(key, str) else None
+
+    def __setitem__(self, key: str, packed: int) -> None:
+        position = self._position(key)
+        if position is not None and 0 < packed < 2**63:
+            self.dense[position] = packed
+        else:
+            self.other[key] = packed
+
+    def get(self, key: str) -> int | None:
+        position = self._position(key)
+        if position is not None and self.dense[position]:
+            return int(self.dense[position])
+        return self.other.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key) is not None  # type: ignore[arg-type]
+
+
 @dataclass
 class _ItemsChecked:
     """What the item pass leaves for the label pass and the counts."""
 
-    sizes: dict[str, tuple[int, int, bool]] = field(default_factory=dict)  # key -> real (w, h, recheck?)
+    # key -> the real (w, h, recheck?) packed in one int (_pack_size)
+    sizes: _SizeTable = field(default_factory=_SizeTable)
     rejected: set[str] = field(default_factory=set)  # items refused (and reported): labels skipped silently
-    seen_content: dict[str, str] = field(default_factory=dict)
+    # SHA-256 digest (32 bytes, not 64 hex characters) -> the first item with that content: its
+    # position among the source's names when it has one (no str kept), else its key.
+    seen_content: dict[bytes, int | str] = field(default_factory=dict)
+
+    def first_with(self, digest: bytes) -> str | None:
+        first = self.seen_content.get(digest)
+        if isinstance(first, int):
+            return self.sizes.source.name_at(first)
+        return first
+
+    def remember(self, digest: bytes, key: str) -> None:
+        position = self.sizes._position(key)
+        self.seen_content[digest] = position if position is not None else key
+
     splits: Counter = field(default_factory=Counter)
     total_bytes: int = 0
 
@@ -373,7 +420,7 @@ def _check_items(
     """Check every declared image (path, duplicates, the image itself, its size) and spool its row."""
     image_files = sum(1 for n in source.names() if n.lower().endswith(IMAGE_EXTENSIONS)) or 1
     progress.set(5, stage="checking images", force=True, items=0)
-    checked = _ItemsChecked()
+    checked = _ItemsChecked(sizes=_SizeTable(source))
     for n, record in enumerate(records, start=1):
         row = _check_item(record, checked, images=images, report=report)
         if row is None:
@@ -422,16 +469,14 @@ def _check_item(record: fmt.ItemRecord, checked: _ItemsChecked, *, images: Image
                 code="extension_mismatch",
             )
         )
-    if result.sha256 in checked.seen_content:
+    digest = bytes.fromhex(result.sha256)
+    first = checked.first_with(digest)
+    if first is not None:
         report.add(
-            fmt.Problem(
-                file=record.key,
-                message=f"same content as {checked.seen_content[result.sha256]!r}",
-                code="duplicate_content",
-            )
+            fmt.Problem(file=record.key, message=f"same content as {first!r}", code="duplicate_content")
         )
     else:
-        checked.seen_content[result.sha256] = record.key
+        checked.remember(digest, record.key)
     split = normalise_split(record.split)
     attributes = dict(record.attributes)
     if record.split and record.split != split:
@@ -440,7 +485,7 @@ def _check_item(record: fmt.ItemRecord, checked: _ItemsChecked, *, images: Image
     # The third value: did the reader check the geometry against this very size? Readers
     # validate against the size they declare, and a declared size that is not the real
     # one was refused above, so only undeclared sizes need the check again.
-    checked.sizes[record.key] = (result.width, result.height, None in declared)
+    checked.sizes[record.key] = _pack_size(result.width, result.height, None in declared)
     checked.total_bytes += result.size_bytes
     return ItemRow(
         key=record.key,
@@ -452,6 +497,15 @@ def _check_item(record: fmt.ItemRecord, checked: _ItemsChecked, *, images: Image
         split=split,
         attributes=attributes,
     )
+
+
+def _pack_size(width: int, height: int, recheck: bool) -> int:
+    """An image's real size and whether its labels' geometry needs checking against it, as one int."""
+    return (width << 33) | (height << 1) | int(recheck)
+
+
+def _unpack_size(packed: int) -> tuple[int, int, bool]:
+    return packed >> 33, (packed >> 1) & 0xFFFFFFFF, bool(packed & 1)
 
 
 @dataclass
@@ -574,7 +628,8 @@ def _check_label(
     rejected: set[str],
 ) -> LabelRow | None:
     """One label's row, or None after reporting why it cannot be written."""
-    size = sizes.get(record.item_key)
+    packed = sizes.get(record.item_key)
+    size = _unpack_size(packed) if packed is not None else None
     if size is None:
         if record.item_key not in rejected:
             report.error(

@@ -28,7 +28,8 @@ left out of :meth:`ZipSource.names`.
 
 from __future__ import annotations
 
-import copy
+import array
+import bisect
 import io
 import json
 import lzma
@@ -125,10 +126,8 @@ class ZipLimits:
     ratio_min_size: int = 1 * MiB
 
 
-def _name_problems(info: zipfile.ZipInfo) -> list[str]:
-    # orig_filename keeps what zipfile cuts at a NUL ("evil.sh\0.jpg" reads as "evil.sh").
-    raw = info.orig_filename
-    name = info.filename
+def _name_problems(raw: str, name: str) -> list[str]:
+    # raw: orig_filename, which keeps what zipfile cuts at a NUL ("evil.sh\0.jpg" reads as "evil.sh").
     reasons = []
     if "\x00" in raw:
         reasons.append("name contains a NUL byte")
@@ -181,54 +180,196 @@ def _read_end_record(fp: BinaryIO, label: str, problems: ProblemLog) -> int | No
     return entries
 
 
+class MemberIndex:
+    """A zip's central directory held compactly: the names in one bytes blob, the numbers in arrays.
+
+    zipfile keeps a ``ZipInfo`` object per entry, twice reachable (its list and its name map): about
+    0.5 KB an entry, 25 MB for 50,000 images, held by every open ``ZipSource`` (the check's, the
+    image store's, each image-check worker's). This index holds ~60 bytes an entry plus the name.
+    It is filled by zipfile's own parser (:class:`_IndexingZipFile` hands it each ``ZipInfo`` as it is
+    read, then drops it), so names, zip64 sizes and offsets are exactly zipfile's; ``info(i)`` gives
+    back a ``ZipInfo`` with what reading an entry needs.
+    """
+
+    def __init__(self):
+        self._names = bytearray()  # orig_filename of each entry, UTF-8, one after the other
+        self._ends = array.array("Q")  # where each name ends in _names
+        self.header_offset = array.array("Q")
+        self.compress_size = array.array("Q")
+        self.file_size = array.array("Q")
+        self.crc = array.array("L")
+        self.external_attr = array.array("L")
+        self.flag_bits = array.array("H")
+        self.compress_type = array.array("H")
+        self.raw_time = array.array("H")
+
+    def append(self, info: zipfile.ZipInfo) -> None:
+        """Keep one entry (zipfile's parser calls this as ``filelist.append``)."""
+        self._names += info.orig_filename.encode("utf-8", "surrogatepass")
+        self._ends.append(len(self._names))
+        self.header_offset.append(info.header_offset)
+        self.compress_size.append(info.compress_size)
+        self.file_size.append(info.file_size)
+        self.crc.append(info.CRC)
+        self.external_attr.append(info.external_attr)
+        self.flag_bits.append(info.flag_bits)
+        self.compress_type.append(info.compress_type)
+        self.raw_time.append(info._raw_time)
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def orig_filename(self, i: int) -> str:
+        """The name as stored (a NUL and what follows it included)."""
+        start = self._ends[i - 1] if i else 0
+        return self._names[start : self._ends[i]].decode("utf-8", "surrogatepass")
+
+    def filename(self, i: int) -> str:
+        """The name as zipfile gives it (``ZipInfo.filename``): cut at a NUL, ``os.sep`` as ``/``."""
+        name = self.orig_filename(i)
+        nul = name.find("\x00")
+        if nul >= 0:
+            name = name[:nul]
+        if os.sep != "/" and os.sep in name:
+            name = name.replace(os.sep, "/")
+        return name
+
+    def is_dir(self, i: int) -> bool:
+        return self.filename(i).endswith("/")
+
+    def info(self, i: int) -> zipfile.ZipInfo:
+        """A ZipInfo with what ``ZipFile.open`` and its reader use (name, place, sizes, CRC, flags)."""
+        info = zipfile.ZipInfo(self.orig_filename(i))
+        info.header_offset = self.header_offset[i]
+        info.compress_size = self.compress_size[i]
+        info.file_size = self.file_size[i]
+        info.CRC = self.crc[i]
+        info.external_attr = self.external_attr[i]
+        info.flag_bits = self.flag_bits[i]
+        info.compress_type = self.compress_type[i]
+        info._raw_time = self.raw_time[i]
+        return info
+
+
+class _NoNames(dict):
+    """zipfile's name map, left empty: the names are in the MemberIndex."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+
+class _IndexingZipFile(zipfile.ZipFile):
+    """A ZipFile whose central directory goes into a :class:`MemberIndex` instead of ZipInfo objects.
+
+    zipfile's own ``_RealGetContents`` parses it (every check it makes, the same errors); only where
+    the entries go changes: ``filelist`` is the index and ``NameToInfo`` stays empty, so entries are
+    opened with ``open(index.info(i))``, never by name.
+    """
+
+    def _RealGetContents(self):  # noqa: N802 - zipfile's name
+        self.filelist = MemberIndex()  # type: ignore[assignment]
+        self.NameToInfo = _NoNames()
+        super()._RealGetContents()
+
+
+# Names and keys are found by a 64-bit hash first, then compared: Python's own, stable within the
+# process (each process builds its own index). A name here, so that a test can make every hash collide.
+_hash = hash
+
+
+def _hash_array(values, count: int) -> np.ndarray:
+    """``count`` hashes (Python's ``hash``: 64-bit, stable within the process) as an int64 array."""
+    return np.fromiter(values, dtype=np.int64, count=count)
+
+
+def _first_of_each(candidates: np.ndarray, key_of) -> dict[int, int]:
+    """For the entries in ``candidates`` (whose key hashes repeat), the first entry with the same key.
+
+    Hashes are compared first, then the keys themselves: only entries whose hash repeats (the
+    duplicates, and rare hash collisions) are ever compared by key.
+    """
+    first: dict[int, int] = {}
+    by_key: dict[str, int] = {}
+    for i in sorted(candidates.tolist()):
+        k = key_of(i)
+        first[i] = by_key.setdefault(k, i)
+    return first
+
+
+def _repeated(hashes: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Indices (into ``hashes``) whose hash occurs more than once among the ``mask``ed entries."""
+    where = np.flatnonzero(mask) if mask is not None else np.arange(hashes.size)
+    if where.size < 2:
+        return np.empty(0, dtype=np.int64)
+    values = hashes[where]
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    same = ordered[1:] == ordered[:-1]
+    hit = np.zeros(ordered.size, dtype=bool)
+    hit[1:] |= same
+    hit[:-1] |= same
+    return where[order[hit]]
+
+
 def _check_zip(zf: zipfile.ZipFile, label: str, limits: ZipLimits, problems: ProblemLog) -> None:
-    infos = zf.infolist()
-    if len(infos) > limits.max_entries:
+    index: MemberIndex = zf.filelist  # type: ignore[assignment]
+    n = len(index)
+    if n > limits.max_entries:
         problems.add(
             label,
-            f"{len(infos)} entries, more than the {limits.max_entries} allowed",
+            f"{n} entries, more than the {limits.max_entries} allowed",
             code="too_many_entries",
         )
         return
-    seen: dict[str, str] = {}
-    file_keys: dict[str, str] = {}  # collision key -> name, for regular files
+    name_of = index.filename
+
+    # Collision keys as 64-bit hashes (Python's, stable within the process); equal hashes are
+    # compared by key, so the answers are those of a dict of keys.
+    keys = _hash_array((_hash(_collision_key(name_of(i))) for i in range(n)), n)
+    dirs = np.fromiter((name_of(i).endswith("/") for i in range(n)), dtype=bool, count=n)
+
+    def key_of(i: int) -> str:
+        return _collision_key(name_of(i))
+
+    first_seen = _first_of_each(_repeated(keys), key_of)  # key -> first entry, any kind
+    first_file = _first_of_each(_repeated(keys, ~dirs), key_of)  # among regular files
     total = 0
-    for info in infos:
-        name = info.filename
-        for reason in _name_problems(info):
-            problems.add(name, f"unsafe entry name {info.orig_filename!r}: {reason}", code="unsafe_path")
-        key = _collision_key(name)
-        if key in seen:
+    for i in range(n):
+        name = name_of(i)
+        orig = index.orig_filename(i)
+        for reason in _name_problems(orig, name):
+            problems.add(name, f"unsafe entry name {orig!r}: {reason}", code="unsafe_path")
+        first = first_seen.get(i, i)
+        if first != i:
             problems.add(
-                name, f"duplicate entry: {name!r} collides with {seen[key]!r}", code="duplicate_name"
+                name, f"duplicate entry: {name!r} collides with {name_of(first)!r}", code="duplicate_name"
             )
-        else:
-            seen[key] = name
-        mode = info.external_attr >> 16
+        mode = index.external_attr[i] >> 16
         if stat.S_ISLNK(mode):
             problems.add(name, "symbolic link entries are not allowed", code="symlink")
         elif stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
             problems.add(
                 name, "special file entries (device, fifo, socket) are not allowed", code="special_file"
             )
-        if info.flag_bits & (_ENCRYPTED | _STRONG_ENCRYPTION):
+        if index.flag_bits[i] & (_ENCRYPTED | _STRONG_ENCRYPTION):
             problems.add(name, "encrypted entries are not allowed", code="encrypted")
-        if info.compress_type not in _ALLOWED_METHODS:
+        compress_type = index.compress_type[i]
+        if compress_type not in _ALLOWED_METHODS:
             problems.add(
-                name, f"unsupported compression method {info.compress_type}", code="unsupported_compression"
+                name, f"unsupported compression method {compress_type}", code="unsupported_compression"
             )
-        if info.is_dir():
+        if dirs[i]:
             continue
-        file_keys.setdefault(key, name)
-        total += info.file_size
-        if info.file_size > limits.max_entry_size:
+        file_size = index.file_size[i]
+        total += file_size
+        if file_size > limits.max_entry_size:
             problems.add(
                 name,
-                f"declares {info.file_size} bytes, more than the {limits.max_entry_size} allowed per file",
+                f"declares {file_size} bytes, more than the {limits.max_entry_size} allowed per file",
                 code="too_large",
             )
-        if info.file_size > limits.ratio_min_size:
-            ratio = info.file_size / max(info.compress_size, 1)
+        if file_size > limits.ratio_min_size:
+            ratio = file_size / max(index.compress_size[i], 1)
             if ratio > limits.max_ratio:
                 problems.add(
                     name,
@@ -241,36 +382,63 @@ def _check_zip(zf: zipfile.ZipFile, label: str, limits: ZipLimits, problems: Pro
             f"declared uncompressed size {total} bytes is above the {limits.max_total_size} allowed",
             code="too_large",
         )
-    for key, name in file_keys.items():
+    _check_files_under_files(keys, dirs, first_file, name_of, key_of, problems)
+    _check_layout(index, zf, label, problems)
+
+
+def _check_files_under_files(keys, dirs, first_file, name_of, key_of, problems: ProblemLog) -> None:
+    """A regular file whose path continues under another regular file's name ("a" and "a/b")."""
+    files = np.flatnonzero(~dirs)
+    order = np.argsort(keys[files], kind="stable")
+    sorted_keys, sorted_files = keys[files][order], files[order]
+
+    def file_with_key(key: str) -> int | None:
+        """The first regular file whose collision key is ``key``, if any."""
+        h = _hash(key)
+        at = int(np.searchsorted(sorted_keys, h, side="left"))
+        while at < sorted_keys.size and sorted_keys[at] == h:
+            i = int(sorted_files[at])
+            if key_of(i) == key:
+                return first_file.get(i, i)
+            at += 1
+        return None
+
+    for i in files.tolist():
+        if first_file.get(i, i) != i:
+            continue  # one report per key, for its first file (a dict of keys, as before)
+        key = key_of(i)
         parent = key.rpartition("/")[0]
         while parent:
-            if parent in file_keys:
+            j = file_with_key(parent)
+            if j is not None:
                 problems.add(
-                    name, f"{file_keys[parent]!r} is both a file and a directory", code="duplicate_name"
+                    name_of(i), f"{name_of(j)!r} is both a file and a directory", code="duplicate_name"
                 )
                 break
             parent = parent.rpartition("/")[0]
-    _check_layout(infos, zf, label, problems)
 
 
-def _check_layout(
-    infos: list[zipfile.ZipInfo], zf: zipfile.ZipFile, label: str, problems: ProblemLog
-) -> None:
+def _check_layout(index: MemberIndex, zf: zipfile.ZipFile, label: str, problems: ProblemLog) -> None:
     """Entries must not overlap, and nothing may hide before the first one."""
-    ordered = sorted(infos, key=lambda i: i.header_offset)
-    if ordered and ordered[0].header_offset > 0:
-        problems.add(
-            label, f"{ordered[0].header_offset} bytes of data before the first entry", code="prepended_data"
-        )
+    n = len(index)
+    if not n:
+        return
+    offsets = np.frombuffer(index.header_offset, dtype=np.uint64)
+    ordered = np.argsort(offsets, kind="stable")
+    first = int(offsets[ordered[0]])
+    if first > 0:
+        problems.add(label, f"{first} bytes of data before the first entry", code="prepended_data")
     end_of_entries = getattr(zf, "start_dir", None)
-    for here, after in zip(ordered, ordered[1:] + [None], strict=True):
-        # A lower bound on where this entry's data ends: the fixed local header plus the
-        # compressed data. Any entry starting before that shares bytes with this one.
-        data_end = here.header_offset + _LOCAL_HEADER_SIZE + here.compress_size
-        limit = after.header_offset if after is not None else end_of_entries
+    # A lower bound on where each entry's data ends: the fixed local header plus the compressed
+    # data. Any entry starting before that shares bytes with this one. (Python integers: the
+    # sizes come from the archive and may be anything up to 2**64 - 1.)
+    for k in range(n):
+        here = int(ordered[k])
+        data_end = index.header_offset[here] + _LOCAL_HEADER_SIZE + index.compress_size[here]
+        limit = index.header_offset[int(ordered[k + 1])] if k + 1 < n else end_of_entries
         if limit is not None and data_end > limit:
             problems.add(
-                here.filename, "entry overlaps another entry or the central directory", code="overlap"
+                index.filename(here), "entry overlaps another entry or the central directory", code="overlap"
             )
 
 
@@ -355,9 +523,19 @@ class ZipSource:
             if self._zip is not None:
                 self._zip.close()
             raise FormatError(problems)
-        self._infos = {
-            i.filename: i for i in self._zip.infolist() if not i.is_dir() and not is_ignored(i.filename)
-        }
+        self._index: MemberIndex = self._zip.filelist  # type: ignore[assignment]
+        # The listed members (regular files, no litter), in archive order, and their names' hashes
+        # sorted for look-ups: a name is found by its hash, then compared.
+        index = self._index
+        listed = np.fromiter(
+            (not (index.is_dir(i) or is_ignored(index.filename(i))) for i in range(len(index))),
+            dtype=bool,
+            count=len(index),
+        )
+        self._listed = np.flatnonzero(listed)
+        hashes = _hash_array((_hash(index.filename(int(i))) for i in self._listed), self._listed.size)
+        self._order = np.argsort(hashes, kind="stable")
+        self._hashes = hashes[self._order]
 
     @classmethod
     def check(
@@ -390,7 +568,7 @@ class ZipSource:
             )
             return problems, None
         try:
-            zf = zipfile.ZipFile(file)
+            zf = _IndexingZipFile(file)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
             problems.add(label, f"not a readable zip archive: {exc}", code="not_a_zip")
             return problems, None
@@ -399,19 +577,54 @@ class ZipSource:
 
     def names(self) -> list[str]:
         """The regular files of the archive, in archive order (directories and litter left out)."""
-        return list(self._infos)
+        return [self._index.filename(i) for i in self._listed.tolist()]
+
+    def _find(self, name: str) -> int:
+        """The entry of a listed member, by name; KeyError if the archive lists no such file."""
+        position = self.position(name)
+        if position is None:
+            raise KeyError(name)
+        return int(self._listed[position])
+
+    def position(self, name: str) -> int | None:
+        """Where ``name`` is in :meth:`names` (None if it is not there): ingest keys its per-image
+        tables by this number instead of holding every name a second time."""
+        if isinstance(name, str):
+            h = _hash(name)
+            at = int(np.searchsorted(self._hashes, h, side="left"))
+            while at < self._hashes.size and self._hashes[at] == h:
+                position = int(self._order[at])
+                if self._index.filename(int(self._listed[position])) == name:
+                    return position
+                at += 1
+        return None
+
+    def name_at(self, position: int) -> str:
+        """``names()[position]``, without the list."""
+        return self._index.filename(int(self._listed[position]))
+
+    def count(self) -> int:
+        """``len(names())``."""
+        return int(self._listed.size)
+
+    def __contains__(self, name: object) -> bool:
+        """Is ``name`` one of :meth:`names` (without building that list)?"""
+        try:
+            self._find(name)  # type: ignore[arg-type]
+        except KeyError:
+            return False
+        return True
 
     def size(self, name: str) -> int:
         """The uncompressed size the archive declares for an entry."""
-        return self._infos[name].file_size
+        return self._index.file_size[self._find(name)]
 
     def open(self, name: str) -> BinaryIO:
         """A stream over one entry that raises FormatError if it inflates past its declared size."""
-        info = self._infos[name]
-        declared = info.file_size
-        # Hand zipfile a copy that allows more than declared: zipfile itself stops at the
+        probe = self._index.info(self._find(name))
+        declared = probe.file_size
+        # Hand zipfile an entry that allows more than declared: zipfile itself stops at the
         # declared size, so without this a lie shows up only as a CRC error at the end.
-        probe = copy.copy(info)
         probe.file_size = declared + _SLACK
         inner = self._zip.open(probe)
         raw = _CountingEntry(inner, name, declared, self.limits.max_entry_size)
@@ -462,6 +675,22 @@ class DirectorySource:
     def names(self) -> list[str]:
         """Every regular file, as a POSIX path relative to the root, sorted."""
         return list(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        """Is ``name`` one of :meth:`names`?"""
+        return name in self._set
+
+    def position(self, name: str) -> int | None:
+        """Where ``name`` is in :meth:`names` (None if it is not there), as ZipSource.position."""
+        if name not in self._set:
+            return None
+        return bisect.bisect_left(self._names, name)
+
+    def name_at(self, position: int) -> str:
+        return self._names[position]
+
+    def count(self) -> int:
+        return len(self._names)
 
     def open(self, name: str) -> BinaryIO:
         """Open one listed file for reading."""

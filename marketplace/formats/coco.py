@@ -36,6 +36,7 @@ such as ``/annotations/17/bbox``.
 
 from __future__ import annotations
 
+import array
 import functools
 import posixpath
 import re
@@ -43,6 +44,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 from pycocotools import mask as mask_utils
 
 from . import coco_stream, model, policy
@@ -82,11 +84,124 @@ _PROVENANCE_FIELDS = frozenset((*_PROVENANCE_STR, "created_at", "source"))
 COCO_FIELDS = "coco_fields"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Image:
     key: str
     width: int | None
     height: int | None
+
+
+def _positions(source) -> bool:
+    """Can the source number its names (ZipSource, DirectorySource)? Then tables are keyed by number."""
+    return all(callable(getattr(source, m, None)) for m in ("position", "name_at", "count"))
+
+
+# An image id below this many times the archive's files (plus a margin) goes to the dense table; a
+# larger one (or a string) to a dict: a hostile id of 10**9 must not allocate gigabytes.
+_DENSE_PER_FILE, _DENSE_MARGIN = 4, 1 << 16
+_ABSENT, _MISSING = -2, -1  # no such image id; an image without its file (None)
+
+
+def _code(side: int | None) -> int:
+    """A declared width or height in 32 bits: 0 for None (undeclared), else the side plus one."""
+    return 0 if side is None else side + 1
+
+
+def _decode(code: int) -> int | None:
+    return None if code == 0 else code - 1
+
+
+class _ImageTable:
+    """COCO image id -> _Image (None: the image's file is missing), as the dict it replaces.
+
+    Over a numbered source (a ZipSource), ids that are small non-negative integers -- COCO's 1..N --
+    go to two numpy arrays indexed by id: the position of the image's file among the source's names
+    and its declared width and height. 12 bytes an image instead of ~280 (a dict slot, an int, an
+    _Image, the key's str). Anything else goes to a dict.
+    """
+
+    def __init__(self, source):
+        self.source = source if _positions(source) else None
+        self.limit = _DENSE_PER_FILE * source.count() + _DENSE_MARGIN if self.source is not None else 0
+        self.position = np.full(0, _ABSENT, dtype=np.int32)
+        self.size = np.zeros(0, dtype=np.int64)  # _code(width) << 32 | _code(height)
+        self.other: dict = {}
+
+    def _dense(self, iid) -> bool:
+        return _is_int(iid) and 0 <= iid < self.limit
+
+    @staticmethod
+    def _as_int(iid):
+        """What a dict would match: 1.0 and True find the key 1 (equal, same hash)."""
+        if isinstance(iid, bool) or (isinstance(iid, float) and iid.is_integer()):
+            return int(iid)
+        return iid
+
+    def __setitem__(self, iid, image: _Image | None) -> None:
+        if self._dense(iid):
+            position = self.source.position(image.key) if image is not None else _MISSING
+            width, height = (image.width, image.height) if image is not None else (None, None)
+            fits = all(v is None or 0 <= v < 0x7FFFFFFF for v in (width, height))
+            if position is not None and fits:
+                if iid >= self.position.size:
+                    grown = max(iid + 1, 2 * self.position.size, 1024)
+                    self.position = np.concatenate(
+                        (self.position, np.full(grown - self.position.size, _ABSENT, dtype=np.int32))
+                    )
+                    self.size = np.concatenate((self.size, np.zeros(grown - self.size.size, dtype=np.int64)))
+                self.position[iid] = position
+                self.size[iid] = (_code(width) << 32) | _code(height)
+                self.other.pop(iid, None)
+                return
+            if iid < self.position.size:
+                self.position[iid] = _ABSENT
+        self.other[iid] = image
+
+    def __contains__(self, iid) -> bool:
+        iid = self._as_int(iid)
+        if self._dense(iid) and iid < self.position.size and self.position[iid] != _ABSENT:
+            return True
+        return iid in self.other
+
+    def get(self, iid, default=None) -> _Image | None:
+        iid = self._as_int(iid)
+        if self._dense(iid) and iid < self.position.size:
+            position = int(self.position[iid])
+            if position == _MISSING:
+                return None
+            if position != _ABSENT:
+                size = int(self.size[iid])
+                return _Image(self.source.name_at(position), _decode(size >> 32), _decode(size & 0xFFFFFFFF))
+        return self.other.get(iid, default)
+
+    def __getitem__(self, iid) -> _Image | None:
+        if iid not in self:
+            raise KeyError(iid)
+        return self.get(iid)
+
+
+class _Declared:
+    """Item key -> where it was first declared (a packed int), keyed by the key's position among the
+    source's names when the source numbers them (8 bytes a file), else a dict."""
+
+    def __init__(self, source):
+        self.source = source if _positions(source) else None
+        self.dense = np.full(source.count() if self.source is not None else 0, -1, dtype=np.int64)
+        self.other: dict[str, int] = {}
+
+    def get(self, key: str) -> int | None:
+        position = self.source.position(key) if self.source is not None else None
+        if position is not None:
+            value = int(self.dense[position])
+            return None if value < 0 else value
+        return self.other.get(key)
+
+    def __setitem__(self, key: str, where: int) -> None:
+        position = self.source.position(key) if self.source is not None else None
+        if position is not None:
+            self.dense[position] = where
+        else:
+            self.other[key] = where
 
 
 @dataclass
@@ -94,9 +209,25 @@ class _File:
     name: str
     split: str
     root: str
-    doc: dict
-    images: dict = field(default_factory=dict)  # COCO image id -> _Image (None: missing file)
-    keep: list[int] = field(default_factory=list)  # positions in doc["images"] to yield
+    doc: dict  # "images" and "annotations": lists, or streamed (coco_stream), walked again each time
+    images: _ImageTable | None = None  # COCO image id -> _Image (None: missing file); set by the reader
+    # Positions in doc["images"] to yield, ascending: 4 bytes each, not a list of ints.
+    keep: array.array = field(default_factory=lambda: array.array("L"))
+    classified: bool = False  # does a kept image hold "classifications"? (else no pass to find them)
+
+
+def _kept(f: _File) -> Iterator[tuple[int, dict]]:
+    """(position, object) of each kept image, in order: one walk over the images, list or stream."""
+    keep = f.keep
+    if not keep:
+        return
+    at = 0
+    for j, img in enumerate(f.doc["images"]):
+        if j == keep[at]:
+            yield j, img
+            at += 1
+            if at == len(keep):
+                return
 
 
 def _split_of(name: str) -> str:
@@ -212,10 +343,14 @@ class _Reader:
         self.source = source
         self.files = files
         self.problems = problems
-        self.names = set(source.names())
+        # A ZipSource (or DirectorySource) answers ``in`` from its own index: no set of every name.
+        self.names = source if hasattr(type(source), "__contains__") else set(source.names())
         self.categories: dict[int, CategoryDef] = {}
-        self.item_keys: dict[str, str] = {}  # item key -> where first declared
-        self.item_files: dict[str, str] = {}  # item key -> the file that declared it
+        # item key -> where it was first declared: (index of its file in self.files) << 32 | position
+        # in that file's images. One int an image, not two strings.
+        self.declared = _Declared(source)
+        for f in files:
+            f.images = _ImageTable(source)
         self.captions: dict[str, list[str]] = {}  # item key -> captions (captions_* files)
         self.adjusted = policy.Adjustments()
 
@@ -336,6 +471,7 @@ class _Reader:
 
     def index_images(self, f: _File) -> None:
         images = f.doc["images"]
+        position = next(k for k, g in enumerate(self.files) if g is f)
         for j, img in enumerate(images):
             ptr = f"/images/{j}"
             if not isinstance(img, dict):
@@ -373,30 +509,31 @@ class _Reader:
                 )
                 f.images[iid] = None
                 continue
-            if key in self.item_keys and self.item_files[key] != f.name:
-                # COCO's annotations/ folder: instances_, person_keypoints_, captions_ ... of the
-                # same images. One item; each file's annotations refer to it.
-                self.adjusted.note(
-                    "merged_image",
-                    f.name,
-                    f"{key!r} is also declared in {self.item_files[key]}: one item, the labels of both files",
-                    pointer=f"{ptr}/file_name",
-                )
+            where = self.declared.get(key)
+            if where is not None:
+                first = self.files[where >> 32]
+                if first.name != f.name:
+                    # COCO's annotations/ folder: instances_, person_keypoints_, captions_ ... of the
+                    # same images. One item; each file's annotations refer to it.
+                    self.adjusted.note(
+                        "merged_image",
+                        f.name,
+                        f"{key!r} is also declared in {first.name}: one item, the labels of both files",
+                        pointer=f"{ptr}/file_name",
+                    )
+                else:
+                    self.problems.add(
+                        f.name,
+                        f"{key!r} is already declared at {first.name}#/images/{where & 0xFFFFFFFF}",
+                        pointer=f"{ptr}/file_name",
+                        code="duplicate_image",
+                    )
                 f.images[iid] = _Image(key, width, height)
                 continue
-            if key in self.item_keys:
-                self.problems.add(
-                    f.name,
-                    f"{key!r} is already declared at {self.item_keys[key]}",
-                    pointer=f"{ptr}/file_name",
-                    code="duplicate_image",
-                )
-                f.images[iid] = _Image(key, width, height)
-                continue
-            self.item_keys[key] = f"{f.name}#{ptr}"
-            self.item_files[key] = f.name
+            self.declared[key] = position << 32 | j
             f.images[iid] = _Image(key, width, height)
             f.keep.append(j)
+            f.classified = f.classified or "classifications" in img
 
     def index_captions(self, f: _File) -> None:
         annotations = f.doc["annotations"]
@@ -418,9 +555,7 @@ class _Reader:
                 code="captions_kept",
             )
         for f in self.files:
-            images = f.doc["images"]
-            for j in f.keep:
-                img = images[j]
+            for j, img in _kept(f):
                 known = f.images[img["id"]]
                 yield ItemRecord(
                     key=known.key,
@@ -452,15 +587,14 @@ class _Reader:
                     yield label
             # Our COCO export puts image-level classifications in the image entry (COCOeval
             # breaks on annotations without a box): read them back as classification labels.
-            images = f.doc["images"]
-            for j in f.keep:
-                entries = images[j].get("classifications")
+            for j, img in _kept(f) if f.classified else ():
+                entries = img.get("classifications")
                 for k, entry in enumerate(entries if isinstance(entries, list) else []):
                     ptr = f"/images/{j}/classifications/{k}"
                     if not isinstance(entry, dict):
                         self.problems.add(f.name, "a classification must be an object", pointer=ptr)
                         continue
-                    ann = {**entry, "image_id": images[j]["id"]}
+                    ann = {**entry, "image_id": img["id"]}
                     ann.setdefault("id", f"images/{j}/classifications/{k}")
                     label = self.label(f, k, ann, seen_ids, ptr=ptr)
                     if label is not None:
@@ -817,7 +951,7 @@ def read_coco(
             continue
         is_coco = (
             isinstance(doc, dict)
-            and isinstance(doc.get("images"), list)
+            and isinstance(doc.get("images"), (list, coco_stream.StreamedHead))
             and isinstance(doc.get("annotations"), (list, coco_stream.StreamedArray))
         )
         if not is_coco:

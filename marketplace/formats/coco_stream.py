@@ -1,18 +1,16 @@
 """Reading a large COCO file without loading it whole: ijson (its C backend, yajl2_c) over the stream.
 
-``read_outline`` gives the file as the COCO reader needs it: a dict whose ``images`` and
-``categories`` are built (they grow with the images, not the labels) and whose ``annotations`` is a
-``StreamedArray`` that parses the annotations one at a time each time it is iterated, so memory
-does not grow with the number of labels. The file is read twice, each time in C (yajl, numpy) and
-in bounded memory:
-
-1. once through yajl, which checks every byte's syntax (the annotations included: an error is found
-   before a single item is written) and builds ``images``; on the bytes it reads, in 8 MiB pieces,
-   run the guards: the size cap and the nesting depth (``archive.JsonDepthScan``, the very scan
-   ``safe_load_json`` runs, with its messages and codes), and the top level's outline
-   (``archive.JsonOutline``: its keys, a span for each nested value, the bytes of ``categories``,
-   which may come after the annotations, as in COCO's own files);
-2. the annotations, when the labels are read.
+``read_outline`` gives the file as the COCO reader needs it: a dict whose ``categories`` are built
+and whose ``images`` (a ``StreamedHead``) and ``annotations`` (a ``StreamedArray``) parse their
+objects one at a time each time they are iterated, so memory grows neither with the labels nor with
+the images' objects (a list of them held ~1 KB an image). The file is read once before that, in C
+(yajl, numpy) and in bounded memory: yajl checks every byte's syntax, building nothing (the
+annotations included: an error is found before a single item is written); on the bytes it reads, in
+8 MiB pieces, run the guards: the size cap and the nesting depth (``archive.JsonDepthScan``, the
+very scan ``safe_load_json`` runs, with its messages and codes), and the top level's outline
+(``archive.JsonOutline``: its keys, the byte span of each nested value -- the images are then read
+from theirs alone -- and the bytes of ``categories``, which may come after the annotations, as in
+COCO's own files). Then the images and the annotations, when the reader walks them.
 
 ``images``, ``annotations`` or ``categories`` given twice go to the whole-file reader
 (``json.loads`` keeps the last; before, a repeated ``annotations`` streamed both arrays).
@@ -58,6 +56,36 @@ class StreamedArray:
     def __iter__(self) -> Iterator:
         with self.opener() as stream:
             yield from ijson.items(stream, f"{self.key}.item", use_float=True)
+
+
+class StreamedHead:
+    """A top-level array read from its byte span (``start``, ``end``: the outline's), item by item
+    each time it is iterated: a walk over the images of a COCO file parses the images' bytes only,
+    not the annotations before or after them (those bytes are inflated and skipped)."""
+
+    def __init__(self, opener: Opener, span: tuple[int, int]):
+        self.opener = opener
+        self.span = span
+
+    def __iter__(self) -> Iterator:
+        with self.opener() as stream:
+            yield from ijson.items(_Span(stream, *self.span), "item", use_float=True)
+
+
+class _Span:
+    """The bytes ``[start, end)`` of a stream, as a file for yajl (the bytes before are read and dropped)."""
+
+    def __init__(self, stream: BinaryIO, start: int, end: int):
+        self.stream, self.left = stream, end - start
+        while start > 0 and (skipped := len(stream.read(min(start, PIECE)))):
+            start -= skipped
+
+    def read(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        data = self.stream.read(self.left if size is None or size < 0 else min(size, self.left))
+        self.left -= len(data)
+        return data
 
 
 class _Fallback(Exception):
@@ -156,6 +184,11 @@ class _Members(list):
     """The top-level object's (key, value) pairs, in order, repeats kept."""
 
 
+# A prefix no item of a JSON text has (a key holding NUL and "." cannot be reached by it): yajl checks
+# the syntax of every byte and builds nothing.
+_NOTHING = "\x00.\x00"
+
+
 def _top_level(outline: JsonOutline) -> dict:
     """The top-level object's members from the outline: a nested value as its span's index in a list.
 
@@ -193,7 +226,7 @@ def _nested(outline: JsonOutline, value: object) -> tuple[int, int, int] | None:
 
 
 def read_outline(opener: Opener, *, max_bytes: int, max_depth: int, name: str) -> object:
-    """The parsed file, its ``annotations`` streamed (a ``StreamedArray``) when it is a COCO object.
+    """The parsed file, its ``images`` and ``annotations`` streamed when it is a COCO object.
 
     What is not a JSON object with ``images`` and ``annotations`` lists comes back as
     ``safe_load_json`` reads it (the reader then says what is missing).
@@ -201,10 +234,12 @@ def read_outline(opener: Opener, *, max_bytes: int, max_depth: int, name: str) -
     with opener() as stream:
         guarded = _Guarded(stream, max_bytes=max_bytes, max_depth=max_depth, name=name)
         try:
-            images = _only(guarded, "images")  # and every byte of the file through yajl
+            # Every byte of the file through yajl, nothing built (no item has this prefix).
+            for _ in ijson.items(guarded, _NOTHING, use_float=True, buf_size=PIECE):
+                pass
             parsed = True
         except (_Fallback, ijson.JSONError, UnicodeDecodeError, ValueError):
-            images, parsed = None, False
+            parsed = False
         guarded.drain()
     outline = guarded.outline
     try:
@@ -215,8 +250,12 @@ def read_outline(opener: Opener, *, max_bytes: int, max_depth: int, name: str) -
         top = _top_level(outline)
         if "annotations" not in top or _nested(outline, top["annotations"])[2] != ord("["):
             raise _Fallback
-        if images is None or not isinstance(images[0], list):
+        if "images" not in top:
             raise _Fallback
+        start, end, opening = _nested(outline, top["images"])
+        if opening != ord("["):
+            raise _Fallback
+        images = StreamedHead(opener, (start, end))
         categories = None
         if "categories" in top:
             value = top["categories"]
@@ -230,7 +269,7 @@ def read_outline(opener: Opener, *, max_bytes: int, max_depth: int, name: str) -
         with opener() as stream:
             return safe_load_json(stream, max_bytes=max_bytes, max_depth=max_depth, name=name)
     annotations = StreamedArray(opener, "annotations", may_hold_captions=guarded.captions)
-    doc: dict = {"images": images[0], "annotations": annotations}
+    doc: dict = {"images": images, "annotations": annotations}
     if categories is not None:
         doc["categories"] = categories[0]
     return doc

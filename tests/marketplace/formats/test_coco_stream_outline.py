@@ -112,7 +112,8 @@ def outcome(read) -> tuple:
     except FormatError as exc:
         return ("refused", [dataclasses.asdict(p) for p in exc.problems])
     if isinstance(doc, dict) and isinstance(doc.get("annotations"), coco_stream.StreamedArray):
-        return ("streamed", {**doc, "annotations": list(doc["annotations"])})
+        images = doc["images"]  # streamed from its span, or a list (the frozen reference)
+        return ("streamed", {**doc, "images": list(images), "annotations": list(doc["annotations"])})
     return ("whole", doc)
 
 

@@ -1,0 +1,87 @@
+"""Compact tables for what ingest keeps per image: a name -> integer map, a set of digests.
+
+A dict of a delivery's 500,000 image keys to their ids holds ~200 bytes an entry (the key's str
+object, the int, the slot); these hold the key's UTF-8 bytes and a few machine integers.
+"""
+
+from __future__ import annotations
+
+import array
+from collections.abc import Iterable
+
+import numpy as np
+
+# Keys are found by a 64-bit hash (Python's: stable within the process, unknown outside it), then
+# compared, so a collision costs a comparison, never a wrong answer. A name here, so that a test
+# can make every hash collide.
+_hash = hash
+
+
+class KeyTable:
+    """An immutable map from distinct strings to integers, built once from ``(key, value)`` pairs.
+
+    About ``len(key) + 28`` bytes an entry: the keys in one bytes blob, their ends, their hashes
+    sorted with the positions they came from, and the values as 64-bit integers.
+    """
+
+    def __init__(self, pairs: Iterable[tuple[str, int]]):
+        text = bytearray()
+        ends, hashes, values = array.array("Q"), array.array("q"), array.array("q")
+        for key, value in pairs:
+            text += key.encode("utf-8", "surrogatepass")
+            ends.append(len(text))
+            hashes.append(_hash(key))
+            values.append(value)
+        self._text = bytes(text)
+        del text
+        self._ends = np.frombuffer(ends, dtype=np.uint64) if ends else np.empty(0, dtype=np.uint64)
+        keyed = np.frombuffer(hashes, dtype=np.int64) if hashes else np.empty(0, dtype=np.int64)
+        self._order = np.argsort(keyed, kind="stable").astype(np.uint32 if len(keyed) < 2**32 else np.int64)
+        self._hashes = keyed[self._order]
+        self._values = values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def _key(self, i: int) -> str:
+        start = int(self._ends[i - 1]) if i else 0
+        return self._text[start : int(self._ends[i])].decode("utf-8", "surrogatepass")
+
+    def _find(self, key: str) -> int:
+        h = _hash(key)
+        at = int(np.searchsorted(self._hashes, h, side="left"))
+        while at < len(self._hashes) and self._hashes[at] == h:
+            i = int(self._order[at])
+            if self._key(i) == key:
+                return i
+            at += 1
+        return -1
+
+    def __getitem__(self, key: str) -> int:
+        i = self._find(key) if isinstance(key, str) else -1
+        if i < 0:
+            raise KeyError(key)
+        return self._values[i]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._find(key) >= 0
+
+    def get(self, key: str, default=None):
+        i = self._find(key) if isinstance(key, str) else -1
+        return self._values[i] if i >= 0 else default
+
+    def values_of(self, keys: list[str]) -> list[int]:
+        """``[self[k] for k in keys]``, the hashes looked up in one numpy call (a batch of labels)."""
+        if not keys:
+            return []
+        wanted = np.fromiter((_hash(k) for k in keys), dtype=np.int64, count=len(keys))
+        at = np.minimum(np.searchsorted(self._hashes, wanted, side="left"), max(len(self._hashes) - 1, 0))
+        out = []
+        for key, h, a in zip(keys, wanted.tolist(), at.tolist(), strict=True):
+            i = int(self._order[a]) if len(self._hashes) and self._hashes[a] == h else -1
+            if i < 0 or self._key(i) != key:
+                i = self._find(key)  # a collision (or an unknown key): the slow path decides
+                if i < 0:
+                    raise KeyError(key)
+            out.append(self._values[i])
+        return out
