@@ -144,7 +144,7 @@ class _ImageTable:
             fits = all(v is None or 0 <= v < 0x7FFFFFFF for v in (width, height))
             if position is not None and fits:
                 if iid >= self.position.size:
-                    grown = max(iid + 1, 2 * self.position.size, 1024)
+                    grown = min(max(iid + 1, 2 * self.position.size, 1024), self.limit)  # iid < limit
                     self.position = np.concatenate(
                         (self.position, np.full(grown - self.position.size, _ABSENT, dtype=np.int32))
                     )

@@ -70,3 +70,12 @@ def test_usual_coco_ids_take_twelve_bytes_an_image():
     for iid in range(1, 6):
         table[iid] = coco._Image(_FILES[iid], 640, 480)
     assert not table.other and table.get(3) == coco._Image(_FILES[3], 640, 480)
+
+
+def test_the_dense_table_never_grows_past_its_limit():
+    """Doubling from 32,781 slots would give 65,562, past the limit of 65,560 for six files."""
+    table = coco._ImageTable(_source())
+    for iid in (32_780, table.limit - 1):
+        table[iid] = coco._Image(_FILES[0], 4, 3)
+        assert table.position.size <= table.limit
+    assert table.get(table.limit - 1) == coco._Image(_FILES[0], 4, 3)
