@@ -1082,6 +1082,81 @@ def _previous_labels(pks: list[int]) -> dict:
     return Label.objects.select_related("item", "category", "annotator", "guideline_version").in_bulk(pks)
 
 
+def _previous_states(pks: list[int]) -> dict:
+    """What ``_matched_events`` reads of the previous labels, by primary key, without Label instances.
+
+    The attributes ``label_content``, ``_provenance`` and ``_label_state`` read, on plain namespaces;
+    geometry and attributes come as the database's JSON text, parsed once (``_parse_json``). The ORM
+    (``_previous_labels``: four related rows and the JSON converters per label) took about 7 s of a
+    16 s re-delivery of 50,000 labels under cProfile.
+    """
+    from types import SimpleNamespace as NS
+
+    from django.db.models import TextField
+    from django.db.models.functions import Cast
+
+    from ..models import Label
+
+    rows = (
+        Label.objects.filter(pk__in=pks)
+        .annotate(
+            geometry_text=Cast("geometry", TextField()), attributes_text=Cast("attributes", TextField())
+        )
+        .values_list(
+            "pk",
+            "category__name",
+            "geometry_type",
+            "geometry_text",
+            "attributes_text",
+            "is_final",
+            "item__key",
+            "iscrowd",
+            "annotator_id",
+            "annotator__pseudonym",
+            "guideline_version_id",
+            "guideline_version__tag",
+            "source",
+            "model_name",
+            "model_version",
+        )
+    )
+    return {
+        pk: NS(
+            category=NS(name=category),
+            geometry_type=kind,
+            geometry=_parse_json(geometry),
+            attributes=_parse_json(attributes),
+            is_final=is_final,
+            item=NS(key=item),
+            iscrowd=iscrowd,
+            annotator_id=annotator_id,
+            annotator=NS(pseudonym=pseudonym) if annotator_id else None,
+            guideline_version_id=guideline_id,
+            guideline_version=NS(tag=tag) if guideline_id else None,
+            source=source,
+            model_name=model_name,
+            model_version=model_version,
+        )
+        for (
+            pk,
+            category,
+            kind,
+            geometry,
+            attributes,
+            is_final,
+            item,
+            iscrowd,
+            annotator_id,
+            pseudonym,
+            guideline_id,
+            tag,
+            source,
+            model_name,
+            model_version,
+        ) in rows
+    }
+
+
 def _matched_events(
     batch: list, lineage: Lineage, *, tags: dict[int, str], now, delivery_id: int, version_number: int
 ):
@@ -1091,7 +1166,7 @@ def _matched_events(
 
     m = lineage.matches
     wanted = [int(m.old[n]) for n, _ in batch if m is not None and m.old[n] >= 0]
-    before = _previous_labels([int(lineage.old_ids[i]) for i in wanted]) if wanted else {}
+    before = _previous_states([int(lineage.old_ids[i]) for i in wanted]) if wanted else {}
     for n, written in batch:
         i = -1 if m is None else int(m.old[n])
         if i < 0:
