@@ -518,6 +518,8 @@ def verify_archive(path: Union[str, Path], public_key: PublicKeyLike) -> Result:
         if coco:
             _check_coco_labels(archive, names, coco, failures)
         _check_voc_yolo_classes(archive, names, failures)
+        if PROVENANCE_CSV in names:
+            _check_provenance_csv(archive, failures)
 
     if not isinstance(bundle, dict):
         return Result(failures + [f"{EVIDENCE} is not a JSON object"])
@@ -944,6 +946,113 @@ def _check_nothing_missing(db, selection: dict, report: _LabelFailures) -> None:
         params += classes
     for (uid,) in db.execute(sql + " ORDER BY l.uid", params):
         report.add(f"published label {_short(uid)} is missing from the export")
+
+
+PROVENANCE_CSV = "provenance.csv"
+# provenance.csv's columns, and the content row field each is checked against.
+_PROVENANCE_FIELDS = (
+    ("label_uid", "key"),
+    ("item", "item"),
+    ("category", "category"),
+    ("geometry_type", "geometry_type"),
+    ("is_final", "is_final"),
+    ("annotator", "annotator"),
+    ("made_at", "made_at"),
+    ("guideline_version", "guideline_version"),
+    ("source", "source"),
+    ("model_name", "model_name"),
+    ("model_version", "model_version"),
+)
+
+
+def _moment(value) -> str:
+    """A time as one text whatever its ISO form (``+00:00`` or another offset, with or without
+    microseconds); '' for none; the text itself when it is not a time (then it must match as text)."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        return str(value)
+    return moment.timestamp().hex()
+
+
+def _provenance_values(row: dict) -> tuple:
+    """A content labels row as provenance.csv writes it (guideline: its tag; flags: true/false)."""
+    guideline = row.get("guideline_version")
+    tag = str(guideline).rsplit(" / ", 1)[-1] if guideline else ""
+    return (
+        str(row.get("item")),
+        str(row.get("category")),
+        str(row.get("geometry_type")),
+        "true" if row.get("is_final") else "false",
+        str(row.get("annotator") or ""),
+        _moment(row.get("made_at")),
+        tag,
+        str(row.get("source") or ""),
+        str(row.get("model_name") or ""),
+        str(row.get("model_version") or ""),
+    )
+
+
+def _check_provenance_csv(archive, failures: list[str]) -> None:
+    """Every row of provenance.csv says what the published label it names says (who, when, under
+    which guideline, by which means, and its item, class, kind and final flag): a provenance file
+    changed in the archive, or written from a database changed behind the ledger's back, fails.
+    Rows are matched by uid in a temporary SQLite file: memory does not grow with the labels."""
+    import csv
+    import io
+    import sqlite3
+    import tempfile
+
+    report = _LabelFailures(failures)
+    columns = [name for name, _ in _PROVENANCE_FIELDS]
+    with tempfile.TemporaryDirectory() as tmp:
+        db = sqlite3.connect(str(Path(tmp) / "provenance.sqlite3"))
+        try:
+            db.execute("CREATE TABLE published (uid TEXT PRIMARY KEY, v TEXT)")
+            db.executemany(
+                "INSERT OR IGNORE INTO published VALUES (?, ?)",
+                (
+                    (str(r.get("key")), json.dumps(_provenance_values(r)))
+                    for r in _jsonl(archive, "content/labels.jsonl")
+                ),
+            )
+            with archive.open(PROVENANCE_CSV) as raw:
+                reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+                header = next(reader, None)
+                if header != columns:
+                    failures.append(f"{PROVENANCE_CSV} does not have the columns {', '.join(columns)}")
+                    return
+                db.execute("CREATE TABLE listed (uid TEXT PRIMARY KEY)")
+                for line, values in enumerate(reader, start=2):
+                    where = f"{PROVENANCE_CSV} line {line}"
+                    if len(values) != len(columns):
+                        report.add(f"{where}: {len(values)} fields, not {len(columns)}")
+                        continue
+                    uid, *rest = values
+                    if db.execute("INSERT OR IGNORE INTO listed VALUES (?)", (uid,)).rowcount == 0:
+                        report.add(f"{where}: label {_short(uid)} listed twice")
+                        continue
+                    found = db.execute("SELECT v FROM published WHERE uid = ?", (uid,)).fetchone()
+                    if found is None:
+                        report.add(f"{where}: label {_short(uid)} is not a published label")
+                        continue
+                    rest[5] = _moment(rest[5])
+                    published = json.loads(found[0])
+                    for (name, _), said, expected in zip(
+                        _PROVENANCE_FIELDS[1:], rest, published, strict=True
+                    ):
+                        if said != expected:
+                            report.add(
+                                f"{where}: {name} of label {_short(uid)} differs from the published label"
+                            )
+                            break
+        finally:
+            db.close()
+    report.close()
 
 
 def _check_voc_yolo_classes(archive, names: list[str], failures: list[str]) -> None:

@@ -273,3 +273,57 @@ def test_a_yolo_row_with_an_unknown_class_index_fails(rich_version, tmp_path, ke
         rewrite(export_as(rich_version, tmp_path, "yolo"), bump, fix_manifest=True), key_file
     )
     assert code == 1 and "class index not in data.yaml" in out, out
+
+
+def _change_provenance(change):
+    """``change(rows) -> None`` on provenance.csv's rows (header first), written back as CSV."""
+    import csv
+
+    def apply(name, data):
+        if name != "provenance.csv":
+            return data
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+        change(rows)
+        out = io.StringIO(newline="")
+        csv.writer(out).writerows(rows)
+        return out.getvalue().encode("utf-8")
+
+    return apply
+
+
+@pytest.mark.parametrize("format", ["coco", "voc", "yolo"])
+def test_provenance_rewritten_in_the_archive_fails_with_a_rewritten_manifest(
+    rich_version, tmp_path, key_file, format
+):
+    archive = (
+        export(rich_version, tmp_path) if format == "coco" else export_as(rich_version, tmp_path, format)
+    )
+    assert run_verifier(archive, key_file)[0] == 0
+
+    def another_annotator(rows):
+        column = rows[0].index("annotator")
+        rows[1][column] = "someone-else"
+
+    code, out = run_verifier(
+        rewrite(archive, _change_provenance(another_annotator), fix_manifest=True), key_file
+    )
+    assert code == 1 and "provenance.csv line 2: annotator of label" in out, out
+    assert "manifest" not in out and "content hash" not in out
+
+    def a_later_time(rows):
+        column = rows[0].index("made_at")
+        rows[2][column] = "2031-01-01T00:00:00+00:00"
+
+    code, out = run_verifier(rewrite(archive, _change_provenance(a_later_time), fix_manifest=True), key_file)
+    assert code == 1 and "provenance.csv line 3: made_at of label" in out, out
+
+
+def test_provenance_times_in_another_offset_are_the_same_time():
+    verifier = importlib.util.module_from_spec(importlib.util.spec_from_file_location("v", VERIFIER))
+    sys.modules["v"] = verifier
+    verifier.__spec__.loader.exec_module(verifier)
+    assert verifier._moment("2024-05-01T12:00:00+02:00") == verifier._moment(
+        "2024-05-01T10:00:00.000000+00:00"
+    )
+    assert verifier._moment("2024-05-01T12:00:00+02:00") != verifier._moment("2024-05-01T12:00:00+00:00")
+    assert verifier._moment("") == verifier._moment(None) == ""
