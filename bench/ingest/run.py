@@ -684,21 +684,28 @@ def _extract_annotations(archive: Path, target: Path) -> None:
             dst.write(chunk)
 
 
+def _migrated_env(db_name: str, scratch: str, **extra: str) -> dict:
+    """The children's environment on the scratch database and folders, the database migrated."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(db_name),
+        "MEDIA_ROOT": str(Path(scratch) / "media"),
+        "VAR_DIR": str(Path(scratch) / "var"),
+        "LOG_LEVEL": "WARNING",
+        "CELERY_BROKER_URL": "",
+        **extra,
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
+    return env
+
+
 def _measure(archive: Path, db_name: str, keep: bool) -> dict:
     """Every measured child, in the same run, against one scratch database."""
     _recreate(db_name)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch:
-        env = {
-            **os.environ,
-            "DATABASE_URL": _database_url(db_name),
-            "MEDIA_ROOT": str(Path(scratch) / "media"),
-            "VAR_DIR": str(Path(scratch) / "var"),
-            "LOG_LEVEL": "WARNING",
-            "CELERY_BROKER_URL": "",
-        }
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
-        )
+        env = _migrated_env(db_name, scratch)
         annotation_file = Path(scratch) / "instances_train2017.json"
         _extract_annotations(archive, annotation_file)
         out = {"json_mb": annotation_file.stat().st_size / 2**20}
@@ -720,23 +727,13 @@ def _memory_curve(shapes: list[tuple[int, int]], mixed: str, db_name: str) -> li
         made = _run_child("generate-unchecked", f"{images},{labels},{mixed}", dict(os.environ))
         _recreate(db_name)
         with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch:
-            env = {
-                **os.environ,
-                "DATABASE_URL": _database_url(db_name),
-                "MEDIA_ROOT": str(Path(scratch) / "media"),
-                "VAR_DIR": str(Path(scratch) / "var"),
-                "LOG_LEVEL": "WARNING",
-                "CELERY_BROKER_URL": "",
-                # The defaults (250,000 entries, 512 MiB of JSON) refuse the 10x deliveries: raised
-                # here, only as far as this delivery needs, and said so in the output.
-                "DELIVERY_MAX_ENTRIES": str(max(250_000, made["entries"])),
-                "DELIVERY_MAX_JSON_BYTES": str(max(512 * 2**20, made["json_bytes"])),
-            }
-            subprocess.run(
-                [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-                cwd=ROOT,
-                env=env,
-                check=True,
+            # The defaults (250,000 entries, 512 MiB of JSON) refuse the 10x deliveries: raised here,
+            # only as far as this delivery needs, and said so in the output.
+            env = _migrated_env(
+                db_name,
+                scratch,
+                DELIVERY_MAX_ENTRIES=str(max(250_000, made["entries"])),
+                DELIVERY_MAX_JSON_BYTES=str(max(512 * 2**20, made["json_bytes"])),
             )
             # Below STREAM_ABOVE_BYTES the COCO file would be loaded whole; streamed, as a large
             # file is, a reduced-scale run shows what the issue's sizes do.
