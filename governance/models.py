@@ -427,5 +427,44 @@ class ContentDigestBlock(models.Model):
         return f"{self.version_id} {self.part} block {self.index}"
 
 
+class HeldGeometry(models.Model):
+    """A geometry that a deleted draft's label rows held, kept for the label histories that bind it.
+
+    Label events bind a geometry by its hash (``ledger.events``): a history shows the geometry by finding
+    a label row, or an inline state, that hashes to it. Deleting a draft removes its label rows, so
+    before they go ``ledger.events.hold_geometries`` keeps here each geometry that no other version's
+    row of the same label still holds. A row is evidence only through its hash: readers hash
+    ``geometry`` again (``events.history_geometries``), so a row changed behind the ORM's back shows
+    nothing. Append-only like the ledger (triggers, governance 0012).
+    """
+
+    dataset = models.ForeignKey(
+        "marketplace.Dataset", on_delete=models.PROTECT, related_name="held_geometries", db_index=False
+    )
+    sha256 = models.CharField(max_length=64, help_text="The geometry's hash by the ledger's rule")
+    label_uid = models.UUIDField(help_text="The label whose deleted row held it (the first one)")
+    geometry = models.JSONField()
+    held_at = models.DateTimeField(default=timezone.now)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["dataset", "sha256"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "sha256"], name="held_geometry_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]} of {self.label_uid}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise LedgerAppendOnlyError("Held geometries are evidence and cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise LedgerAppendOnlyError("Held geometries are evidence and cannot be deleted.")
+
+
 # The verification job lives in its own module (governance.ledger.verify_chain's); imported for Django to see it.
 from .verification_models import LedgerVerification  # noqa: E402, F401

@@ -36,7 +36,8 @@ normalised as payloads are; the geometry itself is in the label row, not copied 
 written before this rule hold ``geometry`` inline and stay valid (the hash covers whatever the
 payload holds); every reader takes both forms. A state whose row is about to be overwritten in place
 (a reviewer's fix in a draft: its "before") keeps the geometry inline, so that every hash of a label's
-history resolves to a label row or to an inline state. Histories and event bundles carry the
+history resolves to a label row or to an inline state; a deleted draft's geometries that no other
+version holds are kept in ``HeldGeometry`` (``events.hold_geometries``). Histories and event bundles carry the
 geometries their events bind (``events.geometries_of_events``); ``verify_offline.py --history`` checks
 them, and content verification checks each released label row against its event's hash
 (``content_verification.verify_label_geometries``).
@@ -80,12 +81,13 @@ from .chain import (
     event_document,
     record_dataset_event,
 )
-from .events import label_created_events, label_event, label_version_events
+from .events import hold_geometries, label_created_events, label_event, label_version_events
 from .proofs import consistency_proof_for, inclusion_proof_for, proof_bundle, proofs_for, public_key_pem
 from .tree_heads import CHUNK_LEVEL, latest_tree_head, sign_tree_head, tree_head_document
 from .verification import VerificationReport, verify_dataset
 
 __all__ = [
+    "hold_geometries",
     "BATCH_SIZE",
     "CHUNK_LEVEL",
     "EventData",

@@ -16,8 +16,9 @@ content hashes and pages read; the event no longer copies it. Rules that keep a 
 - Readers get the geometries of a history from the label rows (``history_geometries``); a history
   bundle carries them, and ``verify_offline.py --history`` checks each against its event's hash.
 
-Lost by the rule: the geometries of a deleted draft's labels (their rows go, their events stay and
-keep only the hash, which still proves what was there without showing it).
+- Deleting a draft removes its label rows: ``hold_geometries`` first keeps each geometry that no
+  other version's row of the same label holds in ``HeldGeometry`` (append-only), where readers find
+  it after the label rows. A held geometry is shown only if it hashes to what an event binds.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from marketplace.models import DatasetVersion, Label
 
+from ..models import HeldGeometry
 from .canonical import canonical_json
 from .chain import EventData, _plain
 
@@ -210,21 +213,14 @@ def payload_states(payload) -> Iterator[tuple[str, dict]]:
                 yield key, payload[key]
 
 
-def history_geometries(events: Iterable, labels: Iterable[Label]) -> dict[str, object]:
+def history_geometries(events: Iterable, labels: Iterable) -> dict[str, object]:
     """{hash: geometry} for every hash a label's events bind, from its label rows and inline states.
 
     ``events``: ``LabelEvent`` rows or event documents; ``labels``: the label's rows the reader may
-    see. Only hashes the events name are returned, so nothing is shown that the events did not bind.
+    see, then any held geometries (anything with a ``geometry``). Each is hashed again here: only
+    hashes the events name are returned, so nothing is shown that the events did not bind.
     """
-    wanted: set[str] = set()
-    found: dict[str, object] = {}
-    for event in events:
-        payload = event.get("payload") if isinstance(event, dict) else event.payload
-        for _key, state in payload_states(payload):
-            if GEOMETRY_DIGEST in state and "geometry" not in state:
-                wanted.add(state[GEOMETRY_DIGEST])
-            elif "geometry" in state:
-                found.setdefault(geometry_sha256(state["geometry"]), _plain(state["geometry"]))
+    wanted, found = _bound_digests(events)
     for label in labels:
         if len(found.keys() & wanted) == len(wanted):
             break
@@ -234,23 +230,90 @@ def history_geometries(events: Iterable, labels: Iterable[Label]) -> dict[str, o
     return {digest: found[digest] for digest in sorted(wanted) if digest in found}
 
 
+def _bound_digests(events: Iterable) -> tuple[set[str], dict[str, object]]:
+    """(hashes the events bind without the geometry, {hash: geometry} of their inline states)."""
+    wanted: set[str] = set()
+    found: dict[str, object] = {}
+    for event in events:
+        payload = event.get("payload") if isinstance(event, dict) else event.payload
+        for _key, state in payload_states(payload):
+            if GEOMETRY_DIGEST in state and "geometry" not in state:
+                wanted.add(state[GEOMETRY_DIGEST])
+            elif "geometry" in state:
+                found.setdefault(geometry_sha256(state["geometry"]), _plain(state["geometry"]))
+    return wanted, found
+
+
 def geometries_of_events(events: Sequence) -> dict[str, object]:
     """``history_geometries`` of some ``LabelEvent`` rows of one dataset, from their labels' rows.
 
     Label rows of any version of the dataset: a "before" state names the previous version's row,
-    which the reader of the event saw inline before the hash rule; only hashes the events bind are
-    returned, so nothing more is shown than the events showed.
+    which the reader of the event saw inline before the hash rule; then the geometries held for a
+    deleted draft (``hold_geometries``). Only hashes the events bind are returned, so nothing more
+    is shown than the events showed.
     """
     uids = {event.label_uid for event in events if event.label_uid is not None}
     if not uids:
         return {}
+    dataset_id = events[0].dataset_id
     labels = (
-        Label.objects.filter(version__dataset_id=events[0].dataset_id, uid__in=uids)
+        Label.objects.filter(version__dataset_id=dataset_id, uid__in=uids)
         .only("geometry")
         .order_by("-version__number", "id")
         .iterator(chunk_size=200)
     )
-    return history_geometries(events, labels)
+
+    def held():
+        wanted, _inline = _bound_digests(events)
+        yield from (
+            HeldGeometry.objects.filter(dataset_id=dataset_id, sha256__in=sorted(wanted))
+            .only("geometry")
+            .iterator(chunk_size=200)
+        )
+
+    return history_geometries(events, _chain(labels, held))
+
+
+def _chain(first: Iterable, then) -> Iterator:
+    yield from first
+    yield from then()  # called only when the first ran out before every hash was found
+
+
+HOLD_BATCH = 2000
+
+
+def hold_geometries(version: DatasetVersion) -> int:
+    """Keep the geometries of a draft's labels that its deletion would lose; returns how many are new.
+
+    Skipped: a geometry another version's row of the same label holds as the same JSON (its history
+    finds it there) and one already held for the dataset. Call inside the deleting transaction.
+    """
+    same_elsewhere = (
+        Label.objects.filter(uid=OuterRef("uid"))
+        .exclude(version_id=version.pk)
+        .annotate(text=Cast("geometry", TextField()))
+        .filter(text=Cast(OuterRef("geometry"), TextField()))
+    )
+    rows = (
+        Label.objects.filter(version=version)
+        .exclude(Exists(same_elsewhere))
+        .order_by("id")
+        .values_list("uid", "geometry")
+        .iterator(chunk_size=HOLD_BATCH)
+    )
+    already = HeldGeometry.objects.filter(dataset_id=version.dataset_id).count()
+    batch = []
+    for uid, geometry in rows:
+        digest = geometry_sha256(geometry)
+        batch.append(
+            HeldGeometry(dataset_id=version.dataset_id, sha256=digest, label_uid=uid, geometry=geometry)
+        )
+        if len(batch) >= HOLD_BATCH:
+            HeldGeometry.objects.bulk_create(batch, ignore_conflicts=True)  # a repeated geometry is held once
+            batch = []
+    if batch:
+        HeldGeometry.objects.bulk_create(batch, ignore_conflicts=True)
+    return HeldGeometry.objects.filter(dataset_id=version.dataset_id).count() - already
 
 
 def with_geometries(payload: dict, geometries: dict) -> dict:

@@ -75,7 +75,8 @@ def delete_draft(*, version: DatasetVersion) -> int:
     """Delete an abandoned draft with its items, labels, datasheet, schema and draft exports.
 
     Only a draft: a published or deprecated version is evidence and never goes away. The ledger
-    keeps the draft's label events (it is append-only); its deliveries keep their reports, with
+    keeps the draft's label events (it is append-only) and the geometries they bind that no other
+    version holds (``ledger.hold_geometries``); its deliveries keep their reports, with
     ``version_deleted`` set. Image files shared with other versions stay; the draft's own become
     unreferenced blobs, removed by ``manage.py sweep_orphan_blobs``. Returns the draft's number.
     Access (the supplier's own datasets only) is the caller's: ``visibility.access_dataset``.
@@ -101,6 +102,8 @@ def delete_draft(*, version: DatasetVersion) -> int:
         report = dict(delivery.report or {})
         report["version_deleted"] = number
         Delivery.objects.filter(pk=delivery.pk).update(report=report)
+    # The label events stay and bind each geometry by hash: keep the geometries only these rows hold.
+    ledger.hold_geometries(version)
     # Labels first in one statement (nothing refers to a label): a million of them must not be
     # loaded by the cascade of version.delete().
     Label.objects.filter(version=version).delete()

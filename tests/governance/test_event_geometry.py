@@ -11,6 +11,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,98 @@ def test_rows_whose_events_hold_the_geometry_inline_verify_and_a_changed_one_is_
 
     raw_update_label(labels[0], {"bbox": [0.0, 0.0, 2.0, 2.0]})
     assert content_verification.verify_label_geometries(version).row == f"uid='{labels[0].uid}'"
+
+
+# --------------------------------------------------------------------------- a deleted draft's geometries
+
+
+@pytest.fixture
+def deleted_draft(dataset):
+    """v1 published; a draft v2 with one label's box moved, its events written, then the draft deleted."""
+    from marketplace.workspace import lifecycle
+
+    v1 = ledgered_version(dataset, items=2)
+    v2 = build_version(dataset, number=2, items=2, publish=False)
+    for new, old in zip(
+        Label.objects.filter(version=v2).order_by("id"),
+        Label.objects.filter(version=v1).order_by("id"),
+        strict=True,
+    ):
+        Label.objects.filter(pk=new.pk).update(uid=old.uid, geometry=old.geometry)
+    moved = Label.objects.filter(version=v2, geometry_type=fmt.BBOX).order_by("id").first()
+    moved_geometry = {"bbox": [1.0, 2.0, 3.5, 4.0]}
+    Label.objects.filter(pk=moved.pk).update(geometry=moved_geometry)
+    ledger.append_events(dataset=dataset, events=ledger.label_version_events(version=v2, previous=v1))
+    lifecycle.delete_draft(version=v2)
+    return v1, moved.uid, moved_geometry
+
+
+def test_deleting_a_draft_holds_only_the_geometries_no_other_version_holds(dataset, deleted_draft):
+    from governance.models import HeldGeometry
+
+    _v1, uid, moved_geometry = deleted_draft
+
+    held = list(HeldGeometry.objects.filter(dataset=dataset))
+    # The unchanged labels' geometries are still in v1's rows: only the moved box needed keeping.
+    assert [(h.label_uid, h.sha256, h.geometry) for h in held] == [
+        (uid, rule_hash(moved_geometry), moved_geometry)
+    ]
+
+
+def test_a_deleted_drafts_geometry_is_in_the_history_and_verifies_offline(
+    api_for, supplier, dataset, deleted_draft, tmp_path
+):
+    from marketplace.workspace import lifecycle
+
+    _v1, uid, moved_geometry = deleted_draft
+    lifecycle.start_draft(dataset=dataset)  # the next draft takes number 2 again: its events are v2's
+
+    history = api_for(supplier).get(f"/api/v1/labels/{uid}/history/").json()
+
+    modified = [e["event"]["payload"] for e in history["events"] if e["event"]["action"] == "modified"]
+    assert [m["after"]["geometry_sha256"] for m in modified] == [rule_hash(moved_geometry)]
+    assert history["geometries"][rule_hash(moved_geometry)] == moved_geometry
+    run = run_verifier(tmp_path, history)
+    assert (run.returncode, run.stdout.strip()) == (0, "VALID"), run.stdout + run.stderr
+
+
+def test_a_held_geometry_that_does_not_hash_to_its_key_is_not_shown(dataset):
+    from governance.ledger.events import history_geometries
+    from governance.models import HeldGeometry
+
+    bound = {"bbox": [0.0, 0.0, 1.0, 1.0]}
+    event = {"payload": {"after": {"geometry_sha256": rule_hash(bound)}}}
+    forged = HeldGeometry(
+        dataset=dataset,
+        sha256=rule_hash(bound),
+        label_uid=uuid.uuid4(),
+        geometry={"bbox": [9.0, 9.0, 1.0, 1.0]},
+    )
+
+    assert history_geometries([event], [forged]) == {}
+    assert history_geometries(
+        [event], [HeldGeometry(dataset=dataset, sha256="x", label_uid=uuid.uuid4(), geometry=bound)]
+    ) == {rule_hash(bound): bound}
+
+
+def test_held_geometries_cannot_be_changed_or_deleted_even_in_sql(dataset, deleted_draft):
+    from django.db import connection, transaction
+
+    from governance.models import HeldGeometry, LedgerAppendOnlyError
+
+    held = HeldGeometry.objects.get(dataset=dataset)
+    for statement in (
+        "UPDATE governance_heldgeometry SET geometry = '{}'",
+        "DELETE FROM governance_heldgeometry",
+    ):
+        with (
+            pytest.raises(Exception, match="append_only"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(statement)
+    with pytest.raises(LedgerAppendOnlyError):
+        HeldGeometry.objects.filter(pk=held.pk).delete()
+    with pytest.raises(LedgerAppendOnlyError):
+        held.delete()
+    assert HeldGeometry.objects.filter(pk=held.pk).exists()
