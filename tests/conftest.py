@@ -247,10 +247,21 @@ def _own_cache_keys():
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Throttle counts and login failures live in the cache: each test starts from none."""
-    from django.core.cache import cache
+    from django.core.cache import caches
 
-    if "redis" in type(cache).__name__.lower():
-        # Only this worker's keys: FLUSHDB (cache.clear) would empty every worker's.
+    clear_own_keys(caches["default"])
+
+
+def clear_own_keys(cache) -> None:
+    """Empty ``cache``; on Redis only the keys under its own prefix (FLUSHDB would empty every worker's).
+
+    ``cache`` is the backend itself (``caches[alias]``), not ``django.core.cache.cache``: that is a
+    proxy whose type names no backend, so a test of its type name never saw Redis and every test
+    flushed the whole Redis database, the other xdist worker's throttle counts included.
+    """
+    from django.core.cache.backends.redis import RedisCache
+
+    if isinstance(cache, RedisCache):
         client = cache._cache.get_client(write=True)
         keys = list(client.scan_iter(match=cache.make_key("*"), count=1000))
         if keys:

@@ -7,6 +7,8 @@ from django.core.cache import caches
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from ..conftest import clear_own_keys
+
 pytestmark = pytest.mark.django_db
 
 TOKEN = "/api/v1/auth/token/"
@@ -95,9 +97,9 @@ def redis_cache():
         }
     }
     with override_settings(CACHES=config):
-        caches["default"].clear()
+        clear_own_keys(caches["default"])  # not FLUSHDB: the database may serve others
         yield caches["default"]
-        caches["default"].clear()
+        clear_own_keys(caches["default"])
 
 
 def test_the_counts_live_in_the_shared_cache_so_every_process_sees_them(redis_cache, buyer):

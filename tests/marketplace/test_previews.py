@@ -6,7 +6,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from django.core.cache import cache
+from django.core.cache import caches
 from django.core.files.storage import default_storage
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
@@ -17,7 +17,7 @@ from marketplace.catalogue import publication as catalogue_publication
 from marketplace.formats import model as fmt
 from marketplace.models import Item
 from tests import factories as f
-from tests.conftest import build_version
+from tests.conftest import build_version, clear_own_keys
 
 from .buyer_support import attach_images, entitle, fast_passwords, version_with_images  # noqa: F401
 
@@ -28,9 +28,9 @@ pytestmark = pytest.mark.django_db
 def media(settings, tmp_path):
     """Files of each test in its own folder; throttling counts start from zero."""
     settings.MEDIA_ROOT = tmp_path / "media"
-    cache.clear()
+    clear_own_keys(caches["default"])
     yield
-    cache.clear()
+    clear_own_keys(caches["default"])
 
 
 def view(category, kind, geometry, color, skeleton=None) -> previews.LabelView:
