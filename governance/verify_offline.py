@@ -945,7 +945,8 @@ def _check_format_labels(archive, names: list[str], failures: list[str]) -> None
     report.close()
 
 
-def _jsonl(archive, name: str):
+def _jsonl(archive, name: str, *, lines: bool = False):
+    """The JSON objects of a content file, each with its line (as text) when ``lines``."""
     with archive.open(name) as stream:
         for line in stream:
             try:
@@ -953,7 +954,7 @@ def _jsonl(archive, name: str):
             except ValueError:
                 continue  # reported by the content hash check
             if isinstance(row, dict):
-                yield row
+                yield (line.decode("utf-8"), row) if lines else row
 
 
 def _export_names(key: str, split: str) -> tuple[str, str, str, str]:
@@ -988,9 +989,8 @@ def _load_published(archive, db, *, by_item: bool = False) -> None:
         "voc TEXT, voc_ext TEXT, yolo TEXT, done INTEGER DEFAULT 0)"
     )
     db.execute(
-        "CREATE TABLE labels (uid TEXT PRIMARY KEY, item TEXT, category TEXT, kind TEXT, geometry TEXT, "
-        "is_final INTEGER, iscrowd INTEGER, coco INTEGER, attributes TEXT, provenance TEXT, "
-        "seen INTEGER DEFAULT 0)"
+        "CREATE TABLE labels (uid TEXT PRIMARY KEY, item TEXT, category TEXT, kind TEXT, is_final INTEGER, "
+        "iscrowd INTEGER, coco INTEGER, row TEXT, seen INTEGER DEFAULT 0)"
     )
     db.executemany(
         "INSERT OR IGNORE INTO classes VALUES (?, ?)",
@@ -1012,7 +1012,8 @@ def _load_published(archive, db, *, by_item: bool = False) -> None:
     )
 
     def rows():
-        for r in _jsonl(archive, "content/labels.jsonl"):
+        # The row is kept as its line: read back (json.loads) only for the labels a file holds.
+        for line, r in _jsonl(archive, "content/labels.jsonl", lines=True):
             geometry = r.get("geometry") if isinstance(r.get("geometry"), dict) else {}
             kind = str(r.get("geometry_type"))
             # What COCO holds: classifications in the image entry, everything with a box as an annotation.
@@ -1021,23 +1022,20 @@ def _load_published(archive, db, *, by_item: bool = False) -> None:
                 or geometry.get("rle") is not None
                 or _tight_box(geometry) is not None
             )
-            attributes = r.get("attributes")
             yield (
                 str(r.get("key")),
                 str(r.get("item")),
                 str(r.get("category")),
                 kind,
-                json.dumps(geometry),
                 1 if r.get("is_final") else 0,
                 1 if r.get("iscrowd") else 0,
                 1 if holds else 0,
-                json.dumps(attributes) if attributes else "",
-                json.dumps([r.get(name) for name in _LABEL_PROVENANCE]),
+                line,
             )
 
     db.executemany(
-        "INSERT OR IGNORE INTO labels (uid, item, category, kind, geometry, is_final, iscrowd, coco, attributes, "
-        "provenance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO labels (uid, item, category, kind, is_final, iscrowd, coco, row) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         rows(),
     )
     if by_item:
@@ -1108,14 +1106,14 @@ def _check_label(
         report.add(f"{where} has no uid: it cannot be matched to a published label")
         return
     row = db.execute(
-        "SELECT l.category, l.kind, l.geometry, l.is_final, l.iscrowd, l.seen, i.split, l.attributes, "
-        "l.provenance, i.coco FROM labels l LEFT JOIN items i ON i.key = l.item WHERE l.uid = ?",
+        "SELECT l.category, l.kind, l.row, l.is_final, l.iscrowd, l.seen, i.split, i.coco "
+        "FROM labels l LEFT JOIN items i ON i.key = l.item WHERE l.uid = ?",
         (uid,),
     ).fetchone()
     if row is None:
         report.add(f"{where} is not a published label")
         return
-    category, kind, geometry, is_final, iscrowd, seen, split, attributes, provenance, wanted = row
+    category, kind, published, is_final, iscrowd, seen, split, wanted = row
     if not chosen.takes(category=category, split=split or "", is_final=bool(is_final)):
         report.add(f"{where} is outside the export's selection ({EXPORT_SELECTION})")
     if seen:
@@ -1137,10 +1135,11 @@ def _check_label(
         report.add(f"{where}: its image id {_short(ann.get('image_id'))} is no image of the file")
     elif wanted is not None and image != wanted and _unsuffixed(image) != wanted:
         report.add(f"{where} is on image {_short(image)}, not on its published item's")
+    published = json.loads(published)
     part = _extras_difference(
         ann,
-        json.loads(attributes) if attributes else {},
-        json.loads(provenance),
+        published.get("attributes") or {},
+        [published.get(field) for field in _LABEL_PROVENANCE],
         classification=classification,
     )
     if part:
@@ -1152,7 +1151,8 @@ def _check_label(
         return
     if bool(ann.get("iscrowd", 0)) != bool(iscrowd):
         report.add(f"{where}: crowd flag differs from the published label")
-    part = _geometry_difference(json.loads(geometry), ann)
+    geometry = published.get("geometry")
+    part = _geometry_difference(geometry if isinstance(geometry, dict) else {}, ann)
     if part:
         report.add(f"{where}: {part} differs from the published geometry")
 
@@ -1221,18 +1221,19 @@ def _taken_labels(db, item: tuple, chosen: _Selection) -> list[tuple]:
     """(uid, category, kind, geometry, attributes, is_final) of the item's labels the export takes."""
     key, split = item[0], item[1]
     out = []
-    for uid, category, kind, geometry, attributes, is_final in db.execute(
-        "SELECT uid, category, kind, geometry, attributes, is_final FROM labels WHERE item = ? ORDER BY uid",
-        (key,),
+    for uid, category, kind, row, is_final in db.execute(
+        "SELECT uid, category, kind, row, is_final FROM labels WHERE item = ? ORDER BY uid", (key,)
     ):
         if chosen.takes(category=category, split=split or "", is_final=bool(is_final)):
+            published = json.loads(row)
+            geometry, attributes = published.get("geometry"), published.get("attributes")
             out.append(
                 (
                     uid,
                     category,
                     kind,
-                    json.loads(geometry),
-                    json.loads(attributes) if attributes else {},
+                    geometry if isinstance(geometry, dict) else {},
+                    attributes if isinstance(attributes, dict) else {},
                     is_final,
                 )
             )
