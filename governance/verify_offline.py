@@ -47,13 +47,25 @@ Content of a published version (content rule 2, written out in ``governance/ledg
     "sha256": part_digest}}}))``, which must be the event's ``payload.content_hash``. ``--archive``
     checks, in order: every file against ``MANIFEST.sha256`` (and no file missing or extra), the
     content hash recomputed from the content files, the event's own hash, its inclusion proof, the
-    tree head's signature with the auditor's key, and that the labels of a COCO export are the
-    published labels: each annotation (and image-level classification) by its uid, with the same
-    class, flags and geometry (within GEOMETRY_TOLERANCE), none twice, and none of those the export's
-    selection (``evidence/export.json``: splits, classes, candidates) takes missing. So a box altered
-    in ``annotations/*.json``, with the manifest rewritten to match, fails. VOC and YOLO files carry
-    no label uids: only their class names (and YOLO rows' class indices) are checked; their boxes
-    rest on the manifest.
+    tree head's signature with the auditor's key, and that every annotation file holds the published
+    labels and nothing else (so a box, class, attribute or flag altered in a format file, with the
+    manifest rewritten to match, fails; a rewritten provenance.csv too):
+
+    - COCO ``annotations/*.json``: each annotation (and image-level classification) by its uid, with
+      the same class, image (the published item's), final and crowd flags, geometry (box, polygons,
+      RLE, keypoints, the segmentation mark of a box, area; within GEOMETRY_TOLERANCE), attributes,
+      kept fields and provenance fields, and no field the writer does not write; none twice;
+    - VOC ``Annotations/*.xml``: each file is one item's (by its name, as the writer derives it from
+      the item key) and holds, in any order, one ``<object>`` per label with an image box: class,
+      corners (rounded as the writer rounds), pose, truncated/difficult/occluded, parts, actions and
+      the other attributes; the classifications are ``ImageSets/Main/<class>_<split>.txt``'s "1"s;
+    - YOLO ``labels/**.txt``: each file is one item's and holds one row per label: class index
+      (``data.yaml``'s names), and the normalised box, keypoints or polygon within YOLO_TOLERANCE
+      (six printed decimals); a mask's traced outline by its extent;
+    - VOC and YOLO ``provenance.jsonl``: who made the label at each object or row;
+
+    and none of the labels the export's selection (``evidence/export.json``: splits, classes,
+    candidates) takes missing from them, nor any item's file. Croissant metadata carries no labels.
 
 Command line (exit status 0 when everything verifies, 1 when something does not, 2 when an input
 cannot be read)::
@@ -570,14 +582,15 @@ def _part_digest(archive, name: str, failures: list[str]) -> dict:
     return {"count": count, "sha256": digest.hexdigest()}
 
 
-# --- The labels in an export's COCO files are the published labels ---------------------------------
+# --- The labels in an export's format files are the published labels --------------------------------
 #
 # A manifest can be rewritten with the files it lists, so the format files are checked against the
-# content files (whose digests the signed event holds): every COCO annotation, and every image-level
-# classification, must be a published label (by its uid) of the same class, final flag, crowd flag
-# and geometry (box, polygons, RLE, keypoints: equal within GEOMETRY_TOLERANCE, the rounding a float
-# written as JSON may take), none twice; and every published label that the export's selection
-# (``evidence/export.json``: splits, classes, candidates) takes and COCO can hold must be there.
+# content files (whose digests the signed event holds). COCO: every annotation, and every image-level
+# classification, must be a published label (by its uid) of the same class, image, final flag, crowd
+# flag, geometry (box, polygons, RLE, keypoints: equal within GEOMETRY_TOLERANCE, the rounding a float
+# written as JSON may take; the area and a box's segmentation mark), attributes and provenance, none
+# twice; and every published label that the export's selection (``evidence/export.json``: splits,
+# classes, candidates) takes and COCO can hold must be there. VOC and YOLO: see _check_voc, _check_yolo.
 # Bounded memory: the published labels go into a temporary SQLite file (standard library), and the
 # COCO files are read element by element (``_JsonStream``), never loaded whole.
 
@@ -940,6 +953,8 @@ def _check_format_labels(archive, names: list[str], failures: list[str]) -> None
                 _check_voc(archive, names, voc, db, _Selection(selection), report)
             if yolo:
                 _check_yolo(archive, names, db, _Selection(selection), report)
+            if (voc or yolo) and SIDECAR in names:
+                _check_sidecar(archive, db, report)
         finally:
             db.close()
     report.close()
@@ -1039,6 +1054,11 @@ def _load_published(archive, db, *, by_item: bool = False) -> None:
         rows(),
     )
     if by_item:
+        db.execute(
+            "CREATE TABLE refs (ref TEXT PRIMARY KEY, uid TEXT, file TEXT, content TEXT, provenance TEXT, "
+            "seen INTEGER DEFAULT 0)"
+        )
+        db.execute("CREATE INDEX refs_content ON refs (file, content)")
         db.execute("CREATE INDEX labels_item ON labels (item)")
         db.execute("CREATE INDEX items_voc ON items (voc)")
         db.execute("CREATE INDEX items_yolo ON items (yolo)")
@@ -1203,8 +1223,9 @@ def _check_nothing_missing(db, selection: dict, report: _LabelFailures) -> None:
 # decimals: it may differ from the published geometry's by YOLO_TOLERANCE (half the last digit), i.e.
 # a box edge by at most 5e-7 of the image's size (0.002 px on a 4,000-px image). A mask in a YOLO
 # segment file is its traced, simplified outline: only its class and extent (the mask's box, within
-# the writer's 1.5-px simplification) are checked. Not checked: VOC's PNG masks (their boxes are in
-# the XML) and the provenance.jsonl sidecars (provenance.csv is).
+# the writer's 1.5-px simplification) are checked. The provenance.jsonl sidecar must say, for every
+# object and row (by its place: "Annotations/a.xml#2", "labels/train/a.txt:3"), who made the label
+# matched there. Not checked: VOC's PNG masks (their objects' boxes are in the XML).
 
 DEFAULT_SPLIT_FOLDER = "default"
 VOC_FLAGS = ("truncated", "difficult", "occluded")
@@ -1218,7 +1239,8 @@ MAX_PAIRING = 1 << 20  # leftover pairs compared to name the nearest published l
 
 
 def _taken_labels(db, item: tuple, chosen: _Selection) -> list[tuple]:
-    """(uid, category, kind, geometry, attributes, is_final) of the item's labels the export takes."""
+    """(uid, category, kind, geometry, attributes, is_final, provenance) of the item's labels the
+    export takes; provenance as a list of _LABEL_PROVENANCE's fields."""
     key, split = item[0], item[1]
     out = []
     for uid, category, kind, row, is_final in db.execute(
@@ -1235,6 +1257,7 @@ def _taken_labels(db, item: tuple, chosen: _Selection) -> list[tuple]:
                     geometry if isinstance(geometry, dict) else {},
                     attributes if isinstance(attributes, dict) else {},
                     is_final,
+                    [published.get(field) for field in _LABEL_PROVENANCE],
                 )
             )
     return out
@@ -1253,19 +1276,20 @@ def _candidates(db, column: str, name: str) -> list[tuple]:
     return rows
 
 
-def _pair_up(found: list, expected: list, key, same, fields) -> tuple[list, list, list]:
+def _pair_up(found: list, expected: list, key, same, fields) -> tuple[list, list, list, list]:
     """Match found entries (where, value) with expected ones (uid, value): equal ones first (looked up
     by ``key``, then ``same`` among the rest), then each leftover with the expected one with which
-    most ``fields`` agree. Returns (differing pairs, found without a label, labels not found)."""
+    most ``fields`` agree. Returns (differing pairs, found without a label, labels not found, equal
+    pairs)."""
     pool: dict = {}
     for entry in expected:
         pool.setdefault(key(entry[1]), []).append(entry)
-    left = []
+    left, matched = [], []
     for entry in found:
         bucket = pool.get(key(entry[1])) or []
         for i, candidate in enumerate(bucket):
             if same(entry[1], candidate[1]):
-                del bucket[i]
+                matched.append((entry, bucket.pop(i)))
                 break
         else:
             left.append(entry)
@@ -1277,7 +1301,7 @@ def _pair_up(found: list, expected: list, key, same, fields) -> tuple[list, list
             if index is None:
                 unmatched.append(entry)
             else:
-                del rest[index]
+                matched.append((entry, rest.pop(index)))
         left = unmatched
     pairs, extra = [], []
     for entry in left:
@@ -1288,24 +1312,26 @@ def _pair_up(found: list, expected: list, key, same, fields) -> tuple[list, list
                 pairs.append((entry, rest.pop(best)))
                 continue
         extra.append(entry)
-    return pairs, extra, rest
+    return pairs, extra, rest, matched
 
 
 def _match_file(db, name: str, column: str, found: list, chosen: _Selection, expect, key, same, fields):
     """The item ``name`` is the file of, by the writer's naming, and how its content differs from the
-    item's published labels: (item or None, pairs, extra, missing, expected extras)."""
+    item's published labels: (item or None, pairs, extra, missing, equal pairs, expected extras,
+    the provenance of each of the item's labels by uid)."""
     best = None
     for item in _candidates(db, column, name):
-        expected, extras = expect(item, _taken_labels(db, item, chosen))
-        result = (item, *_pair_up(found, expected, key, same, fields), extras)
+        labels = _taken_labels(db, item, chosen)
+        expected, extras = expect(item, labels)
+        result = (item, *_pair_up(found, expected, key, same, fields), extras, labels)
         if not any(result[1:4]):
             best = result
             break
         best = best or result
     if best is None:
-        return None, [], [], [], None
+        return None, [], [], [], [], None, {}
     db.execute("UPDATE items SET done = 1 WHERE key = ?", (best[0][0],))
-    return best
+    return (*best[:6], {label[0]: label[6] for label in best[6]})
 
 
 def _report_file(report: _LabelFailures, name: str, unit: str, item, pairs, extra, missing, describe) -> None:
@@ -1324,6 +1350,70 @@ def _report_unmatched_items(db, chosen: _Selection, report: _LabelFailures, what
     for key, split in db.execute("SELECT key, split FROM items WHERE done = 0 ORDER BY key"):
         if not chosen.splits or (split or "") in chosen.splits:
             report.add(f"item {_short(key)} has no {what} in the export")
+
+
+# What rendering a published label may raise when its row is not what the writer takes (the row is
+# signed, so such an archive cannot have come from the registry): reported, never a traceback.
+_UNRENDERABLE = (
+    TypeError,
+    ValueError,
+    KeyError,
+    AttributeError,
+    IndexError,
+    ZeroDivisionError,
+    OverflowError,
+)
+SIDECAR = "provenance.jsonl"
+
+
+def _record_references(db, refs: list) -> None:
+    """Where each label is in the export, as provenance.jsonl names it (``Annotations/a.xml#2``,
+    ``labels/train/a.txt:3``), with the file and content of what is there."""
+    db.executemany(
+        "INSERT OR IGNORE INTO refs (ref, uid, file, content, provenance) VALUES (?, ?, ?, ?, ?)",
+        ((ref, uid, file, content, json.dumps(provenance)) for ref, uid, file, content, provenance in refs),
+    )
+
+
+def _check_sidecar(archive, db, report: _LabelFailures) -> None:
+    """provenance.jsonl (VOC, YOLO): one line per object or row, saying who made the published label
+    there (as coco_writer writes it on an annotation). Identical objects of one file may trade lines."""
+    with archive.open(SIDECAR) as stream:
+        for number, raw in enumerate(stream, 1):
+            where = f"{SIDECAR} line {number}"
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                report.add(f"{where} is not JSON")
+                continue
+            if not isinstance(record, dict):
+                report.add(f"{where} is not a JSON object")
+                continue
+            ref = record.pop("label", None)
+            found = db.execute(
+                "SELECT uid, file, content, seen, provenance FROM refs WHERE ref = ?", (str(ref),)
+            ).fetchone()
+            if found is None:
+                report.add(f"{where}: {_short(ref)} is no object or row of the export")
+                continue
+            uid, file, content, seen, provenance = found
+            if seen:
+                report.add(f"{where}: {_short(ref)} is there twice")
+                continue
+            db.execute("UPDATE refs SET seen = 1 WHERE ref = ?", (ref,))
+            if uid is None:
+                continue  # an object that is no published label: reported with its file
+            part = _extras_difference(record, {}, json.loads(provenance), classification=True)
+            if part and not any(
+                not _extras_difference(record, {}, json.loads(other), classification=True)
+                for (other,) in db.execute(
+                    "SELECT provenance FROM refs WHERE file = ? AND content = ? AND uid != ?",
+                    (file, content, uid),
+                ).fetchall()
+            ):
+                report.add(f"{where}: {part} of {_short(ref)} differs from published label {_short(uid)}")
+    for (ref,) in db.execute("SELECT ref FROM refs WHERE seen = 0 ORDER BY ref").fetchall():
+        report.add(f"{_short(ref)} has no {SIDECAR} line")
 
 
 def _mask_uid(box_uid: str) -> str | None:
@@ -1464,16 +1554,17 @@ def _voc_expected(item: tuple, labels: list[tuple]) -> tuple[list, list]:
         derived = _mask_uid(uid) if kind == "bbox" else None
         if derived is not None:
             boxes.setdefault(derived, i)
-    paired = set()
-    for i, (uid, _, kind, geometry, attributes, is_final) in enumerate(labels):
+    paired: dict = {}  # mask label index -> index of its object's box label
+    for i, (uid, _, kind, geometry, attributes, is_final, _) in enumerate(labels):
         if kind == "bbox" or not ("rle" in geometry or geometry.get("polygons")):
             continue
         box = boxes.get(uid)
         if box is not None and _same(labels[box][4], attributes) and bool(labels[box][5]) == bool(is_final):
-            paired.add(i)  # written with its box, as one <object>
+            paired[i] = box  # written with its box, as one <object>
             del boxes[uid]
+    mask_of_box = {box: mask for mask, box in paired.items()}
     objects, classifications = [], []
-    for i, (uid, category, kind, geometry, attributes, _) in enumerate(labels):
+    for i, (uid, category, kind, geometry, attributes, _, _) in enumerate(labels):
         if i in paired:
             continue
         if kind == "classification":
@@ -1487,7 +1578,13 @@ def _voc_expected(item: tuple, labels: list[tuple]) -> tuple[list, list]:
         if box is None:
             continue  # VOC cannot hold it (the export's notes say so)
         corners = _voc_corners(box, width, height)
-        objects.append((uid, _voc_object(category, attributes, corners, width, height)))
+        value = _voc_object(category, attributes, corners, width, height)
+        # The label whose pixels the object's SegmentationObject index holds (its provenance.jsonl line).
+        if i in mask_of_box:
+            value["_shape"] = labels[mask_of_box[i]][0]
+        else:
+            value["_shape"] = uid if ("rle" in geometry or geometry.get("polygons")) else None
+        objects.append((uid, value))
     return objects, classifications
 
 
@@ -1533,20 +1630,35 @@ def _check_voc(
         for k, value in found:
             if value["class"] not in classes:
                 report.add(f"{name} object {k}: class {_short(value['class'])} is not a published class")
-        item, pairs, extra, missing, classified = _match_file(
-            db,
-            name[len("Annotations/") : -len(".xml")],
-            "voc",
-            found,
-            chosen,
-            _voc_expected,
-            key,
-            same,
-            fields,
-        )
+        try:
+            item, pairs, extra, missing, matched, classified, provenance = _match_file(
+                db, voc_id, "voc", found, chosen, _voc_expected, key, same, fields
+            )
+        except _UNRENDERABLE as error:
+            report.add(f"{name}: its item's published labels cannot be checked ({type(error).__name__})")
+            continue
         if item is None:
             report.add(f"{name} is the file of no item the export takes")
             continue
+        refs = []
+        for (k, value), (uid, wanted) in matched:
+            content = hashlib.sha256(repr(sorted(value.items())).encode()).hexdigest()
+            refs.append((f"{name}#{k}", uid, name, content, provenance[uid]))
+            shape = wanted["_shape"]
+            if shape is not None:
+                refs.append(
+                    (
+                        f"SegmentationObject/{voc_id}.png#{k}",
+                        shape,
+                        name,
+                        "mask " + content,
+                        provenance[shape],
+                    )
+                )
+        refs += [(f"{name}#{k}", None, name, None, None) for (k, _), _ in pairs] + [
+            (f"{name}#{k}", None, name, None, None) for k, _ in extra
+        ]
+        _record_references(db, refs)
         if filename != voc_id + item[4]:
             report.add(f"{name}: its image {_short(filename)} is not item {_short(item[0])}'s")
         _report_file(report, name, "object", item, pairs, extra, missing, describe)
@@ -1666,7 +1778,7 @@ class _YoloRows:
     def __call__(self, item: tuple, labels: list[tuple]) -> tuple[list, None]:
         width, height = item[2], item[3]
         rows, seen = [], set()
-        for uid, category, kind, geometry, _, _ in labels:
+        for uid, category, kind, geometry, *_ in labels:
             row = self.row(category, kind, geometry, width, height)
             if row is None:
                 continue
@@ -1801,20 +1913,30 @@ def _check_yolo(archive, names: list[str], db, chosen: _Selection, report: _Labe
                     report.add(f"{name} line {number} is not a class index and numbers")
                     continue
                 found.append((number, (tokens[0], values, " ".join(tokens))))
-        item, pairs, extra, missing, _ = _match_file(
-            db,
-            name[: -len(".txt")],
-            "yolo",
-            found,
-            chosen,
-            expect,
-            key=lambda value: value[2],
-            same=_yolo_same,
-            fields=_yolo_fields,
-        )
+        try:
+            item, pairs, extra, missing, matched, _, provenance = _match_file(
+                db,
+                name[: -len(".txt")],
+                "yolo",
+                found,
+                chosen,
+                expect,
+                key=lambda value: value[2],
+                same=_yolo_same,
+                fields=_yolo_fields,
+            )
+        except _UNRENDERABLE as error:
+            report.add(f"{name}: its item's published labels cannot be checked ({type(error).__name__})")
+            continue
         if item is None:
             report.add(f"{name} is the label file of no item the export takes")
             continue
+        _record_references(
+            db,
+            [(f"{name}:{n}", uid, name, value[2], provenance[uid]) for (n, value), (uid, _) in matched]
+            + [(f"{name}:{n}", None, name, None, None) for (n, _), _ in pairs]
+            + [(f"{name}:{n}", None, name, None, None) for n, _ in extra],
+        )
         _report_file(report, name, "line", item, pairs, extra, missing, expect.describe)
     _report_unmatched_items(db, chosen, report, "YOLO label file")
 

@@ -489,3 +489,25 @@ def test_items_whose_file_names_clash_verify(clashing_version, tmp_path, key_fil
     )  # the case this test is about: "A.jpg" after "a.jpg" is "A-2.jpg"  # the case this test is about
     code, out = run_verifier(archive, key_file)
     assert code == 0, out
+
+
+def _sidecar(change):
+    import json
+
+    def apply(text):
+        records = [json.loads(line) for line in text.splitlines()]
+        change(records)
+        return "".join(json.dumps(r) + "\n" for r in records)
+
+    return apply
+
+
+@pytest.mark.parametrize(("format", "options"), [("voc", {}), ("yolo", {"yolo_task": "segment"})])
+def test_the_provenance_sidecar_rewritten_fails(labelled_version, tmp_path, key_file, format, options):
+    archive = export(labelled_version, tmp_path, format, **options)
+    altered = tampered(
+        archive, "provenance.jsonl", _sidecar(lambda rs: rs[0].update(annotator="someone-else"))
+    )
+    assert_fails(altered, key_file, "provenance.jsonl line 1: annotator of '", "differs from published label")
+    dropped = tampered(archive, "provenance.jsonl", _sidecar(lambda rs: rs.pop()))
+    assert_fails(dropped, key_file, "has no provenance.jsonl line")
