@@ -717,7 +717,7 @@ def _coco_box(geometry: dict) -> list | None:
 
 def _close(a, b) -> bool:
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(map(_close, a, b))
     if isinstance(a, bool) or isinstance(b, bool):
         return a == b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
@@ -734,7 +734,7 @@ def _same(a, b) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(value, b[key]) for key, value in a.items())
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(map(_same, a, b))
     return type(a) is type(b) and a == b
 
 
@@ -1799,7 +1799,7 @@ class _YoloRows:
             return "number of values"
         if self.task == "segment":
             return "polygon"
-        box = all(abs(a - b) <= YOLO_TOLERANCE for a, b in zip(found[1][:4], wanted[1][:4], strict=True))
+        box = all(map(_within_yolo_tolerance, found[1][:4], wanted[1][:4]))
         return "keypoints" if box else "box"
 
     def row(self, category: str, kind: str, g: dict, width, height):
@@ -1855,6 +1855,10 @@ class _YoloRows:
         return cls, values, " ".join([cls, *texts])
 
 
+def _within_yolo_tolerance(a: float, b: float) -> bool:
+    return abs(a - b) <= YOLO_TOLERANCE
+
+
 def _yolo_same(found, wanted) -> bool:
     cls, values, _ = found
     wanted_cls, wanted_values, text, width, height = wanted
@@ -1867,9 +1871,7 @@ def _yolo_same(found, wanted) -> bool:
         x, y, w, h = wanted_values
         edges = (min(xs) - x, min(ys) - y, max(xs) - x - w, max(ys) - y - h)
         return all(abs(e) <= YOLO_OUTLINE_PIXELS + YOLO_TOLERANCE * max(width, height) for e in edges)
-    return len(values) == len(wanted_values) and all(
-        abs(a - b) <= YOLO_TOLERANCE for a, b in zip(values, wanted_values, strict=True)
-    )
+    return len(values) == len(wanted_values) and all(map(_within_yolo_tolerance, values, wanted_values))
 
 
 def _yolo_fields(found, wanted) -> list[bool]:
@@ -2035,10 +2037,8 @@ def _check_provenance_csv(archive, failures: list[str]) -> None:
                         continue
                     rest[5] = _moment(rest[5])
                     published = json.loads(found[0])
-                    for (name, _), said, expected in zip(
-                        _PROVENANCE_FIELDS[1:], rest, published, strict=True
-                    ):
-                        if said != expected:
+                    for index, (name, _) in enumerate(_PROVENANCE_FIELDS[1:]):
+                        if rest[index] != published[index]:
                             report.add(
                                 f"{where}: {name} of label {_short(uid)} differs from the published label"
                             )
