@@ -717,7 +717,16 @@ def _coco_box(geometry: dict) -> list | None:
 
 def _close(a, b) -> bool:
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(map(_close, a, b))
+        if len(a) != len(b):
+            return False
+        # Coordinates compared inline (a polygon's are most of a COCO file); anything else recursively.
+        for x, y in zip(a, b):  # noqa: B905 - equal lengths; zip(strict=) is Python 3.10+
+            if (x.__class__ is float or x.__class__ is int) and (y.__class__ is float or y.__class__ is int):
+                if not abs(x - y) <= GEOMETRY_TOLERANCE:  # not ">": NaN (which json reads) is never close
+                    return False
+            elif not _close(x, y):
+                return False
+        return True
     if isinstance(a, bool) or isinstance(b, bool):
         return a == b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
@@ -834,7 +843,7 @@ def _geometry_difference(geometry: dict, ann: dict) -> str:
     if area is not None and (
         not isinstance(found, (int, float))
         or isinstance(found, bool)
-        or abs(found - area) > max(GEOMETRY_TOLERANCE, 1e-9 * abs(area))
+        or not abs(found - area) <= max(GEOMETRY_TOLERANCE, 1e-9 * abs(area))
     ):
         return "area"
     for part in ("keypoints", "points", "cuboid", "cuboid_3d"):

@@ -379,6 +379,12 @@ def _with(document, test):
             "segmentation differs",
         ),
         (lambda d: d["annotations"][0].update(area=1.0), "area differs"),
+        (
+            lambda d: _with(
+                d, lambda a: "segmentation_is_box" not in a and isinstance(a["segmentation"], list)
+            )["segmentation"][0].__setitem__(0, float("nan")),
+            "polygons differs",
+        ),
         (lambda d: _with(d, lambda a: "keypoints" in a).update(num_keypoints=1), "num_keypoints differs"),
         (
             lambda d: _with(
@@ -408,6 +414,7 @@ def _with(document, test):
         "added-field",
         "box-mark",
         "area",
+        "nan-coordinate",
         "num-keypoints",
         "mask-box",
         "moved-to-another-image",
