@@ -216,6 +216,7 @@ class _Writer:
         if item.attributes:
             image["attributes"] = item.attributes
         classifications = []
+        written = []  # the item's annotations, written to the split's file in one call
         for label in labels:
             if label.geometry_type == model.CLASSIFICATION:
                 classifications.append(self.classification(label))
@@ -223,8 +224,10 @@ class _Writer:
             ann = self.annotation(label, image_id, item)
             if ann is None:
                 continue
-            s.annotations.write((b",\n" if s.annotation_count else b"\n") + _dump_annotation(ann, label))
-            s.annotation_count += 1
+            written.append(_dump_annotation(ann, label))
+        if written:
+            s.annotations.write((b",\n" if s.annotation_count else b"\n") + b",\n".join(written))
+            s.annotation_count += len(written)
         if classifications:
             image["classifications"] = classifications
             self.notes.add(
@@ -238,14 +241,15 @@ class _Writer:
         s.image_count += 1
 
     def extras(self, label: LabelRecord, entry: dict) -> None:
-        attributes = dict(label.attributes)
-        fields = attributes.pop(COCO_FIELDS, None)
-        # Fields a COCO file had beyond COCO's own (COCO-WholeBody's face_kpts ...) go back as fields.
-        for name in fields if isinstance(fields, list) else []:
-            if isinstance(name, str) and name in attributes and name not in entry and name not in _RESERVED:
-                entry[name] = attributes.pop(name)
-        if attributes:
-            entry["attributes"] = attributes
+        if label.attributes:  # most labels have none: no copy
+            attributes = dict(label.attributes)
+            fields = attributes.pop(COCO_FIELDS, None)
+            # Fields a COCO file had beyond COCO's own (COCO-WholeBody's face_kpts ...) go back as fields.
+            for name in fields if isinstance(fields, list) else []:
+                if isinstance(name, str) and name in attributes and name not in entry and name not in _RESERVED:
+                    entry[name] = attributes.pop(name)
+            if attributes:
+                entry["attributes"] = attributes
         if not label.is_final:
             entry["is_final"] = False
         if not self.provenance:
