@@ -54,6 +54,7 @@ from .writing import COPY_CHUNK, NameAllocator, Notes, Sink, opened_image, relat
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 _PROVENANCE_FIELDS = ("annotator", "guideline_version", "model_name", "model_version")
 _RESERVED = _KNOWN_FIELDS | {"points", "cuboid", "cuboid_3d"}  # never overwritten by a kept field
+SPOOL_BUFFER = 1024 * 1024
 
 
 def coco_category_ids(categories: list[CategoryDef], notes: Notes | None = None) -> dict[str, int]:
@@ -189,7 +190,11 @@ class _Writer:
     def split(self, name: str) -> _Split:
         s = self.splits.get(name)
         if s is None:
-            s = _Split(tempfile.TemporaryFile(), tempfile.TemporaryFile())  # noqa: SIM115 - closed in close()
+            # A large buffer: one system call per megabyte, not per 8 kB (a busy disk made each cost).
+            s = _Split(
+                tempfile.TemporaryFile(buffering=SPOOL_BUFFER),  # noqa: SIM115 - closed in close()
+                tempfile.TemporaryFile(buffering=SPOOL_BUFFER),  # noqa: SIM115 - closed in close()
+            )
             self.splits[name] = s
         return s
 
@@ -246,7 +251,12 @@ class _Writer:
             fields = attributes.pop(COCO_FIELDS, None)
             # Fields a COCO file had beyond COCO's own (COCO-WholeBody's face_kpts ...) go back as fields.
             for name in fields if isinstance(fields, list) else []:
-                if isinstance(name, str) and name in attributes and name not in entry and name not in _RESERVED:
+                if (
+                    isinstance(name, str)
+                    and name in attributes
+                    and name not in entry
+                    and name not in _RESERVED
+                ):
                     entry[name] = attributes.pop(name)
             if attributes:
                 entry["attributes"] = attributes
