@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.db import connection
@@ -121,48 +121,44 @@ def label_lines(version: DatasetVersion) -> Iterator[bytes]:
             yield "\n".join(lines).encode()
 
 
-class DatabaseSpool:
-    """Files made from queries by a helper thread, on a connection of its own, while the caller works.
+class SpooledLabelLines:
+    """``label_lines`` made by a helper thread, on its own connection, into a temporary file.
 
-    Each job (a name and a function giving bytes) runs in turn in the thread into a temporary file,
-    started before the format's files are written, so PostgreSQL builds those lines on the other core
-    meanwhile; ``chunks(name)`` waits for that job and gives its file back in chunks. Only outside a
-    transaction: the helper's connection would not see what the caller's transaction has not committed
-    (``start`` says whether it started; the caller makes the same bytes itself otherwise). An export
-    reads the format's labels, provenance.csv and the content rows in separate statements either way,
-    each with its own snapshot, as it did before.
+    Started before the format's files are written, so PostgreSQL builds the lines on the other core
+    meanwhile; ``chunks()`` waits for the end and gives the file back in chunks. Only outside a
+    transaction: the helper's connection would not see rows the caller's transaction has not
+    committed (``start`` says whether it started; the caller reads ``label_lines`` in turn otherwise).
+    The export reads the format's labels and these lines in separate statements either way, each
+    with its own snapshot, as it did before.
     """
 
-    def __init__(self, jobs: dict[str, Callable[[], Iterable[bytes]]]):
-        self.jobs = jobs
-        self.files = {name: tempfile.TemporaryFile() for name in jobs}  # noqa: SIM115 - closed in close()
-        self.futures: dict[str, Future] = {}
+    def __init__(self, version: DatasetVersion):
+        self.version = version
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.pool: ThreadPoolExecutor | None = None
+        self.future: Future | None = None
         self.stop = threading.Event()
 
     def start(self) -> bool:
         if not database_builds_lines() or connection.in_atomic_block:
             return False
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-spool")
-        for name in self.jobs:  # one thread: the jobs run in this order
-            self.futures[name] = self.pool.submit(self._spool, name)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-content")
+        self.future = self.pool.submit(self._spool)
         return True
 
-    def _spool(self, name: str) -> None:
-        out = self.files[name]
+    def _spool(self) -> None:
         try:
-            for chunk in self.jobs[name]():
+            for chunk in label_lines(self.version):
                 if self.stop.is_set():
                     return
-                out.write(chunk)
+                self.file.write(chunk)
         finally:
-            connection.close()  # this thread's own connection (a next job opens another)
+            connection.close()  # this thread's own connection
 
-    def chunks(self, name: str) -> Iterator[bytes]:
-        self.futures[name].result()
-        out = self.files[name]
-        out.seek(0)
-        while chunk := out.read(SPOOL_CHUNK):
+    def chunks(self) -> Iterator[bytes]:
+        self.future.result()
+        self.file.seek(0)
+        while chunk := self.file.read(SPOOL_CHUNK):
             yield chunk
 
     def __enter__(self):
@@ -174,6 +170,5 @@ class DatabaseSpool:
     def close(self) -> None:
         self.stop.set()
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-        for out in self.files.values():
-            out.close()
+            self.pool.shutdown(wait=True)
+        self.file.close()

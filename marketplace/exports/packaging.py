@@ -20,7 +20,7 @@ from ..models import (
     DatasetVersion,
     Export,
 )
-from .content_lines import DatabaseSpool, label_lines
+from .content_lines import SpooledLabelLines, label_lines
 from .documents import (
     _archive_croissant,
     croissant_document,
@@ -30,15 +30,7 @@ from .documents import (
     site_url,
 )
 from .notes import notes_markdown
-from .records import (
-    PROVENANCE_COLUMNS,
-    Progress,
-    Selection,
-    category_defs,
-    iter_records,
-    open_image,
-    provenance_lines,
-)
+from .records import PROVENANCE_COLUMNS, Progress, Selection, category_defs, iter_records, open_image
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +57,16 @@ def build_archive(
     defs = category_defs(categories)
     notes = Notes()
     progress = Progress(export_id, selection.items().count())
-    # provenance.csv and the labels' content rows, built by PostgreSQL on a connection of its own while
-    # this thread writes the format's files (content_lines.DatabaseSpool); made here where that cannot be.
-    jobs = {"provenance": lambda: provenance_lines(selection), "labels": lambda: label_lines(version)}
-    with DatabaseSpool(jobs) as spool:
-        spooled = spool.start()
+    # The labels' content rows, built by PostgreSQL on a connection of its own while this thread
+    # writes the format's files (content_lines); read in turn at the end where that cannot be.
+    with SpooledLabelLines(version) as content_labels:
+        spooled = content_labels.start()
         image_source = open_image if options.get("include_images", True) else None
         sink = ZipSink(fileobj)
         with tempfile.TemporaryFile(mode="w+", newline="", encoding="utf-8") as prov_file:
             writer = csv.writer(prov_file)
             writer.writerow(PROVENANCE_COLUMNS)
-            records = iter_records(selection, progress=progress, provenance=None if spooled else writer)
+            records = iter_records(selection, progress=progress, provenance=writer)
             dataset = version.dataset
             if format == Export.Format.COCO:
                 result = write_coco(
@@ -130,12 +121,8 @@ def build_archive(
                 }
             prov_file.seek(0)
             with sink.open("provenance.csv") as out:
-                if spooled:
-                    for chunk in spool.chunks("provenance"):
-                        out.write(chunk)
-                else:
-                    for chunk in iter(lambda: prov_file.read(1024 * 1024), ""):
-                        out.write(chunk.encode("utf-8"))
+                for chunk in iter(lambda: prov_file.read(1024 * 1024), ""):
+                    out.write(chunk.encode("utf-8"))
         sink.write("datasheet.md", datasheet_markdown(version).encode())
         # What the format dropped or converted, in words, for whoever has only the zip.
         label = dict(Export.Format.choices).get(format, format)
@@ -154,7 +141,7 @@ def build_archive(
             "categories": list(options.get("categories") or []),
             "candidates": bool(options.get("candidates")),
         }
-        lines = spool.chunks("labels") if spooled else label_lines(version)
+        lines = content_labels.chunks() if spooled else label_lines(version)
         ledger_content.write_archive_content(sink, version, selected, part_lines={"labels": lines})
     doc = _archive_croissant(version, format, sink.files, with_images=image_source is not None)
     sink.write("croissant.json", canonical_json(doc).encode())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import time
@@ -340,63 +339,3 @@ def _streamed(query) -> Iterator[tuple]:
 
 def open_image(item: ExportItem) -> BinaryIO:
     return default_storage.open(item.storage_key, "rb")
-
-
-# --------------------------------------------------------------------------- provenance.csv by the database
-
-
-def _csv_field(column: str) -> str:
-    """A text column as ``csv.writer`` writes it (QUOTE_MINIMAL): quoted when it holds , " CR or LF."""
-    return (
-        f"CASE WHEN strpos({column}, ',') + strpos({column}, '\"') + strpos({column}, E'\\r')"
-        f" + strpos({column}, E'\\n') = 0 THEN {column} ELSE '\"' || replace({column}, '\"', '\"\"') || '\"' END"
-    )
-
-
-_MADE_AT = "l.made_at AT TIME ZONE 'UTC'"
-# Each selected label's provenance.csv row as ``_read_labels`` has csv.writer write it (the "excel"
-# dialect: QUOTE_MINIMAL, CRLF; made_at as datetime.isoformat() writes an aware UTC time, the
-# microseconds only when not zero), in the records' order (the item's key, then the label's id).
-PROVENANCE_LINES_SQL = (
-    "SELECT concat_ws(',', l.uid::text, "
-    + _csv_field("i.key")
-    + ", "
-    + _csv_field("c.name")
-    + ", l.geometry_type, CASE WHEN l.is_final THEN 'true' ELSE 'false' END, "
-    + _csv_field("coalesce(a.pseudonym, '')")
-    + ", CASE WHEN l.made_at IS NULL THEN ''"
-    + f" WHEN mod(extract(microseconds FROM {_MADE_AT})::bigint, 1000000) = 0"
-    + f' THEN to_char({_MADE_AT}, \'YYYY-MM-DD"T"HH24:MI:SS"+00:00"\')'
-    + f' ELSE to_char({_MADE_AT}, \'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\') END, '
-    + _csv_field("coalesce(g.tag, '')")
-    + ", l.source, "
-    + _csv_field("l.model_name")
-    + ", "
-    + _csv_field("l.model_version")
-    + ") || E'\\r\\n'"
-    + " FROM marketplace_label l"
-    + " JOIN marketplace_item i ON i.id = l.item_id"
-    + " JOIN marketplace_category c ON c.id = l.category_id"
-    + " LEFT JOIN governance_annotator a ON a.id = l.annotator_id"
-    + " LEFT JOIN governance_guidelineversion g ON g.id = l.guideline_version_id"
-    + " WHERE l.id IN ({selected})"
-    + " ORDER BY i.key, l.id"
-)
-
-
-def provenance_lines(selection: Selection) -> Iterator[bytes]:
-    """provenance.csv's bytes, header included, a few thousand rows at a time (PostgreSQL only).
-
-    The same bytes as the csv.writer rows ``iter_records`` writes (tests/marketplace/
-    test_export_records.py compares them): the export writes these instead, made on the helper
-    connection of ``content_lines.DatabaseSpool`` while the format's files are written.
-    """
-    buffer = io.StringIO()
-    csv.writer(buffer).writerow(PROVENANCE_COLUMNS)
-    yield buffer.getvalue().encode()
-    selected, params = selection.item_labels().values("pk").query.sql_with_params()
-    sql = PROVENANCE_LINES_SQL.format(selected=selected)
-    with connection.chunked_cursor() as cursor:
-        cursor.execute(sql, params)
-        while rows := cursor.fetchmany(FETCH_ROWS):
-            yield "".join([line for (line,) in rows]).encode()

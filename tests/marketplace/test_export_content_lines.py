@@ -116,10 +116,9 @@ def test_it_writes_a_label_made_at_a_far_off_time_as_python_does():
 
 def test_the_export_reads_the_same_lines_from_its_helper_connection(transactional_db):
     label = f.LabelFactory(geometry_type=fmt.POLYGON, geometry=POLYGON)
-    jobs = {"labels": lambda: content_lines.label_lines(label.version)}
-    with content_lines.DatabaseSpool(jobs) as spool:
-        assert spool.start()  # outside a transaction: its own connection sees the committed rows
-        spooled_lines = b"".join(spool.chunks("labels"))
+    with content_lines.SpooledLabelLines(label.version) as spooled:
+        assert spooled.start()  # outside a transaction: its own connection sees the committed rows
+        spooled_lines = b"".join(spooled.chunks())
 
     assert spooled_lines == lines_and_rows(label.version)[1]
     assert content.label_rows(label.version, uids=[str(label.uid)])
@@ -127,47 +126,5 @@ def test_the_export_reads_the_same_lines_from_its_helper_connection(transactiona
 
 def test_inside_a_transaction_it_does_not_start_a_helper():
     label = f.LabelFactory()
-    with content_lines.DatabaseSpool({"labels": lambda: content_lines.label_lines(label.version)}) as spool:
-        assert not spool.start()
-
-
-@pytest.mark.parametrize(
-    "options", [{}, {"candidates": True}, {"splits": ["val"]}, {"categories": ['car "fast", \\ é']}]
-)
-def test_the_database_writes_provenance_csv_as_csv_writer_does(options):
-    import csv
-    import io
-
-    from marketplace.exports import records
-
-    item = f.ItemFactory(key='images/a "quoted",\r\n x.jpg', split="val")
-    version = item.version
-    other = f.ItemFactory(version=version, key="images/b.jpg", split="train")
-    schema = f.SchemaFactory(version=version)
-    categories = [f.CategoryFactory(schema=schema, name=name) for name in ('car "fast", \\ é', "bike")]
-    guideline = f.GuidelineVersionFactory(guideline__dataset=version.dataset, tag='v1, "β"')
-    annotator = f.AnnotatorFactory(organization=version.dataset.supplier, pseudonym="A,\n17")
-    times = [None, datetime(2026, 3, 2, 9, 0, 1, tzinfo=UTC), datetime(2026, 3, 2, 9, 0, 1, 120, tzinfo=UTC)]
-    for n in range(8):
-        f.LabelFactory(
-            item=(item, other)[n % 2],
-            category=categories[n % 3 == 0],
-            is_final=n != 3,
-            annotator=annotator if n % 2 else None,
-            guideline_version=guideline if n % 3 else None,
-            made_at=times[n % 3] if n != 7 else datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
-            model_name='det, "x"' if n % 2 else "",
-            model_version="1.0\r" if n % 2 else "",
-            source="model" if n % 2 else "human",
-        )
-    selection = records.Selection(version=version, options=options)
-    written = io.StringIO(newline="")
-    writer = csv.writer(written)
-    writer.writerow(records.PROVENANCE_COLUMNS)
-    for _ in records.iter_records(selection, provenance=writer):
-        pass
-
-    made = b"".join(records.provenance_lines(selection))
-
-    assert made == written.getvalue().encode()
-    assert made.count(b"\r\n") > 2
+    with content_lines.SpooledLabelLines(label.version) as spooled:
+        assert not spooled.start()
