@@ -105,7 +105,9 @@ def test_it_leaves_numbers_jsonb_keeps_but_python_rewrites_to_python():
 
 def test_it_writes_a_label_made_at_a_far_off_time_as_python_does():
     label = f.LabelFactory(made_at=datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC))
-    later = f.LabelFactory(item=label.item, category=label.category, made_at=datetime(9999, 12, 31, tzinfo=UTC))
+    later = f.LabelFactory(
+        item=label.item, category=label.category, made_at=datetime(9999, 12, 31, tzinfo=UTC)
+    )
 
     lines, rows = lines_and_rows(label.version)
 
@@ -116,12 +118,17 @@ def test_it_writes_a_label_made_at_a_far_off_time_as_python_does():
 
 def test_the_export_reads_the_same_lines_from_its_helper_connection(transactional_db):
     label = f.LabelFactory(geometry_type=fmt.POLYGON, geometry=POLYGON)
+    # and one the statement leaves to Python: read while the helper's cursor is open
+    f.LabelFactory(item=label.item, category=label.category, attributes={"colour": "blue"})
     with content_lines.SpooledLabelLines(label.version) as spooled:
         assert spooled.start()  # outside a transaction: its own connection sees the committed rows
         spooled_lines = b"".join(spooled.chunks())
 
     assert spooled_lines == lines_and_rows(label.version)[1]
-    assert content.label_rows(label.version, uids=[str(label.uid)])
+    assert spooled_lines.count(b"\n") == 2
+    assert [row["key"] for row in content.label_rows(label.version, uids=[str(label.uid)])] == [
+        str(label.uid)
+    ]
 
 
 def test_inside_a_transaction_it_does_not_start_a_helper():
