@@ -46,7 +46,7 @@ from governance.ledger.canonical import canonical_json_finite
 
 from ..models import DatasetVersion
 
-FETCH_ROWS = 5000
+FETCH_ROWS = 1000
 SPOOL_CHUNK = 1024 * 1024
 
 # One line a label, or NULL (and the uid) where the statement cannot vouch for the bytes.
