@@ -259,11 +259,17 @@ _LABEL_COLUMNS = (
 
 
 def _label_rows(version):
-    """The labels' rows, read as the database's own values (no per-value converters of the ORM).
+    return label_rows(version)
 
-    A label's geometry and attributes are JSON text parsed once (``loads_text``: exact for any number)
-    and normalised by ``_plain_parsed``; a version's labels are the bulk of its content, and the ORM's
-    JSON converters with ``_plain``'s walk cost more than the rest of an export together.
+
+def label_rows(version, *, uids=None) -> Iterator[dict]:
+    """The labels' rows (those of ``uids`` only, if given), read as the database's own values.
+
+    No per-value converters of the ORM: a label's geometry and attributes are JSON text parsed once
+    (``loads_text``: exact for any number) and normalised by ``_plain_parsed``; a version's labels are
+    the bulk of its content, and the ORM's JSON converters with ``_plain``'s walk cost more than the
+    rest of an export together. ``uids``: the export's database-built rows (``marketplace.exports.
+    content_lines``) ask here for the few rows they cannot prove they write byte for byte.
     """
     tags = {
         pk: guideline_key(title, tag)
@@ -271,7 +277,10 @@ def _label_rows(version):
         .distinct()
         .values_list("pk", "guideline__title", "tag")
     }
-    query = Label.objects.filter(version=version).order_by("uid").values_list(*_LABEL_COLUMNS)
+    query = Label.objects.filter(version=version)
+    if uids is not None:
+        query = query.filter(uid__in=uids)
+    query = query.order_by("uid").values_list(*_LABEL_COLUMNS)
     sql, params = query.query.sql_with_params()
     with connection.chunked_cursor() as cursor:  # server-side on PostgreSQL: one chunk in memory
         cursor.execute(sql, params)
@@ -508,7 +517,9 @@ def _rule_1_json(value) -> bytes:
 # --------------------------------------------------------------------------- export archives
 
 
-def write_archive_content(sink, version: DatasetVersion, selection: dict | None = None) -> None:
+def write_archive_content(
+    sink, version: DatasetVersion, selection: dict | None = None, *, part_lines: dict | None = None
+) -> None:
     """Put the version's canonical rows and its signed evidence into an export archive.
 
     ``content/<part>.jsonl``: every part, one canonical row a line, in key order (what the content
@@ -518,11 +529,19 @@ def write_archive_content(sink, version: DatasetVersion, selection: dict | None 
     export took (format, splits, classes, candidates), so the verifier can tell a label left out by
     the selection from a label removed. ``verify_offline.py --archive`` walks manifest -> content
     hash -> event -> inclusion proof -> signature, then the format files against the content.
+
+    ``part_lines``: for a part, an iterable of bytes that ARE that part's lines (each canonical row
+    and its newline, in key order), made elsewhere (the export builds the labels' in the database,
+    ``marketplace.exports.content_lines``, whose tests prove the bytes equal these).
     """
     if selection is not None:
         sink.write("evidence/export.json", canonical_json(selection))
     for part in PARTS:
         with sink.open(f"content/{part}.jsonl") as out:
+            if part_lines is not None and part in part_lines:
+                for chunk in part_lines[part]:
+                    out.write(chunk)
+                continue
             # The same bytes as canonical_json (proved in tests/governance/test_canonical.py); rows hold
             # no NaN (_plain refuses it), so their None values keep the fast path.
             for row in iter_rows(version, part):

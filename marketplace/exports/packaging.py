@@ -20,6 +20,7 @@ from ..models import (
     DatasetVersion,
     Export,
 )
+from .content_lines import SpooledLabelLines, label_lines
 from .documents import (
     _archive_croissant,
     croissant_document,
@@ -56,76 +57,92 @@ def build_archive(
     defs = category_defs(categories)
     notes = Notes()
     progress = Progress(export_id, selection.items().count())
-    image_source = open_image if options.get("include_images", True) else None
-    sink = ZipSink(fileobj)
-    with tempfile.TemporaryFile(mode="w+", newline="", encoding="utf-8") as prov_file:
-        writer = csv.writer(prov_file)
-        writer.writerow(PROVENANCE_COLUMNS)
-        records = iter_records(selection, progress=progress, provenance=writer)
-        dataset = version.dataset
-        if format == Export.Format.COCO:
-            result = write_coco(
-                sink,
-                records,
-                categories=defs,
-                notes=notes,
-                info=coco_info(version),
-                licenses=[{"id": 1, "name": _license_name(version), "url": license_url(version)}],
-                image_source=image_source,
-            )
-            summary = {
-                "images": result.images,
-                "annotations": result.annotations,
-                "category_ids": result.category_ids,
-            }
-        elif format == Export.Format.VOC:
-            result = write_voc(
-                sink, records, categories=defs, notes=notes, image_source=image_source, database=dataset.title
-            )
-            summary = {"images": result.images, "objects": result.objects, "class_index": result.class_index}
-        else:
-            task = options.get("yolo_task", "auto")
-            if task == "auto":
-                kinds = selection.labels().values_list("geometry_type", flat=True).distinct()
-                task = choose_task(defs, kinds)
-            pose = next((c for c in categories if c.keypoint_names), None)
-            result = write_yolo(
-                sink,
-                records,
-                categories=defs,
-                notes=notes,
-                task=task,
-                flip_idx=list(pose.flip_idx) if pose is not None and pose.flip_idx else None,
-                image_source=image_source,
-                dataset_name=f"{dataset.title}, version {version.number}",
-            )
-            summary = {
-                "task": result.task,
-                "images": result.images,
-                "rows": result.rows,
-                "class_index": result.class_index,
-            }
-        prov_file.seek(0)
-        with sink.open("provenance.csv") as out:
-            for chunk in iter(lambda: prov_file.read(1024 * 1024), ""):
-                out.write(chunk.encode("utf-8"))
-    sink.write("datasheet.md", datasheet_markdown(version).encode())
-    # What the format dropped or converted, in words, for whoever has only the zip.
-    label = dict(Export.Format.choices).get(format, format)
-    sink.write(
-        "NOTES.md",
-        notes_markdown(version=version, format_label=label, notes=notes.as_list(), summary=summary).encode(),
-    )
-    sink.write("LICENSE.txt", license_text(version).encode())
-    # The canonical content and the signed evidence, so a buyer can prove offline that this is the
-    # published version (governance.ledger.content; verify_offline.py --archive).
-    selected = {
-        "format": format,
-        "splits": list(options.get("splits") or []),
-        "categories": list(options.get("categories") or []),
-        "candidates": bool(options.get("candidates")),
-    }
-    ledger_content.write_archive_content(sink, version, selected)
+    # The labels' content rows, built by PostgreSQL on a connection of its own while this thread
+    # writes the format's files (content_lines); read in turn at the end where that cannot be.
+    with SpooledLabelLines(version) as content_labels:
+        spooled = content_labels.start()
+        image_source = open_image if options.get("include_images", True) else None
+        sink = ZipSink(fileobj)
+        with tempfile.TemporaryFile(mode="w+", newline="", encoding="utf-8") as prov_file:
+            writer = csv.writer(prov_file)
+            writer.writerow(PROVENANCE_COLUMNS)
+            records = iter_records(selection, progress=progress, provenance=writer)
+            dataset = version.dataset
+            if format == Export.Format.COCO:
+                result = write_coco(
+                    sink,
+                    records,
+                    categories=defs,
+                    notes=notes,
+                    info=coco_info(version),
+                    licenses=[{"id": 1, "name": _license_name(version), "url": license_url(version)}],
+                    image_source=image_source,
+                )
+                summary = {
+                    "images": result.images,
+                    "annotations": result.annotations,
+                    "category_ids": result.category_ids,
+                }
+            elif format == Export.Format.VOC:
+                result = write_voc(
+                    sink,
+                    records,
+                    categories=defs,
+                    notes=notes,
+                    image_source=image_source,
+                    database=dataset.title,
+                )
+                summary = {
+                    "images": result.images,
+                    "objects": result.objects,
+                    "class_index": result.class_index,
+                }
+            else:
+                task = options.get("yolo_task", "auto")
+                if task == "auto":
+                    kinds = selection.labels().values_list("geometry_type", flat=True).distinct()
+                    task = choose_task(defs, kinds)
+                pose = next((c for c in categories if c.keypoint_names), None)
+                result = write_yolo(
+                    sink,
+                    records,
+                    categories=defs,
+                    notes=notes,
+                    task=task,
+                    flip_idx=list(pose.flip_idx) if pose is not None and pose.flip_idx else None,
+                    image_source=image_source,
+                    dataset_name=f"{dataset.title}, version {version.number}",
+                )
+                summary = {
+                    "task": result.task,
+                    "images": result.images,
+                    "rows": result.rows,
+                    "class_index": result.class_index,
+                }
+            prov_file.seek(0)
+            with sink.open("provenance.csv") as out:
+                for chunk in iter(lambda: prov_file.read(1024 * 1024), ""):
+                    out.write(chunk.encode("utf-8"))
+        sink.write("datasheet.md", datasheet_markdown(version).encode())
+        # What the format dropped or converted, in words, for whoever has only the zip.
+        label = dict(Export.Format.choices).get(format, format)
+        sink.write(
+            "NOTES.md",
+            notes_markdown(
+                version=version, format_label=label, notes=notes.as_list(), summary=summary
+            ).encode(),
+        )
+        sink.write("LICENSE.txt", license_text(version).encode())
+        # The canonical content and the signed evidence, so a buyer can prove offline that this is the
+        # published version (governance.ledger.content; verify_offline.py --archive).
+        selected = {
+            "format": format,
+            "splits": list(options.get("splits") or []),
+            "categories": list(options.get("categories") or []),
+            "candidates": bool(options.get("candidates")),
+        }
+        lines = content_labels.chunks() if spooled else label_lines(version)
+        ledger_content.write_archive_content(sink, version, selected, part_lines={"labels": lines})
     doc = _archive_croissant(version, format, sink.files, with_images=image_source is not None)
     sink.write("croissant.json", canonical_json(doc).encode())
     sink.write_manifest("MANIFEST.sha256")

@@ -54,6 +54,7 @@ from .writing import COPY_CHUNK, NameAllocator, Notes, Sink, opened_image, relat
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 _PROVENANCE_FIELDS = ("annotator", "guideline_version", "model_name", "model_version")
 _RESERVED = _KNOWN_FIELDS | {"points", "cuboid", "cuboid_3d"}  # never overwritten by a kept field
+SPOOL_BUFFER = 1024 * 1024
 
 
 def coco_category_ids(categories: list[CategoryDef], notes: Notes | None = None) -> dict[str, int]:
@@ -189,7 +190,11 @@ class _Writer:
     def split(self, name: str) -> _Split:
         s = self.splits.get(name)
         if s is None:
-            s = _Split(tempfile.TemporaryFile(), tempfile.TemporaryFile())  # noqa: SIM115 - closed in close()
+            # A large buffer: one system call per megabyte, not per 8 kB (a busy disk made each cost).
+            s = _Split(
+                tempfile.TemporaryFile(buffering=SPOOL_BUFFER),  # noqa: SIM115 - closed in close()
+                tempfile.TemporaryFile(buffering=SPOOL_BUFFER),  # noqa: SIM115 - closed in close()
+            )
             self.splits[name] = s
         return s
 
@@ -216,6 +221,7 @@ class _Writer:
         if item.attributes:
             image["attributes"] = item.attributes
         classifications = []
+        written = []  # the item's annotations, written to the split's file in one call
         for label in labels:
             if label.geometry_type == model.CLASSIFICATION:
                 classifications.append(self.classification(label))
@@ -223,8 +229,10 @@ class _Writer:
             ann = self.annotation(label, image_id, item)
             if ann is None:
                 continue
-            s.annotations.write((b",\n" if s.annotation_count else b"\n") + _dump_annotation(ann, label))
-            s.annotation_count += 1
+            written.append(_dump_annotation(ann, label))
+        if written:
+            s.annotations.write((b",\n" if s.annotation_count else b"\n") + b",\n".join(written))
+            s.annotation_count += len(written)
         if classifications:
             image["classifications"] = classifications
             self.notes.add(
@@ -238,14 +246,20 @@ class _Writer:
         s.image_count += 1
 
     def extras(self, label: LabelRecord, entry: dict) -> None:
-        attributes = dict(label.attributes)
-        fields = attributes.pop(COCO_FIELDS, None)
-        # Fields a COCO file had beyond COCO's own (COCO-WholeBody's face_kpts ...) go back as fields.
-        for name in fields if isinstance(fields, list) else []:
-            if isinstance(name, str) and name in attributes and name not in entry and name not in _RESERVED:
-                entry[name] = attributes.pop(name)
-        if attributes:
-            entry["attributes"] = attributes
+        if label.attributes:  # most labels have none: no copy
+            attributes = dict(label.attributes)
+            fields = attributes.pop(COCO_FIELDS, None)
+            # Fields a COCO file had beyond COCO's own (COCO-WholeBody's face_kpts ...) go back as fields.
+            for name in fields if isinstance(fields, list) else []:
+                if (
+                    isinstance(name, str)
+                    and name in attributes
+                    and name not in entry
+                    and name not in _RESERVED
+                ):
+                    entry[name] = attributes.pop(name)
+            if attributes:
+                entry["attributes"] = attributes
         if not label.is_final:
             entry["is_final"] = False
         if not self.provenance:
