@@ -24,6 +24,7 @@ from governance.models import Annotator, GuidelineVersion
 
 from ..blobs import blob_key
 from ..formats import model as fmt
+from ..formats.keytable import FirstByDigest
 from ..formats.provenance import ProvenanceCoverage, apply_provenance, looks_like_email, read_provenance
 from ..models import (
     AttributeSpec,
@@ -396,9 +397,9 @@ class _ItemsChecked:
     # key -> the real (w, h, recheck?) packed in one int (_pack_size)
     sizes: _SizeTable = field(default_factory=_SizeTable)
     rejected: set[str] = field(default_factory=set)  # items refused (and reported): labels skipped silently
-    # SHA-256 digest (32 bytes, not 64 hex characters) -> the first item with that content: its
-    # position among the source's names when it has one (no str kept), else its key.
-    seen_content: dict[bytes, int | str] = field(default_factory=dict)
+    # SHA-256 digest (32 bytes) -> the first item with that content: its position among the source's
+    # names when it has one (no str kept, ~45 bytes an image in a FirstByDigest), else its key.
+    seen_content: FirstByDigest = field(default_factory=lambda: FirstByDigest(0))
 
     def first_with(self, digest: bytes) -> str | None:
         first = self.seen_content.get(digest)
@@ -408,7 +409,7 @@ class _ItemsChecked:
 
     def remember(self, digest: bytes, key: str) -> None:
         position = self.sizes._position(key)
-        self.seen_content[digest] = position if position is not None else key
+        self.seen_content.add(digest, position if position is not None else key)
 
     splits: Counter = field(default_factory=Counter)
     total_bytes: int = 0
@@ -420,7 +421,8 @@ def _check_items(
     """Check every declared image (path, duplicates, the image itself, its size) and spool its row."""
     image_files = sum(1 for n in source.names() if n.lower().endswith(IMAGE_EXTENSIONS)) or 1
     progress.set(5, stage="checking images", force=True, items=0)
-    checked = _ItemsChecked(sizes=_SizeTable(source))
+    sizes = _SizeTable(source)
+    checked = _ItemsChecked(sizes=sizes, seen_content=FirstByDigest(len(sizes.dense)))
     for n, record in enumerate(records, start=1):
         row = _check_item(record, checked, images=images, report=report)
         if row is None:

@@ -85,3 +85,63 @@ class KeyTable:
                     raise KeyError(key)
             out.append(self._values[i])
         return out
+
+
+class FirstByDigest:
+    """Content digest (bytes, e.g. SHA-256's 32) -> the first entry that had it: ingest's duplicate-image check.
+
+    A dict of 500,000 ``bytes`` keys holds ~140 bytes an image (the key object, the value, the slot) and
+    leaves its small objects scattered through the heap after it is gone. Entries that have a
+    position (a number below ``capacity``: an image's place among the archive's names) cost
+    ``width`` + 1 bytes in dense arrays by position, plus 8-16 bytes of open-addressing slots holding
+    positions; the digest is confirmed against the dense array, so a slot collision costs a
+    comparison, never a wrong answer. Entries without a position (a key the source does not
+    number) go to a dict, as before.
+    """
+
+    def __init__(self, capacity: int, *, width: int = 32):
+        self.width = width
+        self._digests = np.zeros((capacity, width), dtype=np.uint8)
+        self._taken = np.zeros(capacity, dtype=bool)  # a position holds one digest, never two
+        size = 8
+        while size < 2 * capacity:  # load factor at most 1/2: short probe runs
+            size *= 2
+        self._mask = size - 1
+        self._slots = np.full(size, -1, dtype=np.int32 if capacity < 2**31 else np.int64)
+        self._count = 0
+        self._other: dict[bytes, object] = {}
+
+    def __len__(self) -> int:
+        return self._count + len(self._other)
+
+    def _probe(self, digest: bytes) -> tuple[int, int]:
+        """(slot, position) for ``digest``: its position if present, else -1 and the free slot to use."""
+        slot = _hash(digest) & self._mask
+        while True:
+            position = int(self._slots[slot])
+            if position < 0 or self._digests[position].tobytes() == digest:
+                return slot, position
+            slot = (slot + 1) & self._mask
+
+    def get(self, digest: bytes):
+        """The position (an int) or key (as added) of the first entry with this digest, or None."""
+        if len(digest) == self.width and self._count:
+            _, position = self._probe(digest)
+            if position >= 0:
+                return position
+        return self._other.get(digest)
+
+    def add(self, digest: bytes, first) -> None:
+        """Remember ``first`` (a position below ``capacity``, or any other key) for ``digest``, if new."""
+        if self.get(digest) is not None:
+            return
+        if isinstance(first, int) and 0 <= first < len(self._digests) and len(digest) == self.width:
+            if self._taken[first]:
+                raise ValueError(f"position {first} already holds a digest")
+            self._taken[first] = True
+            slot, _ = self._probe(digest)
+            self._digests[first] = np.frombuffer(digest, dtype=np.uint8)
+            self._slots[slot] = first
+            self._count += 1
+        else:
+            self._other[digest] = first

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -55,3 +57,59 @@ def test_a_key_table_of_many_image_keys_finds_each_one():
     assert table.values_of(keys) == [pairs[k] for k in keys]
     assert "images/train2017/000000050000.jpg" not in table
     assert table.get(1) is None and 1 not in table  # not a string: not a key
+
+
+# FirstByDigest: ingest's duplicate-content check (digest -> first image), against a dict.
+
+_DIGESTS = st.binary(min_size=2, max_size=2).map(lambda b: b * 2)  # 4 bytes: few values, many repeats
+_FIRSTS = st.one_of(st.integers(0, 40), st.text(alphabet="ab", max_size=3))
+
+
+def _first_by_digest_as_a_dict(capacity: int, adds: list[tuple[bytes, object]], probes: list[bytes]) -> None:
+    table = keytable.FirstByDigest(capacity, width=4)
+    reference: dict[bytes, object] = {}
+    used: set[int] = set()
+    for digest, first in adds:
+        if isinstance(first, int) and first < capacity and digest not in reference:
+            if first in used:
+                with pytest.raises(ValueError):
+                    table.add(digest, first)
+                continue
+            used.add(first)
+        table.add(digest, first)
+        reference.setdefault(digest, first)
+        assert table.get(digest) == reference[digest]
+    assert len(table) == len(reference)
+    for digest in [*reference, *probes]:
+        assert table.get(digest) == reference.get(digest)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    capacity=st.integers(0, 30),
+    adds=st.lists(st.tuples(_DIGESTS, _FIRSTS), max_size=40),
+    probes=st.lists(st.binary(max_size=5), max_size=10),
+)
+def test_first_by_digest_answers_as_a_dict(capacity, adds, probes):
+    _first_by_digest_as_a_dict(capacity, adds, probes)
+
+
+@settings(max_examples=100, deadline=None)
+@given(capacity=st.integers(0, 30), adds=st.lists(st.tuples(_DIGESTS, _FIRSTS), max_size=40))
+def test_first_by_digest_answers_as_a_dict_when_every_hash_collides(capacity, adds):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keytable, "_hash", lambda _: 7)
+        _first_by_digest_as_a_dict(capacity, adds, [b"\0\0\0\0", b"zzzz"])
+
+
+def test_first_by_digest_keeps_a_zero_digest_and_many_images():
+    table = keytable.FirstByDigest(50_000)
+    zero = bytes(32)
+    table.add(zero, 0)
+    assert table.get(zero) == 0
+    digests = [hashlib.sha256(b"%d" % i).digest() for i in range(1, 50_000)]
+    for position, digest in enumerate(digests, start=1):
+        table.add(digest, position)
+    table.add(digests[7], 12)  # a repeat keeps the first
+    assert [table.get(d) for d in digests[::997]] == list(range(1, 50_000, 997))
+    assert table.get(hashlib.sha256(b"new").digest()) is None and len(table) == 50_000
