@@ -224,6 +224,9 @@ class Plan:
     guideline_ids: dict[str, int]
     counts: dict
     provenance: dict
+    # The checked source's names, numbered (position(key), count()): the writer keeps each item's id
+    # by its key's position there (8 bytes) instead of a copy of the key. None: keys are kept.
+    numbering: object | None = None
 
     def close(self) -> None:
         self.items.close()
@@ -338,6 +341,7 @@ def validate_delivery(
         guideline_ids=tally.guideline_ids,
         counts=counts,
         provenance=provenance,
+        numbering=checked.sizes.source,
     )
 
 

@@ -136,8 +136,8 @@ _ITEM_COLUMNS = (
 
 def _write_items(plan: Plan, version: DatasetVersion) -> KeyTable:
     """Insert the spooled items; return their ids by key (a compact KeyTable, not a dict: ~200 bytes
-    an image less, which at 500,000 images is 100 MB)."""
-    return KeyTable(_insert_items(plan, version))
+    an image less, which at 500,000 images is 100 MB; 8 bytes an image when the archive numbers them)."""
+    return KeyTable(_insert_items(plan, version), numbering=plan.numbering)
 
 
 def _insert_items(plan: Plan, version: DatasetVersion) -> Iterator[tuple[str, int]]:

@@ -599,6 +599,22 @@ class ZipSource:
                 at += 1
         return None
 
+    def positions(self, names: list[str]) -> list[int | None]:
+        """``[self.position(n) for n in names]``, the hashes looked up in one numpy call."""
+        if not names or not self._hashes.size:
+            return [self.position(n) for n in names]
+        wanted = _hash_array((_hash(n) if isinstance(n, str) else 0 for n in names), len(names))
+        at = np.minimum(np.searchsorted(self._hashes, wanted, side="left"), self._hashes.size - 1)
+        hit = (self._hashes[at] == wanted).tolist()
+        candidates = self._order[at].tolist()
+        out = []
+        for name, ok, position in zip(names, hit, candidates, strict=True):
+            if ok and self._index.filename(int(self._listed[position])) == name:
+                out.append(position)
+            else:
+                out.append(self.position(name))  # a collision, or not a listed name
+        return out
+
     def name_at(self, position: int) -> str:
         """``names()[position]``, without the list."""
         return self._index.filename(int(self._listed[position]))

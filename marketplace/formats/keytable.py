@@ -21,13 +21,25 @@ class KeyTable:
     """An immutable map from distinct strings to integers, built once from ``(key, value)`` pairs.
 
     About ``len(key) + 28`` bytes an entry: the keys in one bytes blob, their ends, their hashes
-    sorted with the positions they came from, and the values as 64-bit integers.
+    sorted with the positions they came from, and the values as 64-bit integers. Given a
+    ``numbering`` (an object whose ``position(key)`` gives a key's place below ``count()``, or None:
+    an open archive's names), a key with a place costs 8 bytes there instead, and no copy of it is kept.
     """
 
-    def __init__(self, pairs: Iterable[tuple[str, int]]):
+    def __init__(self, pairs: Iterable[tuple[str, int]], *, numbering=None):
         text = bytearray()
         ends, hashes, values = array.array("Q"), array.array("q"), array.array("q")
+        self._numbering = numbering
+        self._dense = np.full(numbering.count() if numbering is not None else 0, _ABSENT, dtype=np.int64)
+        self._in_dense = 0
         for key, value in pairs:
+            position = numbering.position(key) if numbering is not None else None
+            if position is not None and value != _ABSENT:
+                if self._dense[position] != _ABSENT:
+                    raise ValueError(f"key {key!r} given twice")
+                self._dense[position] = value
+                self._in_dense += 1
+                continue
             text += key.encode("utf-8", "surrogatepass")
             ends.append(len(text))
             hashes.append(_hash(key))
@@ -41,7 +53,7 @@ class KeyTable:
         self._values = values
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._values) + self._in_dense
 
     def _key(self, i: int) -> str:
         start = int(self._ends[i - 1]) if i else 0
@@ -57,34 +69,61 @@ class KeyTable:
             at += 1
         return -1
 
-    def __getitem__(self, key: str) -> int:
-        i = self._find(key) if isinstance(key, str) else -1
-        if i < 0:
-            raise KeyError(key)
-        return self._values[i]
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._find(key) >= 0
+    def _dense_value(self, key: str) -> int | None:
+        if not self._in_dense:
+            return None
+        position = self._numbering.position(key)
+        if position is None:
+            return None
+        value = int(self._dense[position])
+        return None if value == _ABSENT else value
 
     def get(self, key: str, default=None):
-        i = self._find(key) if isinstance(key, str) else -1
+        if not isinstance(key, str):
+            return default
+        value = self._dense_value(key)
+        if value is not None:
+            return value
+        i = self._find(key)
         return self._values[i] if i >= 0 else default
+
+    def __getitem__(self, key: str) -> int:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key) is not None  # type: ignore[arg-type]
 
     def values_of(self, keys: list[str]) -> list[int]:
         """``[self[k] for k in keys]``, the hashes looked up in one numpy call (a batch of labels)."""
         if not keys:
             return []
+        if self._in_dense:
+            # Numbered keys by their positions (one batch call when the numbering has one), the rest
+            # one by one (a delivery's label names an image the archive has, or it was refused).
+            positions = getattr(self._numbering, "positions", None)
+            found = positions(keys) if positions is not None else [self._numbering.position(k) for k in keys]
+            out = []
+            for key, position in zip(keys, found, strict=True):
+                value = int(self._dense[position]) if position is not None else _ABSENT
+                out.append(value if value != _ABSENT else self[key])
+            return out
         wanted = np.fromiter((_hash(k) for k in keys), dtype=np.int64, count=len(keys))
         at = np.minimum(np.searchsorted(self._hashes, wanted, side="left"), max(len(self._hashes) - 1, 0))
         out = []
         for key, h, a in zip(keys, wanted.tolist(), at.tolist(), strict=True):
             i = int(self._order[a]) if len(self._hashes) and self._hashes[a] == h else -1
             if i < 0 or self._key(i) != key:
-                i = self._find(key)  # a collision (or an unknown key): the slow path decides
-                if i < 0:
-                    raise KeyError(key)
+                out.append(self[key])  # a collision or an unknown key: the slow path decides
+                continue
             out.append(self._values[i])
         return out
+
+
+# The dense table's "no value here": a value equal to it is kept with the unnumbered keys.
+_ABSENT = np.iinfo(np.int64).min
 
 
 class FirstByDigest:

@@ -189,6 +189,8 @@ def _same_as_zipfile(data: bytes, limits: ZipLimits) -> None:
         infos = zf.infolist()
         listed = [i.filename for i in infos if not i.is_dir() and not is_ignored(i.filename)]
         assert source.names() == listed
+        probes = [*(i.filename for i in infos), "nope", 7]
+        assert source.positions(probes) == [listed.index(n) if n in listed else None for n in probes]
         for info in infos:
             name = info.filename
             if name in listed:

@@ -14,8 +14,24 @@ from marketplace.formats.keytable import KeyTable
 _KEYS = st.text(alphabet=st.sampled_from("aAé/._\x00\ud800日"), max_size=6)
 
 
-def _same_as_dict(pairs: dict[str, int], probes: list[str]) -> None:
-    table = KeyTable(pairs.items())
+class _Numbering:
+    """Some names numbered, as an open archive numbers its files (position, count, positions)."""
+
+    def __init__(self, names: list[str]):
+        self.names = list(dict.fromkeys(names))
+
+    def count(self) -> int:
+        return len(self.names)
+
+    def position(self, name) -> int | None:
+        return self.names.index(name) if name in self.names else None
+
+    def positions(self, names) -> list[int | None]:
+        return [self.position(n) for n in names]
+
+
+def _same_as_dict(pairs: dict[str, int], probes: list[str], numbered: list[str] | None = None) -> None:
+    table = KeyTable(pairs.items(), numbering=_Numbering(numbered) if numbered is not None else None)
     assert len(table) == len(pairs)
     for key in [*pairs, *probes]:
         assert (key in table) == (key in pairs)
@@ -40,6 +56,29 @@ def _same_as_dict(pairs: dict[str, int], probes: list[str]) -> None:
 )
 def test_a_key_table_answers_as_a_dict(pairs, probes):
     _same_as_dict(pairs, probes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pairs=st.dictionaries(_KEYS, st.integers(-(2**63), 2**63 - 1), max_size=30),
+    probes=st.lists(_KEYS, max_size=10),
+    numbered=st.lists(_KEYS, max_size=30),
+    collide=st.booleans(),
+)
+def test_a_key_table_over_numbered_keys_answers_as_a_dict(pairs, probes, numbered, collide):
+    # Some keys have a position (kept by it, the minimum integer apart), some not, some numbered
+    # names have no value: the answers are a dict's.
+    with pytest.MonkeyPatch.context() as patch:
+        if collide:
+            patch.setattr(keytable, "_hash", lambda _: 7)
+        _same_as_dict({**pairs, **dict.fromkeys(numbered[:1], -(2**63))}, probes, [*numbered, *pairs][::2])
+
+
+def test_a_numbered_key_table_keeps_no_copy_of_a_numbered_key():
+    names = [f"images/{i:06d}.png" for i in range(100)]
+    table = KeyTable(((n, i) for i, n in enumerate(names)), numbering=_Numbering(names[:90]))
+    assert len(table) == 100 and len(table._values) == 10
+    assert table.values_of(names[::-3]) == list(range(99, -1, -3))
 
 
 @settings(max_examples=100, deadline=None)
