@@ -185,7 +185,7 @@ class MemberIndex:
 
     zipfile keeps a ``ZipInfo`` object per entry, twice reachable (its list and its name map): about
     0.5 KB an entry, 25 MB for 50,000 images, held by every open ``ZipSource`` (the check's, the
-    image store's, each image-check worker's). This index holds ~60 bytes an entry plus the name.
+    image store's, each image-check worker's). This index holds ~44 bytes an entry plus the name.
     It is filled by zipfile's own parser (:class:`_IndexingZipFile` hands it each ``ZipInfo`` as it is
     read, then drops it), so names, zip64 sizes and offsets are exactly zipfile's; ``info(i)`` gives
     back a ``ZipInfo`` with what reading an entry needs.
@@ -197,11 +197,13 @@ class MemberIndex:
         self.header_offset = array.array("Q")
         self.compress_size = array.array("Q")
         self.file_size = array.array("Q")
-        self.crc = array.array("L")
-        self.external_attr = array.array("L")
+        # "I": 4 bytes ("L" is 8 on 64-bit Linux); CRC-32 and the attributes are 32-bit fields.
+        self.crc = array.array("I")
+        self.external_attr = array.array("I")
         self.flag_bits = array.array("H")
         self.compress_type = array.array("H")
-        self.raw_time = array.array("H")
+        # Not kept: the entry's DOS time (read back only to check a password, and encrypted entries
+        # are refused), its extra field and comment (zipfile has applied the zip64 extra already).
 
     def append(self, info: zipfile.ZipInfo) -> None:
         """Keep one entry (zipfile's parser calls this as ``filelist.append``)."""
@@ -214,7 +216,6 @@ class MemberIndex:
         self.external_attr.append(info.external_attr)
         self.flag_bits.append(info.flag_bits)
         self.compress_type.append(info.compress_type)
-        self.raw_time.append(info._raw_time)
 
     def __len__(self) -> int:
         return len(self._ends)
@@ -247,7 +248,6 @@ class MemberIndex:
         info.external_attr = self.external_attr[i]
         info.flag_bits = self.flag_bits[i]
         info.compress_type = self.compress_type[i]
-        info._raw_time = self.raw_time[i]
         return info
 
 
@@ -280,6 +280,11 @@ _hash = hash
 def _hash_array(values, count: int) -> np.ndarray:
     """``count`` hashes (Python's ``hash``: 64-bit, stable within the process) as an int64 array."""
     return np.fromiter(values, dtype=np.int64, count=count)
+
+
+def _narrow(positions: np.ndarray) -> np.ndarray:
+    """Entry numbers as 4 bytes each, not numpy's 8, when they fit (an archive's entry count does)."""
+    return positions.astype(np.uint32) if positions.size < 2**32 else positions
 
 
 def _first_of_each(candidates: np.ndarray, key_of) -> dict[int, int]:
@@ -532,9 +537,9 @@ class ZipSource:
             dtype=bool,
             count=len(index),
         )
-        self._listed = np.flatnonzero(listed)
+        self._listed = _narrow(np.flatnonzero(listed))
         hashes = _hash_array((_hash(index.filename(int(i))) for i in self._listed), self._listed.size)
-        self._order = np.argsort(hashes, kind="stable")
+        self._order = _narrow(np.argsort(hashes, kind="stable"))
         self._hashes = hashes[self._order]
 
     @classmethod
