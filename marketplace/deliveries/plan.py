@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -402,7 +403,7 @@ class _ItemsChecked:
     sizes: _SizeTable = field(default_factory=_SizeTable)
     rejected: set[str] = field(default_factory=set)  # items refused (and reported): labels skipped silently
     # SHA-256 digest (32 bytes) -> the first item with that content: its position among the source's
-    # names when it has one (no str kept, ~45 bytes an image in a FirstByDigest), else its key.
+    # names when it has one (no str kept, ~20 bytes an image in a FirstByDigest), else its key.
     seen_content: FirstByDigest = field(default_factory=lambda: FirstByDigest(0))
 
     def first_with(self, digest: bytes) -> str | None:
@@ -426,7 +427,9 @@ def _check_items(
     image_files = sum(1 for n in source.names() if n.lower().endswith(IMAGE_EXTENSIONS)) or 1
     progress.set(5, stage="checking images", force=True, items=0)
     sizes = _SizeTable(source)
-    checked = _ItemsChecked(sizes=sizes, seen_content=FirstByDigest(len(sizes.dense)))
+    # Only 8 bytes of each digest are kept; a match on them is confirmed by hashing the first copy again.
+    confirm = (lambda position: _sha256_of(source, source.name_at(position))) if sizes.source else None
+    checked = _ItemsChecked(sizes=sizes, seen_content=FirstByDigest(len(sizes.dense), confirm=confirm))
     for n, record in enumerate(records, start=1):
         row = _check_item(record, checked, images=images, report=report)
         if row is None:
@@ -434,6 +437,18 @@ def _check_items(
         items.add(row)
         progress.set(5 + 40 * n / max(image_files, n), stage="checking images", items=n)
     return checked
+
+
+def _sha256_of(source, name: str) -> bytes | None:
+    """The SHA-256 digest of one of the source's files, read again (None if it cannot be read)."""
+    digest = hashlib.sha256()
+    try:
+        with source.open(name) as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    except (fmt.FormatError, OSError, KeyError):
+        return None
+    return digest.digest()
 
 
 def _check_item(record: fmt.ItemRecord, checked: _ItemsChecked, *, images: ImageChecker, report: Report):

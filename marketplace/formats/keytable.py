@@ -7,7 +7,7 @@ object, the int, the slot); these hold the key's UTF-8 bytes and a few machine i
 from __future__ import annotations
 
 import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -134,13 +134,20 @@ class FirstByDigest:
     position (a number below ``capacity``: an image's place among the archive's names) cost
     ``width`` + 1 bytes in dense arrays by position, plus 8-16 bytes of open-addressing slots holding
     positions; the digest is confirmed against the dense array, so a slot collision costs a
-    comparison, never a wrong answer. Entries without a position (a key the source does not
-    number) go to a dict, as before.
+    comparison, never a wrong answer. Given ``confirm`` (position -> that entry's full digest, computed
+    again: the image hashed again), only the digest's first 8 bytes are kept (~20 bytes an image in
+    all), and a match on them is confirmed by it: a real duplicate costs one more hash of its first
+    copy, a collision of 8 bytes (which a supplier can make) no wrong answer. Entries without a
+    position (a key the source does not number) go to a dict, as before.
     """
 
-    def __init__(self, capacity: int, *, width: int = 32):
+    def __init__(
+        self, capacity: int, *, width: int = 32, confirm: Callable[[int], bytes | None] | None = None
+    ):
         self.width = width
-        self._digests = np.zeros((capacity, width), dtype=np.uint8)
+        self._confirm = confirm
+        self._kept = width if confirm is None else min(width, 8)
+        self._digests = np.zeros((capacity, self._kept), dtype=np.uint8)
         self._taken = np.zeros(capacity, dtype=bool)  # a position holds one digest, never two
         size = 8
         while size < 2 * capacity:  # load factor at most 1/2: short probe runs
@@ -155,10 +162,17 @@ class FirstByDigest:
 
     def _probe(self, digest: bytes) -> tuple[int, int]:
         """(slot, position) for ``digest``: its position if present, else -1 and the free slot to use."""
+        # The slot from Python's hash (keyed per process), not the digest's own bytes: a supplier
+        # can make images whose digests share low bits, not ones whose hashes here collide.
         slot = _hash(digest) & self._mask
+        kept = digest[: self._kept]
         while True:
             position = int(self._slots[slot])
-            if position < 0 or self._digests[position].tobytes() == digest:
+            if position < 0:
+                return slot, position
+            if self._digests[position].tobytes() == kept and (
+                self._confirm is None or self._confirm(position) == digest
+            ):
                 return slot, position
             slot = (slot + 1) & self._mask
 
@@ -179,7 +193,7 @@ class FirstByDigest:
                 raise ValueError(f"position {first} already holds a digest")
             self._taken[first] = True
             slot, _ = self._probe(digest)
-            self._digests[first] = np.frombuffer(digest, dtype=np.uint8)
+            self._digests[first] = np.frombuffer(digest[: self._kept], dtype=np.uint8)
             self._slots[slot] = first
             self._count += 1
         else:

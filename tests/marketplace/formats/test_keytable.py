@@ -152,3 +152,44 @@ def test_first_by_digest_keeps_a_zero_digest_and_many_images():
     table.add(digests[7], 12)  # a repeat keeps the first
     assert [table.get(d) for d in digests[::997]] == list(range(1, 50_000, 997))
     assert table.get(hashlib.sha256(b"new").digest()) is None and len(table) == 50_000
+
+
+# Only 8 bytes kept and the rest confirmed by hashing the first copy again: digests that share their
+# first 8 bytes (a supplier can make such images) must still be told apart.
+_PREFIXES = st.sampled_from([b"\0" * 8, b"\1" * 8])
+_LONG_DIGESTS = st.tuples(_PREFIXES, st.sampled_from([b"a", b"b", b"c"])).map(lambda t: t[0] + t[1] * 24)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    capacity=st.integers(0, 30),
+    adds=st.lists(st.tuples(_LONG_DIGESTS, _FIRSTS), max_size=40),
+    collide=st.booleans(),
+)
+def test_first_by_digest_confirming_its_matches_answers_as_a_dict(capacity, adds, collide):
+    full: dict[int, bytes] = {}  # what hashing an entry again gives
+    confirmed = []
+
+    def confirm(position: int) -> bytes:
+        confirmed.append(position)
+        return full[position]
+
+    with pytest.MonkeyPatch.context() as patch:
+        if collide:
+            patch.setattr(keytable, "_hash", lambda _: 7)
+        table = keytable.FirstByDigest(capacity, confirm=confirm)
+        reference: dict[bytes, object] = {}
+        for digest, first in adds:
+            if digest in reference:
+                table.add(digest, first)
+                continue
+            if isinstance(first, int) and first < capacity:
+                if first in full:
+                    continue  # a position holds one digest (tested above)
+                full[first] = digest
+            table.add(digest, first)
+            reference[digest] = first
+        assert len(table) == len(reference)
+        for digest in [*reference, b"\0" * 8 + b"z" * 24, b"\2" * 32]:
+            assert table.get(digest) == reference.get(digest)
+    assert table._digests.shape[1] == 8
