@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -24,6 +25,7 @@ from governance.models import Annotator, GuidelineVersion
 
 from ..blobs import blob_key
 from ..formats import model as fmt
+from ..formats.keytable import FirstByDigest
 from ..formats.provenance import ProvenanceCoverage, apply_provenance, looks_like_email, read_provenance
 from ..models import (
     AttributeSpec,
@@ -223,6 +225,9 @@ class Plan:
     guideline_ids: dict[str, int]
     counts: dict
     provenance: dict
+    # The checked source's names, numbered (position(key), count()): the writer keeps each item's id
+    # by its key's position there (8 bytes) instead of a copy of the key. None: keys are kept.
+    numbering: object | None = None
 
     def close(self) -> None:
         self.items.close()
@@ -337,6 +342,7 @@ def validate_delivery(
         guideline_ids=tally.guideline_ids,
         counts=counts,
         provenance=provenance,
+        numbering=checked.sizes.source,
     )
 
 
@@ -396,9 +402,9 @@ class _ItemsChecked:
     # key -> the real (w, h, recheck?) packed in one int (_pack_size)
     sizes: _SizeTable = field(default_factory=_SizeTable)
     rejected: set[str] = field(default_factory=set)  # items refused (and reported): labels skipped silently
-    # SHA-256 digest (32 bytes, not 64 hex characters) -> the first item with that content: its
-    # position among the source's names when it has one (no str kept), else its key.
-    seen_content: dict[bytes, int | str] = field(default_factory=dict)
+    # SHA-256 digest (32 bytes) -> the first item with that content: its position among the source's
+    # names when it has one (no str kept, ~20 bytes an image in a FirstByDigest), else its key.
+    seen_content: FirstByDigest = field(default_factory=lambda: FirstByDigest(0))
 
     def first_with(self, digest: bytes) -> str | None:
         first = self.seen_content.get(digest)
@@ -408,7 +414,7 @@ class _ItemsChecked:
 
     def remember(self, digest: bytes, key: str) -> None:
         position = self.sizes._position(key)
-        self.seen_content[digest] = position if position is not None else key
+        self.seen_content.add(digest, position if position is not None else key)
 
     splits: Counter = field(default_factory=Counter)
     total_bytes: int = 0
@@ -420,7 +426,10 @@ def _check_items(
     """Check every declared image (path, duplicates, the image itself, its size) and spool its row."""
     image_files = sum(1 for n in source.names() if n.lower().endswith(IMAGE_EXTENSIONS)) or 1
     progress.set(5, stage="checking images", force=True, items=0)
-    checked = _ItemsChecked(sizes=_SizeTable(source))
+    sizes = _SizeTable(source)
+    # Only 8 bytes of each digest are kept; a match on them is confirmed by hashing the first copy again.
+    confirm = (lambda position: _sha256_of(source, source.name_at(position))) if sizes.source else None
+    checked = _ItemsChecked(sizes=sizes, seen_content=FirstByDigest(len(sizes.dense), confirm=confirm))
     for n, record in enumerate(records, start=1):
         row = _check_item(record, checked, images=images, report=report)
         if row is None:
@@ -428,6 +437,18 @@ def _check_items(
         items.add(row)
         progress.set(5 + 40 * n / max(image_files, n), stage="checking images", items=n)
     return checked
+
+
+def _sha256_of(source, name: str) -> bytes | None:
+    """The SHA-256 digest of one of the source's files, read again (None if it cannot be read)."""
+    digest = hashlib.sha256()
+    try:
+        with source.open(name) as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    except (fmt.FormatError, OSError, KeyError):
+        return None
+    return digest.digest()
 
 
 def _check_item(record: fmt.ItemRecord, checked: _ItemsChecked, *, images: ImageChecker, report: Report):

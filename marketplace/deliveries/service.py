@@ -117,21 +117,25 @@ def ingest_delivery(*, delivery_id: int) -> IngestResult:
         # Reading and checking allocates a few containers per label too (rows, problems, spool
         # tuples): the garbage collector's default thresholds scanned the live batch ~1,000 times
         # at 50k labels, a quarter of this phase's CPU (2.7 -> 2.0 s on the 5k/50k bench).
-        with open_archive(delivery) as source, fewer_collections():
-            plan = validate_delivery(source=source, delivery=delivery, report=report, progress=progress)
-        if report.has_errors:
-            raise DeliveryFailed
-        counts = {k: plan.counts[k] for k in ("items", "labels")}
-        progress.set(80, stage="storing images and writing", force=True, **counts)
-        # Files before rows: the images are stored in a thread while the rows are written, and the
-        # transaction commits only once every file is stored (write_version calls store.wait()).
-        store = StoreAlongside(delivery_id=delivery_id, plan=plan)
-        try:
-            _, created = write_version(
-                delivery_id=delivery_id, plan=plan, report=report, before_commit=store.wait
-            )
-        finally:
-            store.thread.join()  # a failed write still lets the thread finish before the plan closes
+        # The archive stays open for the write: the image store reads its files from the index the
+        # check built (opening it again held a second index, ~100 bytes an entry, and zipfile's copy
+        # of the central directory while it was read).
+        with open_archive(delivery) as source:
+            with fewer_collections():
+                plan = validate_delivery(source=source, delivery=delivery, report=report, progress=progress)
+            if report.has_errors:
+                raise DeliveryFailed
+            counts = {k: plan.counts[k] for k in ("items", "labels")}
+            progress.set(80, stage="storing images and writing", force=True, **counts)
+            # Files before rows: the images are stored in a thread while the rows are written, and the
+            # transaction commits only once every file is stored (write_version calls store.wait()).
+            store = StoreAlongside(delivery_id=delivery_id, plan=plan, source=source)
+            try:
+                _, created = write_version(
+                    delivery_id=delivery_id, plan=plan, report=report, before_commit=store.wait
+                )
+            finally:
+                store.thread.join()  # a failed write still lets the thread finish before the plan closes
     except fmt.FormatError as exc:
         report.extend(exc.problems)
         _fail(delivery_id, report, plan)

@@ -40,6 +40,7 @@ import struct
 import unicodedata
 import zipfile
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -185,7 +186,7 @@ class MemberIndex:
 
     zipfile keeps a ``ZipInfo`` object per entry, twice reachable (its list and its name map): about
     0.5 KB an entry, 25 MB for 50,000 images, held by every open ``ZipSource`` (the check's, the
-    image store's, each image-check worker's). This index holds ~60 bytes an entry plus the name.
+    image store's, each image-check worker's). This index holds ~44 bytes an entry plus the name.
     It is filled by zipfile's own parser (:class:`_IndexingZipFile` hands it each ``ZipInfo`` as it is
     read, then drops it), so names, zip64 sizes and offsets are exactly zipfile's; ``info(i)`` gives
     back a ``ZipInfo`` with what reading an entry needs.
@@ -197,11 +198,13 @@ class MemberIndex:
         self.header_offset = array.array("Q")
         self.compress_size = array.array("Q")
         self.file_size = array.array("Q")
-        self.crc = array.array("L")
-        self.external_attr = array.array("L")
+        # "I": 4 bytes ("L" is 8 on 64-bit Linux); CRC-32 and the attributes are 32-bit fields.
+        self.crc = array.array("I")
+        self.external_attr = array.array("I")
         self.flag_bits = array.array("H")
         self.compress_type = array.array("H")
-        self.raw_time = array.array("H")
+        # Not kept: the entry's DOS time (read back only to check a password, and encrypted entries
+        # are refused), its extra field and comment (zipfile has applied the zip64 extra already).
 
     def append(self, info: zipfile.ZipInfo) -> None:
         """Keep one entry (zipfile's parser calls this as ``filelist.append``)."""
@@ -214,7 +217,6 @@ class MemberIndex:
         self.external_attr.append(info.external_attr)
         self.flag_bits.append(info.flag_bits)
         self.compress_type.append(info.compress_type)
-        self.raw_time.append(info._raw_time)
 
     def __len__(self) -> int:
         return len(self._ends)
@@ -247,7 +249,6 @@ class MemberIndex:
         info.external_attr = self.external_attr[i]
         info.flag_bits = self.flag_bits[i]
         info.compress_type = self.compress_type[i]
-        info._raw_time = self.raw_time[i]
         return info
 
 
@@ -280,6 +281,11 @@ _hash = hash
 def _hash_array(values, count: int) -> np.ndarray:
     """``count`` hashes (Python's ``hash``: 64-bit, stable within the process) as an int64 array."""
     return np.fromiter(values, dtype=np.int64, count=count)
+
+
+def _narrow(positions: np.ndarray) -> np.ndarray:
+    """Entry numbers as 4 bytes each, not numpy's 8, when they fit (an archive's entry count does)."""
+    return positions.astype(np.uint32) if positions.size < 2**32 else positions
 
 
 def _first_of_each(candidates: np.ndarray, key_of) -> dict[int, int]:
@@ -532,9 +538,9 @@ class ZipSource:
             dtype=bool,
             count=len(index),
         )
-        self._listed = np.flatnonzero(listed)
+        self._listed = _narrow(np.flatnonzero(listed))
         hashes = _hash_array((_hash(index.filename(int(i))) for i in self._listed), self._listed.size)
-        self._order = np.argsort(hashes, kind="stable")
+        self._order = _narrow(np.argsort(hashes, kind="stable"))
         self._hashes = hashes[self._order]
 
     @classmethod
@@ -575,9 +581,13 @@ class ZipSource:
         _check_zip(zf, label, limits, problems)
         return problems, zf
 
-    def names(self) -> list[str]:
-        """The regular files of the archive, in archive order (directories and litter left out)."""
-        return [self._index.filename(i) for i in self._listed.tolist()]
+    def names(self) -> MemberNames:
+        """The regular files of the archive, in archive order (directories and litter left out).
+
+        A read-only sequence decoded from the index as it is walked, not a list: a list of 500,000
+        names held ~50 MB while a caller filtered it (the format's detection, the readers, counts).
+        """
+        return MemberNames(self)
 
     def _find(self, name: str) -> int:
         """The entry of a listed member, by name; KeyError if the archive lists no such file."""
@@ -598,6 +608,22 @@ class ZipSource:
                     return position
                 at += 1
         return None
+
+    def positions(self, names: list[str]) -> list[int | None]:
+        """``[self.position(n) for n in names]``, the hashes looked up in one numpy call."""
+        if not names or not self._hashes.size:
+            return [self.position(n) for n in names]
+        wanted = _hash_array((_hash(n) if isinstance(n, str) else 0 for n in names), len(names))
+        at = np.minimum(np.searchsorted(self._hashes, wanted, side="left"), self._hashes.size - 1)
+        hit = (self._hashes[at] == wanted).tolist()
+        candidates = self._order[at].tolist()
+        out = []
+        for name, ok, position in zip(names, hit, candidates, strict=True):
+            if ok and self._index.filename(int(self._listed[position])) == name:
+                out.append(position)
+            else:
+                out.append(self.position(name))  # a collision, or not a listed name
+        return out
 
     def name_at(self, position: int) -> str:
         """``names()[position]``, without the list."""
@@ -639,6 +665,42 @@ class ZipSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class MemberNames(Sequence):
+    """:meth:`ZipSource.names` as a sequence over the archive's index: each name decoded when reached."""
+
+    def __init__(self, source: ZipSource):
+        self._source = source
+
+    def __len__(self) -> int:
+        return self._source.count()
+
+    def __getitem__(self, at):
+        if isinstance(at, slice):
+            return [self._source.name_at(i) for i in range(*at.indices(len(self)))]
+        if not -len(self) <= at < len(self):
+            raise IndexError(at)
+        return self._source.name_at(at % len(self))
+
+    def __iter__(self) -> Iterator[str]:
+        name_of, listed = self._source._index.filename, self._source._listed
+        for start in range(0, listed.size, 4096):  # entry numbers a block at a time, as Python ints
+            for i in listed[start : start + 4096].tolist():
+                yield name_of(i)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._source
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, MemberNames)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment] - mutable-looking, like a list
+
+    def __repr__(self) -> str:
+        return f"MemberNames({len(self)} names)"
 
 
 class DirectorySource:

@@ -199,7 +199,7 @@ def test_a_storing_error_while_the_rows_are_written_rolls_them_back(dataset, med
     delivery = make_delivery(dataset, coco_files(n_images=3))
     rows = row_counts()
 
-    def full_disk(delivery, pairs):
+    def full_disk(delivery, pairs, source=None):
         next(iter(pairs))  # reads the item spool through its own file position, as the real one
         raise OSError(28, "No space left on device")
 
@@ -224,10 +224,10 @@ def test_the_commit_waits_for_the_last_file(dataset, media, monkeypatch):
         release.set()
         return real_stats(**kwargs)
 
-    def copy_after_the_rows(delivery, pairs):
+    def copy_after_the_rows(delivery, pairs, source=None):
         assert rows_written.wait(30)  # the store can only finish once the rows are in
         release.wait(30)
-        return real_copy(delivery, pairs)
+        return real_copy(delivery, pairs, source)
 
     real_save = Delivery.save
 

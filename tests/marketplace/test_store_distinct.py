@@ -33,13 +33,31 @@ def test_an_ingest_without_duplicates_hands_the_store_distinct_pairs(dataset, me
     seen = []
     real = write._copy_files
 
-    def spy(delivery, pairs):
+    def spy(delivery, pairs, *rest):
         seen.append(isinstance(pairs, write.DistinctPairs))
-        return real(delivery, pairs)
+        return real(delivery, pairs, *rest)
 
     monkeypatch.setattr(write, "_copy_files", spy)
     result = service.ingest_delivery(delivery_id=make_delivery(dataset, coco_files(n_images=3)).pk)
     assert result.ok and seen == [True]
+    keys = set(Item.objects.filter(version__dataset=dataset).values_list("storage_key", flat=True))
+    assert len(keys) == 3 and keys <= storage_files(media)
+
+
+def test_the_image_store_reads_the_archive_the_check_opened(dataset, media, monkeypatch):
+    # Opening it again held a second index of every entry (and zipfile's copy of the central
+    # directory while it was read) for the whole write.
+    opened = []
+    real = service.open_archive
+
+    def counting(delivery):
+        opened.append(delivery.pk)
+        return real(delivery)
+
+    monkeypatch.setattr(service, "open_archive", counting)
+    monkeypatch.setattr(write, "open_archive", counting)
+    result = service.ingest_delivery(delivery_id=make_delivery(dataset, coco_files(n_images=3)).pk)
+    assert result.ok and len(opened) == 1
     keys = set(Item.objects.filter(version__dataset=dataset).values_list("storage_key", flat=True))
     assert len(keys) == 3 and keys <= storage_files(media)
 

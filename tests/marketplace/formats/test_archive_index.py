@@ -189,6 +189,8 @@ def _same_as_zipfile(data: bytes, limits: ZipLimits) -> None:
         infos = zf.infolist()
         listed = [i.filename for i in infos if not i.is_dir() and not is_ignored(i.filename)]
         assert source.names() == listed
+        probes = [*(i.filename for i in infos), "nope", 7]
+        assert source.positions(probes) == [listed.index(n) if n in listed else None for n in probes]
         for info in infos:
             name = info.filename
             if name in listed:
@@ -292,3 +294,20 @@ def test_an_entry_with_an_empty_name_is_refused_not_a_crash():
     with pytest.raises(FormatError) as refused:
         ZipSource(io.BytesIO(data))
     assert [(p.file, p.code) for p in refused.value.problems] == [("", "unsafe_path")]
+
+
+def test_the_names_are_a_sequence_over_the_index_not_a_list():
+    # A list of 500,000 names held ~50 MB while a caller filtered it; the sequence answers as one.
+    entries = [(f"images/{i:04d}.png", b"x", zipfile.ZIP_STORED, 0) for i in range(10)]
+    entries.insert(3, ("images/", b"", zipfile.ZIP_STORED, 0))
+    expected = [e[0] for e in entries if e[0] != "images/"]
+    with ZipSource(io.BytesIO(_build(entries))) as source:
+        names = source.names()
+        assert isinstance(names, archive.MemberNames) and not isinstance(names, list)
+        assert list(names) == list(names) == expected and names == expected and len(names) == 10
+        assert names[0] == expected[0] and names[-1] == expected[-1] and names[3] == expected[3]
+        assert names[2:5] == expected[2:5] and names[::-4] == expected[::-4]
+        assert "images/0004.png" in names and "images/" not in names and "nope" not in names
+        with pytest.raises(IndexError):
+            names[10]
+        assert [n for n in names if n.endswith("7.png")] == ["images/0007.png"]
