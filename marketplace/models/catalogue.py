@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from ..formats import model as fmt
 from ..lookups import HasElement  # noqa: F401  (registers the `has_element` JSON lookup)
+from .fields import TextJSONField
 from .organisations import Organization
 
 # How a class colour is stored (the column holds 7 characters): the workspace and deliveries both hold to it.
@@ -559,7 +560,8 @@ class Label(VersionContent):
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="labels")
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="labels")
     geometry_type = models.CharField(max_length=16, choices=GeometryType.choices)
-    geometry = models.JSONField(
+    # json, not jsonb, on PostgreSQL: written by the hundred thousand, read whole (see TextJSONField).
+    geometry = TextJSONField(
         default=dict, blank=True, help_text="Parts, as marketplace.formats.model describes"
     )
     attributes = models.JSONField(default=dict, blank=True)
