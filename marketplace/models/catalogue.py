@@ -569,11 +569,23 @@ class Label(VersionContent):
     is_final = models.BooleanField(
         default=True, help_text="False: one annotator's candidate, kept for agreement"
     )
+    # Indexed only where set (Meta.indexes): most deliveries name no annotator or guideline, and a
+    # full index costs each ingested label row for nothing but the deletes PROTECT checks.
     annotator = models.ForeignKey(
-        "governance.Annotator", null=True, blank=True, on_delete=models.PROTECT, related_name="labels"
+        "governance.Annotator",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="labels",
+        db_index=False,
     )
     guideline_version = models.ForeignKey(
-        "governance.GuidelineVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="labels"
+        "governance.GuidelineVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="labels",
+        db_index=False,
     )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.HUMAN)
     model_name = models.CharField(max_length=200, blank=True)
@@ -605,10 +617,22 @@ class Label(VersionContent):
                 condition=~Q(source=fmt.MODEL) | ~Q(model_name=""), name="label_model_source_names_model"
             ),
         ]
+        # Each index costs every ingested label row (issue 13), so only what queries need:
+        # - by version: the unique (version, uid); a version's candidates (is_final false, the few):
+        #   label_candidates; a class of a version: the category's own index (a class is one version's).
+        # - annotator and guideline version: only the rows that have one (PROTECT's checks on delete,
+        #   the guideline's delete trigger).
         indexes = [
-            models.Index(fields=["version", "category"]),
             models.Index(fields=["uid"]),
-            models.Index(fields=["version", "is_final"]),
+            models.Index(fields=["version"], condition=Q(is_final=False), name="label_candidates"),
+            models.Index(
+                fields=["annotator"], condition=Q(annotator__isnull=False), name="label_annotator_set"
+            ),
+            models.Index(
+                fields=["guideline_version"],
+                condition=Q(guideline_version__isnull=False),
+                name="label_guideline_set",
+            ),
         ]
 
     def __str__(self) -> str:

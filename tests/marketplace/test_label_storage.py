@@ -50,3 +50,22 @@ def test_a_version_diff_compares_geometries_by_value(dataset, media, run):
     labels = workspace_diff.diff_versions(old=old, new=new)["labels"]
 
     assert (labels["changed"], labels["unchanged"]) == (0, 3)
+
+
+def test_a_label_row_pays_for_these_indexes_only():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'marketplace_label'")
+        indexes = {row[0].split(" USING btree ")[1] for row in cursor.fetchall()}
+
+    # Each one costs every ingested label row: a new one must be worth it (issue 13).
+    assert indexes == {
+        "(id)",
+        "(version_id, uid)",
+        "(uid)",
+        "(item_id)",
+        "(category_id)",
+        "(delivery_id)",
+        "(version_id) WHERE (NOT is_final)",
+        "(annotator_id) WHERE (annotator_id IS NOT NULL)",
+        "(guideline_version_id) WHERE (guideline_version_id IS NOT NULL)",
+    }
