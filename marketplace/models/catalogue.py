@@ -529,6 +529,8 @@ class Item(VersionContent):
             ),
         ]
         indexes = [models.Index(fields=["version", "split"]), models.Index(fields=["sha256"])]
+        # On PostgreSQL also unique (id, version_id), item_unique_id_version, which labels' composite
+        # foreign key refers to (migration 0012, in SQL: on SQLite adding it would rebuild the table).
 
     def __str__(self) -> str:
         return self.key
@@ -557,6 +559,8 @@ class Label(VersionContent):
     version = models.ForeignKey(
         DatasetVersion, on_delete=models.CASCADE, related_name="labels", db_index=False
     )
+    # On PostgreSQL one foreign key checks item and version together, (item_id, version_id) ->
+    # item (id, version_id): a label's version is its item's (migration 0012, in SQL).
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="labels")
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="labels")
     geometry_type = models.CharField(max_length=16, choices=GeometryType.choices)

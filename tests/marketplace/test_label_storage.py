@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 
-from marketplace.models import Label
+from marketplace.models import Item, Label
 from marketplace.workspace import diff as workspace_diff
 
 from . import ingest_support as support
@@ -69,3 +69,17 @@ def test_a_label_row_pays_for_these_indexes_only():
         "(annotator_id) WHERE (annotator_id IS NOT NULL)",
         "(guideline_version_id) WHERE (guideline_version_id IS NOT NULL)",
     }
+
+
+def test_a_label_cannot_name_an_item_of_another_version(dataset, media, run):
+    assert run(make_delivery(dataset, coco_files(n_images=2))).ok
+    assert run(make_delivery(dataset, coco_files(n_images=2))).ok
+    old, new = dataset.versions.order_by("number")
+    label = Label.objects.filter(version=new).first()
+    elsewhere = Item.objects.filter(version=old).first()
+
+    # One key checks both (label_item_in_its_version): the item exists, and in the label's version.
+    with pytest.raises(IntegrityError, match="label_item_in_its_version"), transaction.atomic():
+        Label.objects.filter(pk=label.pk).update(item=elsewhere)
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
