@@ -437,8 +437,10 @@ def child_pycocotools(annotation_file: str) -> dict:
 # The database floor: the rows an ingest wrote, loaded again by COPY from files. table -> (the column
 # naming the scope, how a dumped row is changed so that it fits a fresh dataset and version).
 FLOOR_TABLES = {
-    "marketplace_item": ("version_id", {"version_id": "{version}"}),
-    "marketplace_label": ("version_id", {"version_id": "{version}"}),
+    # Items keep their ids shifted past the table's last one, and labels name them so: on PostgreSQL
+    # one foreign key checks a label's item and version together (item_id, version_id).
+    "marketplace_item": ("version_id", {"version_id": "{version}", "id": "id + {item_offset}"}),
+    "marketplace_label": ("version_id", {"version_id": "{version}", "item_id": "item_id + {item_offset}"}),
     # hash is unique: a bijection on hex digits keeps it 64 hex characters and distinct.
     "governance_labelevent": (
         "dataset_id",
@@ -542,10 +544,13 @@ def child_floor(slug: str) -> dict:
             )
             conn.commit()
             files, columns, rows = {}, {}, {}
+            cur.execute("SELECT coalesce(max(id), 0) FROM marketplace_item")
+            (item_offset,) = cur.fetchone()
             for table, (scope, overrides) in FLOOR_TABLES.items():
-                columns[table] = _columns(cur, table)
+                columns[table] = (["id"] if "id" in overrides else []) + _columns(cur, table)
                 select = ", ".join(
-                    overrides.get(c, c).format(version=version, dataset=dataset) for c in columns[table]
+                    overrides.get(c, c).format(version=version, dataset=dataset, item_offset=item_offset)
+                    for c in columns[table]
                 )
                 scope_id = dataset_id if scope == "dataset_id" else version_id
                 files[table] = Path(scratch) / f"{table}.copy"

@@ -125,10 +125,15 @@ def polygons_fragment(text: str | None, polygons: list) -> orjson.Fragment | Non
     """
     if text is None:
         return None
+    # Spaced as jsonb and SQLite's json.dumps print it; compact as ingest writes PostgreSQL's json column.
     start = text.find('"polygons": [[')
-    if start == -1:
-        return None
-    start += 12
+    if start != -1:
+        start += 12
+    else:
+        start = text.find('"polygons":[[')
+        if start == -1:
+            return None
+        start += 11
     end = text.find("]]", start)
     if end == -1:
         return None

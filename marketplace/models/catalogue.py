@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from ..formats import model as fmt
 from ..lookups import HasElement  # noqa: F401  (registers the `has_element` JSON lookup)
+from .fields import TextJSONField
 from .organisations import Organization
 
 # How a class colour is stored (the column holds 7 characters): the workspace and deliveries both hold to it.
@@ -528,6 +529,8 @@ class Item(VersionContent):
             ),
         ]
         indexes = [models.Index(fields=["version", "split"]), models.Index(fields=["sha256"])]
+        # On PostgreSQL also unique (id, version_id), item_unique_id_version, which labels' composite
+        # foreign key refers to (migration 0012, in SQL: on SQLite adding it would rebuild the table).
 
     def __str__(self) -> str:
         return self.key
@@ -556,10 +559,13 @@ class Label(VersionContent):
     version = models.ForeignKey(
         DatasetVersion, on_delete=models.CASCADE, related_name="labels", db_index=False
     )
+    # On PostgreSQL one foreign key checks item and version together, (item_id, version_id) ->
+    # item (id, version_id): a label's version is its item's (migration 0012, in SQL).
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="labels")
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="labels")
     geometry_type = models.CharField(max_length=16, choices=GeometryType.choices)
-    geometry = models.JSONField(
+    # json, not jsonb, on PostgreSQL: written by the hundred thousand, read whole (see TextJSONField).
+    geometry = TextJSONField(
         default=dict, blank=True, help_text="Parts, as marketplace.formats.model describes"
     )
     attributes = models.JSONField(default=dict, blank=True)
@@ -567,11 +573,23 @@ class Label(VersionContent):
     is_final = models.BooleanField(
         default=True, help_text="False: one annotator's candidate, kept for agreement"
     )
+    # Indexed only where set (Meta.indexes): most deliveries name no annotator or guideline, and a
+    # full index costs each ingested label row for nothing but the deletes PROTECT checks.
     annotator = models.ForeignKey(
-        "governance.Annotator", null=True, blank=True, on_delete=models.PROTECT, related_name="labels"
+        "governance.Annotator",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="labels",
+        db_index=False,
     )
     guideline_version = models.ForeignKey(
-        "governance.GuidelineVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="labels"
+        "governance.GuidelineVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="labels",
+        db_index=False,
     )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.HUMAN)
     model_name = models.CharField(max_length=200, blank=True)
@@ -603,10 +621,22 @@ class Label(VersionContent):
                 condition=~Q(source=fmt.MODEL) | ~Q(model_name=""), name="label_model_source_names_model"
             ),
         ]
+        # Each index costs every ingested label row (issue 13), so only what queries need:
+        # - by version: the unique (version, uid); a version's candidates (is_final false, the few):
+        #   label_candidates; a class of a version: the category's own index (a class is one version's).
+        # - annotator and guideline version: only the rows that have one (PROTECT's checks on delete,
+        #   the guideline's delete trigger).
         indexes = [
-            models.Index(fields=["version", "category"]),
             models.Index(fields=["uid"]),
-            models.Index(fields=["version", "is_final"]),
+            models.Index(fields=["version"], condition=Q(is_final=False), name="label_candidates"),
+            models.Index(
+                fields=["annotator"], condition=Q(annotator__isnull=False), name="label_annotator_set"
+            ),
+            models.Index(
+                fields=["guideline_version"],
+                condition=Q(guideline_version__isnull=False),
+                name="label_guideline_set",
+            ),
         ]
 
     def __str__(self) -> str:

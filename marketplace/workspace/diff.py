@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from django.core.cache import cache
-from django.db.models import Count, Exists, OuterRef, Q
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Exists, JSONField, OuterRef, Q
+from django.db.models.functions import Cast, Coalesce
 
 from ..models import (
     Category,
@@ -108,11 +108,12 @@ def _label_diff(*, old: DatasetVersion, new: DatasetVersion, examples: int) -> t
     old_labels = Label.objects.filter(version=old, is_final=True)
     new_labels = Label.objects.filter(version=new, is_final=True)
     same_uid = old_labels.filter(uid=OuterRef("uid"))
-    same_label = same_uid.filter(
+    # A geometry is PostgreSQL json (no equality: see TextJSONField): compared as jsonb, by value.
+    same_label = same_uid.annotate(geometry_value=Cast("geometry", JSONField())).filter(
         item__key=OuterRef("item__key"),
         category__name=OuterRef("category__name"),
         geometry_type=OuterRef("geometry_type"),
-        geometry=OuterRef("geometry"),
+        geometry_value=Cast(OuterRef("geometry"), JSONField()),
         attributes=OuterRef("attributes"),
         iscrowd=OuterRef("iscrowd"),
     )

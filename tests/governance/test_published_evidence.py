@@ -312,12 +312,15 @@ def _new_uid() -> str:
 
 
 def copy_labels_into(target, source):
-    """INSERT ... SELECT: every label of ``source`` again, in ``target``, in one statement."""
+    """INSERT ... SELECT: every label of ``source`` again, in ``target``, in one statement.
+
+    Each on an item of ``target``: on PostgreSQL a label's item must be in the label's version."""
     raw(
-        f"INSERT INTO marketplace_label ({LABEL_COLUMNS}) SELECT {_new_uid()}, %s, item_id, category_id, "
+        f"INSERT INTO marketplace_label ({LABEL_COLUMNS}) SELECT {_new_uid()}, %s, "
+        "(SELECT min(id) FROM marketplace_item WHERE version_id = %s), category_id, "
         "geometry_type, geometry, attributes, iscrowd, is_final, source, model_name, model_version, "
         "source_ref, source_id FROM marketplace_label WHERE version_id = %s",
-        [target.pk, source.pk],
+        [target.pk, target.pk, source.pk],
     )
 
 
