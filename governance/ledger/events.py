@@ -27,7 +27,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef, QuerySet, TextField
+from django.db.models import Exists, JSONField, OuterRef, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -285,14 +285,15 @@ HOLD_BATCH = 2000
 def hold_geometries(version: DatasetVersion) -> int:
     """Keep the geometries of a draft's labels that its deletion would lose; returns how many are new.
 
-    Skipped: a geometry another version's row of the same label holds as the same JSON (its history
+    Skipped: a geometry another version's row of the same label holds as the same value (its history
     finds it there) and one already held for the dataset. Call inside the deleting transaction.
     """
     same_elsewhere = (
         Label.objects.filter(uid=OuterRef("uid"))
         .exclude(version_id=version.pk)
-        .annotate(text=Cast("geometry", TextField()))
-        .filter(text=Cast(OuterRef("geometry"), TextField()))
+        # PostgreSQL json has no equality and keeps the text as written: compared as jsonb, by value.
+        .annotate(value=Cast("geometry", JSONField()))
+        .filter(value=Cast(OuterRef("geometry"), JSONField()))
     )
     rows = (
         Label.objects.filter(version=version)
