@@ -9,7 +9,6 @@ import hashlib
 import itertools
 import json
 import math
-import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -349,18 +348,25 @@ def _write(dataset_id: int, prepared: list[tuple], recorded_at: datetime) -> Non
 
 
 COPY_NULL = "\\N"
-_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _needs_escape(value: str) -> bool:
+    """Does ``value`` hold a character COPY's text format escapes (backslash, tab, CR or LF)?
+
+    Four substring scans (memchr each): about a sixth of a regex's time on a geometry's JSON.
+    """
+    return "\\" in value or "\t" in value or "\n" in value or "\r" in value
 
 
 def copy_text(value: str) -> str:
     """A string as a value of COPY's text format (backslash, tab and line breaks escaped)."""
-    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+    return value.translate(_COPY_ESCAPES) if _needs_escape(value) else value
 
 
 def copy_texts(values: tuple[str, ...]) -> tuple[str, ...]:
     """``copy_text`` of each value, with one scan for the usual row where none needs escaping."""
-    if _COPY_SPECIAL.search("".join(values)) is None:
+    if not _needs_escape("".join(values)):
         return values
     return tuple(map(copy_text, values))
 

@@ -42,6 +42,7 @@ from .report import (
     ITEM_KEY_MAX,
     PROVENANCE_FILE,
     SPOOL_BATCH,
+    FreshUids,
     Progress,
     Report,
     _aware,
@@ -542,10 +543,11 @@ class _LabelTally:
     finals: int = 0
     candidates: int = 0
     seen_types: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    fresh_uids: FreshUids = field(default_factory=FreshUids)
 
     def add(self, *, dataset_id: int, record: fmt.LabelRecord, row: LabelRow, labels: Spool, report: Report):
         """Spool a checked label unless its source uid repeats one of the delivery's."""
-        uid = label_uid(dataset_id, record.uid)
+        uid = label_uid(dataset_id, record.uid, self.fresh_uids)
         if record.uid:  # a fresh uuid4 never collides: only the source's own ids are remembered
             if uid in self.uids:
                 report.error(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -164,10 +165,39 @@ def normalise_split(raw: str) -> str:
     return _SPLIT_ALIASES.get(re.sub(r"[-_]?\d+$", "", s), "")
 
 
-def label_uid(dataset_id: int, source_uid: str | None) -> uuid.UUID:
-    """The label's uid: the source's own when it is a UUID, derived from it when not, else new."""
+class FreshUids:
+    """``uuid.uuid4()`` drawn ``batch`` at a time: one ``os.urandom`` call, not one per label.
+
+    Each uid is 16 random bytes with the version and variant bits set as ``uuid.uuid4`` sets them
+    (``UUID(bytes=..., version=4)``): version 4, RFC 4122 variant; 122 random bits each.
+    """
+
+    # The bits UUID(..., version=4) clears and sets: the variant's two and the version's four.
+    _KEEP = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
+    _SET = (0x8000 << 48) | (4 << 76)
+
+    def __init__(self, batch: int = 4096):
+        self.batch = batch
+        self._ints: Iterator[int] = iter(())
+
+    def _draw(self) -> Iterator[int]:
+        raw = os.urandom(16 * self.batch)
+        keep, set_ = self._KEEP, self._SET
+        return iter([(int.from_bytes(raw[i : i + 16]) & keep) | set_ for i in range(0, len(raw), 16)])
+
+    def __call__(self) -> uuid.UUID:
+        value = next(self._ints, None)
+        if value is None:
+            self._ints = self._draw()
+            value = next(self._ints)
+        return uuid.UUID(int=value)
+
+
+def label_uid(dataset_id: int, source_uid: str | None, fresh=uuid.uuid4) -> uuid.UUID:
+    """The label's uid: the source's own when it is a UUID, derived from it when not, else new
+    (``fresh()``: ``uuid.uuid4``, or a ``FreshUids`` for many labels)."""
     if source_uid is None or source_uid == "":
-        return uuid.uuid4()
+        return fresh()
     try:
         return uuid.UUID(str(source_uid))
     except ValueError:

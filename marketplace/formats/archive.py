@@ -276,6 +276,8 @@ class _IndexingZipFile(zipfile.ZipFile):
 # Names and keys are found by a 64-bit hash first, then compared: Python's own, stable within the
 # process (each process builds its own index). A name here, so that a test can make every hash collide.
 _hash = hash
+# ZipSource.name_at remembers this many names it gave (~100 bytes each) for position().
+_RECENT_NAMES = 4096
 
 
 def _hash_array(values, count: int) -> np.ndarray:
@@ -542,6 +544,11 @@ class ZipSource:
         hashes = _hash_array((_hash(index.filename(int(i))) for i in self._listed), self._listed.size)
         self._order = _narrow(np.argsort(hashes, kind="stable"))
         self._hashes = hashes[self._order]
+        # The names name_at gave lately -> their positions: a reader names an image by its position
+        # and ingest looks the name up again per label (a hash, a numpy search and a decoded name
+        # compared, each time). Listed names are unique (a duplicate is refused above), so
+        # position(name_at(p)) is p. Bounded: cleared when full.
+        self._recent: dict[str, int] = {}
 
     @classmethod
     def check(
@@ -599,6 +606,10 @@ class ZipSource:
     def position(self, name: str) -> int | None:
         """Where ``name`` is in :meth:`names` (None if it is not there): ingest keys its per-image
         tables by this number instead of holding every name a second time."""
+        if type(name) is str:
+            recent = self._recent.get(name)
+            if recent is not None:
+                return recent
         if isinstance(name, str):
             h = _hash(name)
             at = int(np.searchsorted(self._hashes, h, side="left"))
@@ -627,7 +638,13 @@ class ZipSource:
 
     def name_at(self, position: int) -> str:
         """``names()[position]``, without the list."""
-        return self._index.filename(int(self._listed[position]))
+        name = self._index.filename(int(self._listed[position]))
+        if position >= 0:  # (a negative index is no position)
+            recent = self._recent
+            if len(recent) >= _RECENT_NAMES:
+                recent.clear()
+            recent[name] = int(position)
+        return name
 
     def count(self) -> int:
         """``len(names())``."""

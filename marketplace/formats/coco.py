@@ -174,6 +174,21 @@ class _ImageTable:
                 return _Image(self.source.name_at(position), _decode(size >> 32), _decode(size & 0xFFFFFFFF))
         return self.other.get(iid, default)
 
+    def lookup(self, iid) -> tuple[bool, _Image | None]:
+        """``(iid in self, self.get(iid))`` in one look-up: the reader's per-label question."""
+        iid = self._as_int(iid)
+        if self._dense(iid) and iid < self.position.size:
+            position = int(self.position[iid])
+            if position == _MISSING:
+                return True, None
+            if position != _ABSENT:
+                size = int(self.size[iid])
+                return True, _Image(
+                    self.source.name_at(position), _decode(size >> 32), _decode(size & 0xFFFFFFFF)
+                )
+        other = self.other
+        return (True, other[iid]) if iid in other else (False, None)
+
     def __getitem__(self, iid) -> _Image | None:
         if iid not in self:
             raise KeyError(iid)
@@ -622,10 +637,12 @@ class _Reader:
         else:
             seen_ids.add(aid)
         iid = ann.get("image_id")
-        if not (_is_int(iid) or isinstance(iid, str)) or iid not in f.images:
+        known, image = f.images.lookup(iid) if _is_int(iid) or isinstance(iid, str) else (False, None)
+        if not known:
             add(f.name, f"image_id {iid!r} is not in images", pointer=f"{ptr}/image_id", code="unknown_image")
             ok = False
-        image = f.images.get(iid) if ok else None
+        if not ok:
+            image = None
         cid = ann.get("category_id")
         category = self.categories.get(cid) if _is_int(cid) else None
         if category is None:

@@ -311,3 +311,29 @@ def test_the_names_are_a_sequence_over_the_index_not_a_list():
         with pytest.raises(IndexError):
             names[10]
         assert [n for n in names if n.endswith("7.png")] == ["images/0007.png"]
+
+
+def test_a_name_given_by_name_at_is_found_again_without_a_search(monkeypatch):
+    # Ingest names an image by its position and looks the name up again per label: the names
+    # name_at gave lately answer position() from memory, bounded, and agree with the search.
+    entries = [(f"images/{i:04d}.png", str(i).encode(), zipfile.ZIP_STORED, 0) for i in range(50)]
+    entries.insert(10, ("images/", b"", zipfile.ZIP_STORED, 0o40755))  # a folder: not listed
+    monkeypatch.setattr(archive, "_RECENT_NAMES", 8)
+    with ZipSource(io.BytesIO(_build(entries))) as source:
+        searched = {n: source.position(n) for n in source.names()}
+        assert sorted(searched.values()) == list(range(source.count()))
+        order = list(range(source.count()))[::-3]
+        names = [source.name_at(p) for p in order]
+        assert len(source._recent) <= 8
+        recent = dict(source._recent)
+        monkeypatch.setattr(archive, "_hash", _no_hash)  # a search now fails loudly
+        for name, position in recent.items():
+            assert source.position(name) == position == searched[name]
+        monkeypatch.undo()
+        assert [source.position(n) for n in names] == order
+        source.name_at(-1)  # numpy's last element: not remembered as position -1
+        assert source.position(source.names()[-1]) == source.count() - 1
+
+
+def _no_hash(_):
+    raise AssertionError("searched by hash")

@@ -51,6 +51,7 @@ def test_the_image_table_answers_as_a_dict(entries, probes):
     for iid in [*expected, *probes]:
         assert (iid in table) == (iid in expected)
         assert table.get(iid) == expected.get(iid)
+        assert table.lookup(iid) == (iid in expected, expected.get(iid))
         if iid in expected:
             assert table[iid] == expected[iid]
         else:
