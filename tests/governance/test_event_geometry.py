@@ -242,8 +242,8 @@ def test_an_unchanged_label_has_no_modified_event_even_if_its_numbers_are_writte
 # --------------------------------------------------------------------------- content verification
 
 
-def raw_update_label(label, geometry) -> None:
-    """Change a released label row behind the triggers' back, as the table owner could."""
+def raw_update_label(label, geometry, *, text: str | None = None) -> None:
+    """Change a released label row behind the triggers' back, as the table owner could (``text``: as spelt)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -252,7 +252,8 @@ def raw_update_label(label, geometry) -> None:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute("ALTER TABLE marketplace_label DISABLE TRIGGER USER")
             cursor.execute(
-                "UPDATE marketplace_label SET geometry = %s WHERE id = %s", [json.dumps(geometry), label.pk]
+                "UPDATE marketplace_label SET geometry = %s WHERE id = %s",
+                [json.dumps(geometry) if text is None else text, label.pk],
             )
             cursor.execute("ALTER TABLE marketplace_label ENABLE TRIGGER USER")
             cursor.execute("SET CONSTRAINTS ALL DEFERRED")
@@ -263,7 +264,8 @@ def raw_update_label(label, geometry) -> None:
             for name, _sql in triggers:
                 cursor.execute(f"DROP TRIGGER {name}")
             cursor.execute(
-                "UPDATE marketplace_label SET geometry = %s WHERE id = %s", [json.dumps(geometry), label.pk]
+                "UPDATE marketplace_label SET geometry = %s WHERE id = %s",
+                [json.dumps(geometry) if text is None else text, label.pk],
             )
             for _name, sql in triggers:
                 cursor.execute(sql)
@@ -302,6 +304,32 @@ def test_a_row_changed_without_an_event_before_publication_is_found_by_its_event
     assert (
         difference is not None and difference.row == f"uid='{label.uid}'" and difference.field == "geometry"
     )
+
+
+def test_a_geometry_is_checked_by_its_stored_bytes_and_by_value_whatever_its_spelling(
+    two_versions, monkeypatch
+):
+    """The stored text is hashed as it is; a spelling other than the rule's is decoded and hashed by the rule."""
+    from governance.ledger import content_verification
+
+    _v1, v2, moved = two_versions
+    geometry = {"bbox": [1.0, 2.0, 3.5, 4.0]}  # what moved's event binds
+
+    raw_update_label(moved, None, text='{ "bbox" : [1.0,2.0, 3.5,4.0] }')  # the same value, spelt otherwise
+    assert content_verification.verify_label_geometries(v2) is None
+
+    canonical = json.dumps(geometry, sort_keys=True, separators=(",", ":"))
+    raw_update_label(moved, None, text=canonical)
+    # From here the rule's bytes must be enough: nothing is decoded.
+    monkeypatch.setattr(content_verification, "geometry_sha256", lambda *a, **k: pytest.fail("decoded"))
+    for other in Label.objects.filter(version=v2).exclude(pk=moved.pk):
+        raw_update_label(other, None, text=json.dumps(other.geometry, sort_keys=True, separators=(",", ":")))
+    assert content_verification.verify_label_geometries(v2) is None
+
+    raw_update_label(moved, None, text=canonical.replace("3.5", "3.25"))  # the rule's spelling, another box
+    monkeypatch.undo()
+    difference = content_verification.verify_label_geometries(v2)
+    assert difference is not None and difference.row == f"uid='{moved.uid}'"
 
 
 def test_rows_whose_events_hold_the_geometry_inline_verify_and_a_changed_one_is_found(dataset):
