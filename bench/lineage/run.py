@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest.run import _database_url, _peak_mb, _Phases, _recreate  # noqa: E402
+from bench.ingest.run import _migrated_env, _peak_mb, _Phases, _recreate  # noqa: E402
 
 DATA = ROOT / "bench" / "data" / "lineage"
 RESULTS = ROOT / "bench" / "results"
@@ -214,17 +214,7 @@ def main() -> int:
     db_name = os.environ.get("BENCH_LINEAGE_DB", "registry_bench_lineage")
     _recreate(db_name)
     with tempfile.TemporaryDirectory(prefix="bench-lineage-") as scratch:
-        env = {
-            **os.environ,
-            "DATABASE_URL": _database_url(db_name),
-            "MEDIA_ROOT": str(Path(scratch) / "media"),
-            "VAR_DIR": str(Path(scratch) / "var"),
-            "LOG_LEVEL": "WARNING",
-            "CELERY_BROKER_URL": "",
-        }
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
-        )
+        env = _migrated_env(db_name, scratch)
         run = subprocess.run(
             [sys.executable, __file__, "--child", *map(str, paths)],
             cwd=ROOT,
