@@ -6,6 +6,7 @@ alone (standard library + cryptography), as an auditor would run them.
 """
 
 import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -50,10 +51,11 @@ def run_verifier(archive, key_file):
     return done.returncode, done.stdout + done.stderr
 
 
-def rewrite(archive, change, *, fix_manifest):
-    """Copy the archive with ``change(name, data) -> data`` applied; re-list the manifest if asked."""
+def rewrite(archive, change, *, fix_manifest, drop=()):
+    """Copy the archive with ``change(name, data) -> data`` applied and the files named in ``drop``
+    left out; re-list the manifest if asked."""
     with zipfile.ZipFile(archive) as zf:
-        files = {name: zf.read(name) for name in zf.namelist()}
+        files = {name: zf.read(name) for name in zf.namelist() if name not in drop}
     files = {name: change(name, data) for name, data in files.items()}
     if fix_manifest:
         files["MANIFEST.sha256"] = "".join(
@@ -66,6 +68,18 @@ def rewrite(archive, change, *, fix_manifest):
         for name, data in files.items():
             zf.writestr(name, data)
     return out
+
+
+def load_verifier(name="verify_offline_under_test"):
+    """verify_offline.py imported as a module of its own, for tests of its helpers."""
+    spec = importlib.util.spec_from_file_location(name, VERIFIER)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
+    return module
 
 
 def test_the_published_export_verifies(archive, key_file):

@@ -6,10 +6,8 @@ recomputed to match, must fail, naming the file and the label; honest exports of
 task must verify. The archives are made by the real export service.
 """
 
-import importlib.util
 import random
 import re
-import sys
 import uuid
 
 import numpy as np
@@ -25,7 +23,7 @@ from tests import factories as f
 from tests.conftest import build_version
 
 from . import test_verify_archive
-from .test_verify_archive import VERIFIER, rewrite, run_verifier
+from .test_verify_archive import load_verifier, rewrite, run_verifier
 
 key_file = test_verify_archive.key_file  # the fixture
 
@@ -127,21 +125,7 @@ def tampered(archive, target, change):
 
 def without(archive, dropped):
     """The archive without the file ``dropped``, its manifest re-listed."""
-    import hashlib
-    import zipfile
-
-    with zipfile.ZipFile(archive) as zf:
-        files = {name: zf.read(name) for name in zf.namelist() if name != dropped}
-    files["MANIFEST.sha256"] = "".join(
-        f"{hashlib.sha256(data).hexdigest()}  {name}\n"
-        for name, data in files.items()
-        if name != "MANIFEST.sha256"
-    ).encode()
-    out = archive.with_name("dropped.zip")
-    with zipfile.ZipFile(out, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return out
+    return rewrite(archive, lambda name, data: data, fix_manifest=True, drop={dropped})
 
 
 def assert_fails(archive, key_file, *expected):
@@ -154,14 +138,7 @@ def assert_fails(archive, key_file, *expected):
 
 
 def verifier_module():
-    spec = importlib.util.spec_from_file_location("verify_offline_formats", VERIFIER)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+    return load_verifier("verify_offline_formats")
 
 
 # --- honest exports ---------------------------------------------------------------------------------

@@ -6,10 +6,8 @@ in the signed event). So a box moved, a label dropped or added, or a class swapp
 and class, candidates included, the JSON laid out differently) verify.
 """
 
-import importlib.util
 import io
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -22,7 +20,7 @@ from tests import factories as f
 from tests.conftest import build_version
 
 from . import test_verify_archive
-from .test_verify_archive import VERIFIER, rewrite, run_verifier
+from .test_verify_archive import load_verifier, rewrite, run_verifier
 
 key_file = test_verify_archive.key_file  # the fixture
 
@@ -193,13 +191,7 @@ def test_a_selection_rewritten_to_hide_a_dropped_label_still_names_the_class(
 
 
 def test_the_stream_reader_handles_any_chunking():
-    spec = importlib.util.spec_from_file_location("verify_offline_under_test", VERIFIER)
-    verifier = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = verifier  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(verifier)
-    finally:
-        del sys.modules[spec.name]
+    verifier = load_verifier()
     document = {
         "info": {"description": "ünïcode ✓"},
         "categories": [{"id": 1, "name": "car"}],
@@ -319,9 +311,7 @@ def test_provenance_rewritten_in_the_archive_fails_with_a_rewritten_manifest(
 
 
 def test_provenance_times_in_another_offset_are_the_same_time():
-    verifier = importlib.util.module_from_spec(importlib.util.spec_from_file_location("v", VERIFIER))
-    sys.modules["v"] = verifier
-    verifier.__spec__.loader.exec_module(verifier)
+    verifier = load_verifier()
     assert verifier._moment("2024-05-01T12:00:00+02:00") == verifier._moment(
         "2024-05-01T10:00:00.000000+00:00"
     )
