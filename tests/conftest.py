@@ -276,6 +276,26 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def pytest_configure(config):
+    """Under xdist, each worker's tasks go through a broker queue of its own.
+
+    Three tests start a real Celery worker on their xdist worker's test database. On one shared queue,
+    a worker started by one test took the tasks another test sent at the same time (its job is in the
+    other database), and that test's job never finished: ``pytest -n 2`` on the verify-chain and the
+    export worker tests together failed so.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    from django.conf import settings
+
+    from config.celery import app
+
+    queue = f"{settings.CELERY_TASK_DEFAULT_QUEUE}-{worker}"
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    app.conf.task_default_queue = queue
+
+
 @pytest.fixture(autouse=True)
 def _celery_in_process(request, settings):
     """Tasks run in-process in tests, even when CI configures a broker for the whole run.
