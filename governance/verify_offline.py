@@ -487,6 +487,8 @@ def content_hash_of(parts: dict) -> str:
 
 def verify_archive(path: Union[str, Path], public_key: PublicKeyLike) -> Result:  # noqa: UP007
     """Check that an export archive is the published version: see the module docstring, in that order."""
+    import sqlite3
+    import tempfile
     import zipfile
 
     failures: list[str] = []
@@ -514,25 +516,17 @@ def verify_archive(path: Union[str, Path], public_key: PublicKeyLike) -> Result:
         for name in sorted(set(listed) - set(names)):
             failures.append(f"{name} is in the manifest but not in the archive")
 
-        parts = {}
-        for part in CONTENT_PARTS:
-            name = f"content/{part}.jsonl"
-            if name not in names:
-                failures.append(f"the archive has no {name}: it cannot be checked against the ledger")
-                return Result(failures)
-            parts[part] = _part_digest(archive, name, failures)
-        if EVIDENCE not in names:
-            failures.append(f"the archive has no {EVIDENCE}")
-            return Result(failures)
-        try:
-            bundle = json.loads(archive.read(EVIDENCE).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            failures.append(f"{EVIDENCE} is not JSON")
-            return Result(failures)
-        _check_format_labels(archive, names, failures)
-        _check_voc_yolo_classes(archive, names, failures)
-        if PROVENANCE_CSV in names:
-            _check_provenance_csv(archive, failures)
+        # One scratch SQLite file for the run: content/labels.jsonl is read once, hashed for its part
+        # digest while its rows go where the format and provenance checks look them up.
+        with tempfile.TemporaryDirectory() as tmp:
+            db = sqlite3.connect(str(Path(tmp) / "labels.sqlite3"))
+            try:
+                checked = _check_content(archive, names, db, failures)
+            finally:
+                db.close()
+        if isinstance(checked, Result):
+            return checked
+        bundle, parts = checked
 
     if not isinstance(bundle, dict):
         return Result(failures + [f"{EVIDENCE} is not a JSON object"])
@@ -555,6 +549,37 @@ def verify_archive(path: Union[str, Path], public_key: PublicKeyLike) -> Result:
     return Result(failures)
 
 
+def _check_content(archive, names: list[str], db, failures: list[str]) -> Result | tuple[Any, dict]:
+    """The content parts' digests and the evidence, the format files and provenance.csv checked
+    against the content rows: (evidence, parts), or the Result when the archive cannot be checked."""
+    formats = _format_files(names)
+    parts = {}
+    for part in CONTENT_PARTS:
+        name = f"content/{part}.jsonl"
+        if name not in names:
+            failures.append(f"the archive has no {name}: it cannot be checked against the ledger")
+            return Result(failures)
+        if part == "labels":
+            parts[part] = _load_labels(
+                archive, db, failures, formats=any(formats), provenance=PROVENANCE_CSV in names
+            )
+        else:
+            parts[part] = _part_digest(archive, name, failures)
+    if EVIDENCE not in names:
+        failures.append(f"the archive has no {EVIDENCE}")
+        return Result(failures)
+    try:
+        bundle = json.loads(archive.read(EVIDENCE).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        failures.append(f"{EVIDENCE} is not JSON")
+        return Result(failures)
+    _check_format_labels(archive, names, db, failures)
+    _check_voc_yolo_classes(archive, names, failures)
+    if PROVENANCE_CSV in names:
+        _check_provenance_csv(archive, db, failures)
+    return bundle, parts
+
+
 def _read_manifest(archive, failures: list[str]) -> dict:
     listed = {}
     with archive.open(MANIFEST) as stream:
@@ -569,7 +594,28 @@ def _read_manifest(archive, failures: list[str]) -> dict:
 
 
 def _part_digest(archive, name: str, failures: list[str]) -> dict:
-    digest, count = hashlib.sha256(), 0
+    digest = _PartDigest()
+    for _line in _hashed_rows(archive, name, digest, failures):
+        pass
+    return digest.as_dict()
+
+
+class _PartDigest:
+    """A part's count and digest: SHA-256 over the SHA-256 of each row's canonical JSON."""
+
+    def __init__(self) -> None:
+        self.digest, self.count = hashlib.sha256(), 0
+
+    def add(self, row) -> None:
+        self.digest.update(hashlib.sha256(canonical_json(row)).digest())
+        self.count += 1
+
+    def as_dict(self) -> dict:
+        return {"count": self.count, "sha256": self.digest.hexdigest()}
+
+
+def _hashed_rows(archive, name: str, digest: _PartDigest, failures: list[str]):
+    """Every row of a content file into ``digest``; each JSON object yielded with its line (bytes)."""
     with archive.open(name) as stream:
         for number, line in enumerate(stream, 1):
             try:
@@ -577,9 +623,9 @@ def _part_digest(archive, name: str, failures: list[str]) -> dict:
             except ValueError:
                 failures.append(f"{name} line {number} is not JSON")
                 continue
-            digest.update(hashlib.sha256(canonical_json(row)).digest())
-            count += 1
-    return {"count": count, "sha256": digest.hexdigest()}
+            digest.add(row)
+            if isinstance(row, dict):
+                yield line, row
 
 
 # --- The labels in an export's format files are the published labels --------------------------------
@@ -926,14 +972,18 @@ def _short(value) -> str:
     return repr(str(value)[:80])
 
 
-def _check_format_labels(archive, names: list[str], failures: list[str]) -> None:
-    """The labels of the export's COCO, VOC and YOLO files are the published labels (see above)."""
-    import sqlite3
-    import tempfile
-
+def _format_files(names: list[str]) -> tuple[list[str], list[str], bool]:
+    """The archive's COCO files, VOC files, and whether it is a YOLO export."""
     coco = sorted(n for n in names if n.startswith("annotations/") and n.endswith(".json"))
     voc = [n for n in names if n.startswith("Annotations/") and n.endswith(".xml")]
-    yolo = "data.yaml" in names
+    return coco, voc, "data.yaml" in names
+
+
+def _check_format_labels(archive, names: list[str], db, failures: list[str]) -> None:
+    """The labels of the export's COCO, VOC and YOLO files are the published labels (see above).
+
+    ``db`` holds the published labels already (``_load_labels``, while their part was hashed)."""
+    coco, voc, yolo = _format_files(names)
     if not (coco or voc or yolo):
         return
     selection = None
@@ -946,26 +996,21 @@ def _check_format_labels(archive, names: list[str], failures: list[str]) -> None
         failures.append(f"{EXPORT_SELECTION} is missing or not a JSON object: the labels cannot be counted")
         selection = None
     report = _LabelFailures(failures)
-    with tempfile.TemporaryDirectory() as tmp:
-        db = sqlite3.connect(str(Path(tmp) / "labels.sqlite3"))
+    _load_published(archive, db, by_item=bool(voc or yolo))
+    published_classes = {row[0] for row in db.execute("SELECT key FROM classes")}
+    for name in coco:
         try:
-            _load_published(archive, db, by_item=bool(voc or yolo))
-            published_classes = {row[0] for row in db.execute("SELECT key FROM classes")}
-            for name in coco:
-                try:
-                    _check_coco_file(archive, name, db, published_classes, selection, report)
-                except (UnicodeDecodeError, ValueError) as error:
-                    failures.append(f"{name} cannot be read as COCO JSON: {str(error)[:120]}")
-            if coco and selection is not None:
-                _check_nothing_missing(db, selection, report)
-            if voc:
-                _check_voc(archive, names, voc, db, _Selection(selection), report)
-            if yolo:
-                _check_yolo(archive, names, db, _Selection(selection), report)
-            if (voc or yolo) and SIDECAR in names:
-                _check_sidecar(archive, db, report)
-        finally:
-            db.close()
+            _check_coco_file(archive, name, db, published_classes, selection, report)
+        except (UnicodeDecodeError, ValueError) as error:
+            failures.append(f"{name} cannot be read as COCO JSON: {str(error)[:120]}")
+    if coco and selection is not None:
+        _check_nothing_missing(db, selection, report)
+    if voc:
+        _check_voc(archive, names, voc, db, _Selection(selection), report)
+    if yolo:
+        _check_yolo(archive, names, db, _Selection(selection), report)
+    if (voc or yolo) and SIDECAR in names:
+        _check_sidecar(archive, db, report)
     report.close()
 
 
@@ -1006,15 +1051,70 @@ def _unsuffixed(name: str) -> str | None:
     return match.group(1) + ext if match else None
 
 
+def _load_labels(archive, db, failures: list[str], *, formats: bool, provenance: bool) -> dict:
+    """content/labels.jsonl read once: its part digest, and its rows into ``db`` for the checks that
+    need them (``labels``: the format files'; ``published``: provenance.csv's)."""
+    digest = _PartDigest()
+    rows = _hashed_rows(archive, "content/labels.jsonl", digest, failures)
+    if formats:
+        db.execute(
+            "CREATE TABLE labels (uid TEXT PRIMARY KEY, item TEXT, category TEXT, kind TEXT, is_final INTEGER, "
+            "iscrowd INTEGER, coco INTEGER, row TEXT, seen INTEGER DEFAULT 0)"
+        )
+    if provenance:
+        db.execute("CREATE TABLE published (uid TEXT PRIMARY KEY, v TEXT)")
+    for batch in _batches(rows, 200):
+        if formats:
+            db.executemany(
+                "INSERT OR IGNORE INTO labels (uid, item, category, kind, is_final, iscrowd, coco, row) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [_label_columns(line, r) for line, r in batch],
+            )
+        if provenance:
+            db.executemany(
+                "INSERT OR IGNORE INTO published VALUES (?, ?)",
+                [(str(r.get("key")), json.dumps(_provenance_values(r))) for _line, r in batch],
+            )
+    for _rest in rows:  # no table wanted: the digest alone
+        pass
+    return digest.as_dict()
+
+
+def _batches(rows, size: int):
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _label_columns(line: bytes, r: dict) -> tuple:
+    """A published label's columns in ``labels``; the row is kept as its line, read back (json.loads)
+    only for the labels a file holds."""
+    geometry = r.get("geometry") if isinstance(r.get("geometry"), dict) else {}
+    kind = str(r.get("geometry_type"))
+    # What COCO holds: classifications in the image entry, everything with a box as an annotation.
+    holds = kind == "classification" or geometry.get("rle") is not None or _tight_box(geometry) is not None
+    return (
+        str(r.get("key")),
+        str(r.get("item")),
+        str(r.get("category")),
+        kind,
+        1 if r.get("is_final") else 0,
+        1 if r.get("iscrowd") else 0,
+        1 if holds else 0,
+        line.decode("utf-8"),
+    )
+
+
 def _load_published(archive, db, *, by_item: bool = False) -> None:
     db.execute("CREATE TABLE classes (key TEXT PRIMARY KEY, keypoints INTEGER)")
     db.execute(
         "CREATE TABLE items (key TEXT PRIMARY KEY, split TEXT, width INTEGER, height INTEGER, coco TEXT, "
         "voc TEXT, voc_ext TEXT, yolo TEXT, done INTEGER DEFAULT 0)"
-    )
-    db.execute(
-        "CREATE TABLE labels (uid TEXT PRIMARY KEY, item TEXT, category TEXT, kind TEXT, is_final INTEGER, "
-        "iscrowd INTEGER, coco INTEGER, row TEXT, seen INTEGER DEFAULT 0)"
     )
     db.executemany(
         "INSERT OR IGNORE INTO classes VALUES (?, ?)",
@@ -1033,34 +1133,6 @@ def _load_published(archive, db, *, by_item: bool = False) -> None:
         "INSERT OR IGNORE INTO items (key, split, width, height, coco, voc, voc_ext, yolo) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         items(),
-    )
-
-    def rows():
-        # The row is kept as its line: read back (json.loads) only for the labels a file holds.
-        for line, r in _jsonl(archive, "content/labels.jsonl", lines=True):
-            geometry = r.get("geometry") if isinstance(r.get("geometry"), dict) else {}
-            kind = str(r.get("geometry_type"))
-            # What COCO holds: classifications in the image entry, everything with a box as an annotation.
-            holds = (
-                kind == "classification"
-                or geometry.get("rle") is not None
-                or _tight_box(geometry) is not None
-            )
-            yield (
-                str(r.get("key")),
-                str(r.get("item")),
-                str(r.get("category")),
-                kind,
-                1 if r.get("is_final") else 0,
-                1 if r.get("iscrowd") else 0,
-                1 if holds else 0,
-                line,
-            )
-
-    db.executemany(
-        "INSERT OR IGNORE INTO labels (uid, item, category, kind, is_final, iscrowd, coco, row) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        rows(),
     )
     if by_item:
         db.execute(
@@ -2001,59 +2073,43 @@ def _provenance_values(row: dict) -> tuple:
     )
 
 
-def _check_provenance_csv(archive, failures: list[str]) -> None:
+def _check_provenance_csv(archive, db, failures: list[str]) -> None:
     """Every row of provenance.csv says what the published label it names says (who, when, under
     which guideline, by which means, and its item, class, kind and final flag): a provenance file
     changed in the archive, or written from a database changed behind the ledger's back, fails.
-    Rows are matched by uid in a temporary SQLite file: memory does not grow with the labels."""
+    Rows are matched by uid in the run's SQLite file (``published``, filled by ``_load_labels``):
+    memory does not grow with the labels."""
     import csv
     import io
-    import sqlite3
-    import tempfile
 
     report = _LabelFailures(failures)
     columns = [name for name, _ in _PROVENANCE_FIELDS]
-    with tempfile.TemporaryDirectory() as tmp:
-        db = sqlite3.connect(str(Path(tmp) / "provenance.sqlite3"))
-        try:
-            db.execute("CREATE TABLE published (uid TEXT PRIMARY KEY, v TEXT)")
-            db.executemany(
-                "INSERT OR IGNORE INTO published VALUES (?, ?)",
-                (
-                    (str(r.get("key")), json.dumps(_provenance_values(r)))
-                    for r in _jsonl(archive, "content/labels.jsonl")
-                ),
-            )
-            with archive.open(PROVENANCE_CSV) as raw:
-                reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
-                header = next(reader, None)
-                if header != columns:
-                    failures.append(f"{PROVENANCE_CSV} does not have the columns {', '.join(columns)}")
-                    return
-                db.execute("CREATE TABLE listed (uid TEXT PRIMARY KEY)")
-                for line, values in enumerate(reader, start=2):
-                    where = f"{PROVENANCE_CSV} line {line}"
-                    if len(values) != len(columns):
-                        report.add(f"{where}: {len(values)} fields, not {len(columns)}")
-                        continue
-                    uid, *rest = values
-                    if db.execute("INSERT OR IGNORE INTO listed VALUES (?)", (uid,)).rowcount == 0:
-                        report.add(f"{where}: label {_short(uid)} listed twice")
-                        continue
-                    found = db.execute("SELECT v FROM published WHERE uid = ?", (uid,)).fetchone()
-                    if found is None:
-                        report.add(f"{where}: label {_short(uid)} is not a published label")
-                        continue
-                    rest[5] = _moment(rest[5])
-                    published = json.loads(found[0])
-                    for index, (name, _) in enumerate(_PROVENANCE_FIELDS[1:]):
-                        if rest[index] != published[index]:
-                            report.add(
-                                f"{where}: {name} of label {_short(uid)} differs from the published label"
-                            )
-                            break
-        finally:
-            db.close()
+    with archive.open(PROVENANCE_CSV) as raw:
+        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+        header = next(reader, None)
+        if header != columns:
+            failures.append(f"{PROVENANCE_CSV} does not have the columns {', '.join(columns)}")
+            return
+        db.execute("CREATE TABLE listed (uid TEXT PRIMARY KEY)")
+        for line, values in enumerate(reader, start=2):
+            where = f"{PROVENANCE_CSV} line {line}"
+            if len(values) != len(columns):
+                report.add(f"{where}: {len(values)} fields, not {len(columns)}")
+                continue
+            uid, *rest = values
+            if db.execute("INSERT OR IGNORE INTO listed VALUES (?)", (uid,)).rowcount == 0:
+                report.add(f"{where}: label {_short(uid)} listed twice")
+                continue
+            found = db.execute("SELECT v FROM published WHERE uid = ?", (uid,)).fetchone()
+            if found is None:
+                report.add(f"{where}: label {_short(uid)} is not a published label")
+                continue
+            rest[5] = _moment(rest[5])
+            published = json.loads(found[0])
+            for index, (name, _) in enumerate(_PROVENANCE_FIELDS[1:]):
+                if rest[index] != published[index]:
+                    report.add(f"{where}: {name} of label {_short(uid)} differs from the published label")
+                    break
     report.close()
 
 

@@ -359,9 +359,11 @@ def _plain_parsed(value):
     """``_plain(value)`` for a value just parsed from JSON text, without the walk where it changes nothing.
 
     Parsed JSON holds only JSON's own types, so ``_plain`` can change only a float: -0.0 (to 0.0), one of
-    1e16 or more (to an int), NaN or an infinity (refused). orjson prints each of those with "-0.0", "e"
-    or "null" in its output, and an integer beyond 64 bits makes it refuse: any of them, or merely a
-    string or a boolean with an "e", a "null" or a "-0.0" in it, sends the value through ``_plain``.
+    1e16 or more (to an int), NaN or an infinity (refused). orjson prints each of those with "-0.0", an
+    exponent (a digit, then "e": ``1e+16``) or "null" in its output, and an integer beyond 64 bits makes
+    it refuse: any of them, or merely a string with a digit and an "e", a "null" or a "-0.0" in it,
+    sends the value through ``_plain``. Not any "e": the key ``keypoints`` has one, and walking every
+    keypoint geometry was half of a verification's Python time.
     tests/governance/test_content_fast.py checks it against ``_plain`` on random values.
     """
     if not value:
@@ -370,9 +372,12 @@ def _plain_parsed(value):
         out = orjson.dumps(value)
     except orjson.JSONEncodeError:
         return _plain(value)
-    if b"e" in out or b"-0.0" in out or b"null" in out:
+    if b"0e" in out.translate(_EXPONENT) or b"-0.0" in out or b"null" in out:
         return _plain(value)
     return value
+
+
+_EXPONENT = bytes(48 if 48 <= i <= 57 else 101 if i == 101 else 32 for i in range(256))  # digits to "0"
 
 
 _ROWS = {

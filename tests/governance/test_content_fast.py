@@ -24,7 +24,7 @@ floats = st.one_of(
 )
 integers = st.one_of(st.integers(), st.sampled_from([2**63, -(2**63) - 1, 2**64, 10**16]))
 text = st.text(st.characters(codec="utf-8"), max_size=8)
-keys = st.one_of(text, st.sampled_from(["e", "null", "-0.0", "bbox", "polygons"]))
+keys = st.one_of(text, st.sampled_from(["e", "null", "-0.0", "bbox", "polygons", "keypoints", "1e"]))
 scalars = st.one_of(st.none(), st.booleans(), integers, floats, text)
 plain_json = st.recursive(
     scalars,
@@ -58,6 +58,28 @@ def test_it_normalises_what_plain_normalises():
 def test_it_refuses_what_plain_refuses():
     for stored in ('{"bbox": [NaN, 1, 2, 3]}', "[Infinity]"):
         assert outcome(lambda t: content._plain_parsed(loads_text(t)), stored)[0] == "refused"
+
+
+def test_a_keypoint_geometry_is_not_walked_but_its_exponents_are(monkeypatch):
+    # "keypoints" has an "e": only a digit then "e" (orjson's exponent, 1e+16) may need the walk.
+    plain_geometry = loads_text('{"bbox":[1.5,2,3,4],"keypoints":[1.25,2,2,0,0,0]}')
+    large = loads_text('{"bbox":[1,2,3,4],"keypoints":[1e16,2,2]}')
+    walked = []
+    monkeypatch.setattr(content, "_plain", lambda value: walked.append(value) or _plain(value))
+
+    assert content._plain_parsed(plain_geometry) is plain_geometry
+    assert walked == []
+    assert content._plain_parsed(large) == {"bbox": [1, 2, 3, 4], "keypoints": [10**16, 2, 2]}
+    assert walked == [large]
+
+
+@pytest.mark.django_db
+def test_verification_encodes_the_rows_without_the_reference_encoder(published_version, monkeypatch):
+    from governance.ledger import content_verification
+
+    monkeypatch.setattr(content, "row_digest", lambda row: pytest.fail("the reference encoder"))
+
+    assert content_verification.verify_version(published_version) is None
 
 
 def documented_rule(obj) -> bytes:

@@ -6,6 +6,7 @@ recomputed to match, must fail, naming the file and the label; honest exports of
 task must verify. The archives are made by the real export service.
 """
 
+import json
 import random
 import re
 import uuid
@@ -495,3 +496,46 @@ def test_the_provenance_sidecar_rewritten_fails(labelled_version, tmp_path, key_
     assert_fails(altered, key_file, "provenance.jsonl line 1: annotator of '", "differs from published label")
     dropped = tampered(archive, "provenance.jsonl", _sidecar(lambda rs: rs.pop()))
     assert_fails(dropped, key_file, "has no provenance.jsonl line")
+
+
+# --- content/labels.jsonl read once -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("format", "options"), [("yolo", {"yolo_task": "detect"}), ("voc", {}), ("coco", {})]
+)
+def test_the_labels_content_file_is_read_once(
+    labelled_version, tmp_path, key_file, monkeypatch, format, options
+):
+    # Its part digest, the format files' published labels and provenance.csv's come from one pass.
+    import zipfile
+
+    archive = export(labelled_version, tmp_path, format, **options)
+    opened = []
+    real_open = zipfile.ZipFile.open
+    monkeypatch.setattr(
+        zipfile.ZipFile,
+        "open",
+        lambda self, name, *a, **k: opened.append(name) or real_open(self, name, *a, **k),
+    )
+    verifier = verifier_module()
+
+    result = verifier.verify_archive(archive, verifier.load_public_key(key_file.read_text()))
+
+    assert result.valid, result.failures
+    assert "provenance.csv" in opened
+    assert opened.count("content/labels.jsonl") == 2  # the manifest's SHA-256, then the one pass
+
+
+@pytest.mark.parametrize("format", ["yolo", "voc"])
+def test_a_labels_content_line_altered_still_fails(labelled_version, tmp_path, key_file, format):
+    archive = export(labelled_version, tmp_path, format)
+
+    def recrowd(text):
+        first, rest = text.split("\n", 1)
+        row = json.loads(first)
+        row["iscrowd"] = not row["iscrowd"]
+        return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n" + rest
+
+    code, out = run_verifier(tampered(archive, "content/labels.jsonl", recrowd), key_file)
+    assert code == 1 and "content/labels.jsonl is not the published labels" in out, out
