@@ -29,6 +29,9 @@ raw = st.lists(
 @given(data=st.one_of(raw, st.binary(max_size=40)))
 def test_scan_flags_what_the_single_patterns_flag(data):
     assert strict_json.scan(data) == (OVERFLOW.search(data) is not None, ESCAPE.search(data) is not None)
+    # the quick search finds a part of every candidate: it never hides one
+    if OVERFLOW.search(data):
+        assert strict_json._EXPONENT_CANDIDATE.search(data)
 
 
 def test_an_exponent_without_a_digit_before_it_is_no_overflow_candidate():
