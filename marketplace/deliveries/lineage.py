@@ -988,11 +988,10 @@ def _ledger() -> types.SimpleNamespace:
     """The ledger's parts a label event is built with, imported once: a function-level import
     costs ~0.3 us each time, three per label on the ingest's hot path."""
     from governance import ledger
-    from governance.ledger.canonical import plain_json_text
-    from governance.ledger.events import label_state
+    from governance.ledger.events import label_state, state_payload_json
 
     return types.SimpleNamespace(
-        EventData=ledger.EventData, label_state=label_state, plain_json_text=plain_json_text
+        EventData=ledger.EventData, label_state=label_state, state_payload_json=state_payload_json
     )
 
 
@@ -1040,7 +1039,7 @@ def _row_event(written, *, action: str, payload: dict, tags: dict[int, str], now
 def _created_event(written, *, tags: dict[int, str], now, delivery_id: int, version_number: int):
     """The hot path of a first delivery: the geometry's hash is taken of its bytes as written."""
     state = _row_state(written.row, written.geometry_json)
-    payload_json = _ledger().plain_json_text({"after": state})
+    payload_json = _ledger().state_payload_json("after", state)
     return _row_event(
         written,
         action="created",

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import logging
+import marshal
 import os
 import pickle
 import posixpath
@@ -95,8 +96,33 @@ def find_provenance_file(names: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- the spool
 
 
+_MARSHALLED, _PICKLED = b"M", b"P"
+
+
+def _encode_batch(batch: list) -> bytes:
+    """A batch as bytes: marshal when it can, else pickle; the first byte says which.
+
+    The label spool's batches are plain tuples of str, int, float, bool, None, lists and dicts, which
+    marshal writes and reads back about twice as fast as pickle (no class look-ups, no memo) and as
+    exactly (the same types and values: -0.0, NaN, big ints, lone surrogates). What it refuses -- a
+    dataclass, a NamedTuple, a datetime, any subclass -- raises ValueError here and goes to pickle.
+    """
+    try:
+        return _MARSHALLED + marshal.dumps(batch)
+    except ValueError:
+        return _PICKLED + pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _read_batches(file) -> Iterator[list]:
+    """The batches of a spool file from its position on: each an 8-byte length, then _encode_batch's bytes."""
+    while header := file.read(8):
+        blob = memoryview(file.read(int.from_bytes(header, "little")))
+        # Only ever our own file, written by _encode_batch in this process: not untrusted input.
+        yield marshal.loads(blob[1:]) if blob[:1] == _MARSHALLED else pickle.loads(blob[1:])  # noqa: S301, S302
+
+
 class Spool:
-    """Rows written to a temporary file in pickled batches and read back in order."""
+    """Rows written to a temporary file in batches (``_encode_batch``) and read back in order."""
 
     def __init__(self):
         self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
@@ -111,18 +137,15 @@ class Spool:
 
     def _flush(self) -> None:
         if self.batch:
-            pickle.dump(self.batch, self.file, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = _encode_batch(self.batch)
+            self.file.write(len(blob).to_bytes(8, "little"))
+            self.file.write(blob)
             self.batch = []
 
     def batches(self) -> Iterator[list]:
         self._flush()
         self.file.seek(0)
-        while True:
-            try:
-                # Only ever our own file, written above by this process: not untrusted input.
-                yield pickle.load(self.file)  # noqa: S301
-            except EOFError:
-                return
+        yield from _read_batches(self.file)
 
     def batches_apart(self) -> Iterator[list]:
         """``batches()`` through a file position of its own, for a reader in another thread.
@@ -145,11 +168,7 @@ class Spool:
     @staticmethod
     def _read_apart(path: str) -> Iterator[list]:
         with open(path, "rb") as own:
-            while True:
-                try:
-                    yield pickle.load(own)  # noqa: S301 - our own file, as in batches()
-                except EOFError:
-                    return
+            yield from _read_batches(own)
 
     def close(self) -> None:
         self.file.close()
@@ -159,8 +178,8 @@ class LabelSpool(Spool):
     """The label rows, ``(uid, LabelRow)`` pairs, spooled as plain tuples ``(uid.int, *row)``.
 
     Pickling a UUID goes through its ``__getstate__`` (an Enum read per label) and a named tuple
-    through its class: plain tuples of ints, strings and dicts cost half as much to write, and the
-    pairs come back from ``batches()`` as they went in.
+    through its class: plain tuples of ints, strings and dicts cost half as much to write, marshal
+    takes them (unless a row has a datetime), and the pairs come back from ``batches()`` as they went in.
     """
 
     def add(self, row) -> None:

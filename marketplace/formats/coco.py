@@ -731,7 +731,7 @@ class _Reader:
         ):
             return None
         width, height = (image.width, image.height) if image else (None, None)
-        if model.validate_geometry(model.POLYGON, {"bbox": bbox, "polygons": seg}, width, height):
+        if not model.polygon_fits(bbox, seg, width, height):
             return None
         return {"bbox": list(bbox), "polygons": [list(r) for r in seg]}, model.POLYGON, True
 

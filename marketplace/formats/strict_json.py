@@ -16,6 +16,9 @@ import math
 import re
 
 _OVERFLOW_CANDIDATE = re.compile(rb"[0-9][eE][+]?0*[0-9]{3,}")  # 1e400: floats past 1.8e308
+# What every overflow candidate holds, without its leading digit: found in about half the time, as
+# the search then tries only at each "e" and not at each digit (most of a COCO file's bytes).
+_EXPONENT_CANDIDATE = re.compile(rb"[eE][+]?0*[0-9]{3,}")
 _ESCAPE_CANDIDATE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
 _BAD_CHAR = re.compile(r"[\ud800-\udfff\x00]")
 
@@ -37,8 +40,13 @@ def _finite_float(text: str) -> float:
 
 
 def scan(raw: bytes) -> tuple[bool, bool]:
-    """(may overflow a float, may hold a surrogate or NUL escape): run on the raw bytes."""
-    return _OVERFLOW_CANDIDATE.search(raw) is not None, _ESCAPE_CANDIDATE.search(raw) is not None
+    """(may overflow a float, may hold a surrogate or NUL escape): run on the raw bytes.
+
+    The overflow pattern runs only where its digit-less part is found (a file with no big exponent
+    anywhere, the usual, is searched once, quickly): the same answer, as any match holds that part.
+    """
+    overflow = _EXPONENT_CANDIDATE.search(raw) is not None and _OVERFLOW_CANDIDATE.search(raw) is not None
+    return overflow, _ESCAPE_CANDIDATE.search(raw) is not None
 
 
 def loads(text: str, flags: tuple[bool, bool] | None = None):

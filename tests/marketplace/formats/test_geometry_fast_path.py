@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from marketplace.formats import model
@@ -231,3 +231,61 @@ def test_an_int_past_a_floats_range_is_refused_as_a_number_not_raised_on():
     assert model.validate_geometry(model.POLYGON, {"polygons": [[0, 0, 1, 0, 1, huge]]}, None, None) == [
         "each polygon needs at least 3 points as [x1, y1, x2, y2, ...]"
     ]
+
+
+# Rings near the edges of a 40-44 px image, so that each side's check decides some draws.
+_near = st.one_of(st.integers(-2, 45), st.floats(-1.5, 45))
+_near_rings = st.lists(
+    st.integers(3, 6).flatmap(lambda n: st.lists(_near, min_size=2 * n, max_size=2 * n)),
+    min_size=1,
+    max_size=2,
+)
+_inside_box = st.tuples(st.floats(-1, 20), st.floats(-1, 20), st.floats(0.5, 14), st.integers(1, 14)).map(
+    list
+)  # inside a 40x40 image: the rings then decide
+
+
+@settings(max_examples=1500, deadline=None)
+# A ring past each side in turn (the box inside), and one on the tolerance edge: always tried.
+@example(bbox=[0, 0, 5, 5], rings=[[0, 0, 5, 0, -1.5, 5]], width=40, height=40)
+@example(bbox=[0, 0, 5, 5], rings=[[0, 0, 5, 0, 41.5, 5]], width=40, height=40)
+@example(bbox=[0, 0, 5, 5], rings=[[0, 0, 5, -1.5, 5, 5]], width=40, height=40)
+@example(bbox=[0, 0, 5, 5], rings=[[0, 0, 5, 0, 5, 41.5]], width=40, height=40)
+@example(bbox=[0, 0, 5, 5], rings=[[-1, -1, 41, -1, 41, 41]], width=40, height=40)
+@given(
+    bbox=st.one_of(_parts["bbox"], _inside_box, _inside_box),
+    rings=st.one_of(
+        _parts["polygons"],
+        st.lists(
+            st.integers(3, 7).flatmap(lambda n: st.lists(_coordinate, min_size=2 * n, max_size=2 * n)),
+            min_size=1,
+            max_size=3,
+        ),
+        _near_rings,
+        _near_rings,
+    ),
+    width=st.one_of(
+        st.none(), st.integers(min_value=1, max_value=64), st.integers(min_value=40, max_value=70)
+    ),
+    height=st.one_of(
+        st.none(), st.integers(min_value=1, max_value=64), st.integers(min_value=40, max_value=70)
+    ),
+)
+def test_polygon_fits_answers_as_validate_geometry(bbox, rings, width, height):
+    # Mostly valid draws (a box and rings of coordinates), so that both answers are common.
+    reference = _outcome(
+        model.validate_geometry, model.POLYGON, {"bbox": bbox, "polygons": rings}, width, height
+    )
+    expected = ("ok", not reference[1]) if reference[0] == "ok" else reference
+    assert _outcome(model.polygon_fits, bbox, rings, width, height) == expected
+
+
+def test_polygon_fits_on_the_edges_it_writes_out():
+    ring = [-1.0, 0, 33.0, 0, 33.0, 25.0]
+    assert model.polygon_fits([0, 0, 33, 25], [ring], 32, 24) is True
+    assert model.polygon_fits([0, 0, 33.1, 25], [ring], 32, 24) is False  # the box past the edge
+    assert model.polygon_fits([0, 0, 0, 5], [ring], None, None) is False  # a box of no width
+    assert model.polygon_fits([0, 0, 1, 1], [[0, 0, 1, 0, 1, 10**400]], None, None) is False
+    assert model.polygon_fits([0, 0, 1, 1], [[0, 0, 1, 0, 1, float("nan")]], None, None) is False
+    assert model.polygon_fits([0, 0, 1, 1], [[0, 0, 1, 0, 1]], None, None) is False  # odd length
+    assert model.polygon_fits([0, 0, 1, 1], [[0, 0, 1, 0, 1, True]], None, None) is False  # a bool
