@@ -9,6 +9,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from django.db import connection
+
 from governance.ledger import content as ledger_content
 
 from ..catalogue.stats import canonical_json
@@ -66,7 +68,14 @@ def build_archive(
         with tempfile.TemporaryFile(mode="w+", newline="", encoding="utf-8") as prov_file:
             writer = csv.writer(prov_file)
             writer.writerow(PROVENANCE_COLUMNS)
-            records = iter_records(selection, progress=progress, provenance=writer)
+            # COCO takes plain polygon labels as rows (coco_writer.POLYGON_ROW), spliced from their stored
+            # text; only on PostgreSQL, whose ``json`` column gives that text back as ingest wrote it.
+            records = iter_records(
+                selection,
+                progress=progress,
+                provenance=writer,
+                polygon_rows=format == Export.Format.COCO and connection.vendor == "postgresql",
+            )
             dataset = version.dataset
             if format == Export.Format.COCO:
                 result = write_coco(
