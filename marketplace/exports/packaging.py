@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -16,13 +15,14 @@ from governance.ledger import content as ledger_content
 from ..catalogue.stats import canonical_json
 from ..formats.coco_writer import write_coco
 from ..formats.voc_writer import write_voc
-from ..formats.writing import Notes, ZipSink
+from ..formats.writing import DeflatingSpool, Notes, ZipSink
 from ..formats.yolo_writer import choose_task, write_yolo
 from ..models import (
     DatasetVersion,
     Export,
 )
-from .content_lines import SpooledLabelLines, label_lines
+from .content_lines import label_lines
+from .deflated_lines import DeflatedLabelLines
 from .documents import (
     _archive_croissant,
     croissant_document,
@@ -59,13 +59,14 @@ def build_archive(
     defs = category_defs(categories)
     notes = Notes()
     progress = Progress(export_id, selection.items().count())
-    # The labels' content rows, built by PostgreSQL on a connection of its own while this thread
-    # writes the format's files (content_lines); read in turn at the end where that cannot be.
-    with SpooledLabelLines(version) as content_labels:
+    # The labels' content rows, built by PostgreSQL on a connection of its own and deflated by that
+    # helper thread while this thread writes the format's files (content_lines, deflated_lines); read
+    # in turn at the end where that cannot be. provenance.csv is deflated as it is written, likewise.
+    with DeflatedLabelLines(version) as content_labels:
         spooled = content_labels.start()
         image_source = open_image if options.get("include_images", True) else None
         sink = ZipSink(fileobj)
-        with tempfile.TemporaryFile(mode="w+", newline="", encoding="utf-8") as prov_file:
+        with DeflatingSpool() as prov_file:
             writer = csv.writer(prov_file)
             writer.writerow(PROVENANCE_COLUMNS)
             # COCO takes plain polygon labels as rows (coco_writer.POLYGON_ROW), spliced from their stored
@@ -128,10 +129,7 @@ def build_archive(
                     "rows": result.rows,
                     "class_index": result.class_index,
                 }
-            prov_file.seek(0)
-            with sink.open("provenance.csv") as out:
-                for chunk in iter(lambda: prov_file.read(1024 * 1024), ""):
-                    out.write(chunk.encode("utf-8"))
+            sink.copy_deflated("provenance.csv", prov_file.finish())
         sink.write("datasheet.md", datasheet_markdown(version).encode())
         # What the format dropped or converted, in words, for whoever has only the zip.
         label = dict(Export.Format.choices).get(format, format)
@@ -150,7 +148,7 @@ def build_archive(
             "categories": list(options.get("categories") or []),
             "candidates": bool(options.get("candidates")),
         }
-        lines = content_labels.chunks() if spooled else label_lines(version)
+        lines = content_labels.result() if spooled else label_lines(version)
         ledger_content.write_archive_content(sink, version, selected, part_lines={"labels": lines})
     doc = _archive_croissant(version, format, sink.files, with_images=image_source is not None)
     sink.write("croissant.json", canonical_json(doc).encode())
