@@ -13,6 +13,7 @@ from django.db import connection
 from governance.ledger import content as ledger_content
 
 from ..catalogue.stats import canonical_json
+from ..formats import model as fmt
 from ..formats.coco_writer import write_coco
 from ..formats.voc_writer import write_voc
 from ..formats.writing import DeflatingSpool, Notes, ZipSink
@@ -32,7 +33,15 @@ from .documents import (
     site_url,
 )
 from .notes import notes_markdown
-from .records import PROVENANCE_COLUMNS, Progress, Selection, category_defs, iter_records, open_image
+from .records import (
+    PROVENANCE_COLUMNS,
+    Progress,
+    Selection,
+    category_defs,
+    iter_items,
+    iter_records,
+    open_image,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +96,7 @@ def build_archive(
                     info=coco_info(version),
                     licenses=[{"id": 1, "name": _license_name(version), "url": license_url(version)}],
                     image_source=image_source,
+                    items_first=_items_first(selection),
                 )
                 summary = {
                     "images": result.images,
@@ -156,6 +166,17 @@ def build_archive(
     sink.close()
     summary["format"] = format
     return BuildResult(notes=notes.as_list(), summary=summary)
+
+
+def _items_first(selection: Selection):
+    """The items alone for the COCO writer to begin its files with, unless a label is a classification.
+
+    Then the COCO files are deflated while the labels stream (``coco_writer._Writer.begin``) rather
+    than at the end; a classification goes into its image's entry, which must wait for the labels.
+    """
+    if selection.labels().filter(geometry_type=fmt.CLASSIFICATION).exists():
+        return None
+    return iter_items(selection)
 
 
 def coco_info(version: DatasetVersion) -> dict:

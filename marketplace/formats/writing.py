@@ -178,29 +178,30 @@ class DeflatedFile:
 
 
 class DeflatingSpool:
-    """Text written a little at a time (a ``csv.writer``'s rows) into a DeflatedFile by a helper thread.
+    """Text (a ``csv.writer``'s rows) or bytes written a little at a time into a DeflatedFile by a thread.
 
-    The writes are gathered into WRITE_BUFFER characters; each batch is encoded here and deflated
-    in the thread (zlib, crc32 and hashlib release the GIL) while the caller goes on; one batch in
-    flight at a time, in order.
+    The writes are gathered into WRITE_BUFFER characters or bytes; each batch is joined (and encoded)
+    here and deflated in the thread (zlib, crc32 and hashlib release the GIL) while the caller goes
+    on; one batch in flight at a time, in order.
     """
 
-    def __init__(self):
+    def __init__(self, *, text: bool = True):
+        self.text = text
         self.deflated = DeflatedFile()
-        self._pending: list[str] = []
+        self._pending: list = []
         self._pending_size = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-spool")
         self._in_flight: Future | None = None
 
-    def write(self, text: str) -> int:
-        self._pending.append(text)
-        self._pending_size += len(text)
+    def write(self, data: str | bytes) -> int:
+        self._pending.append(data)
+        self._pending_size += len(data)
         if self._pending_size >= WRITE_BUFFER:
             self._submit()
-        return len(text)
+        return len(data)
 
     def _submit(self) -> None:
-        data = "".join(self._pending).encode("utf-8")
+        data = "".join(self._pending).encode("utf-8") if self.text else b"".join(self._pending)
         self._pending, self._pending_size = [], 0
         self._wait()
         self._in_flight = self._pool.submit(self.deflated.write, data)
