@@ -537,11 +537,17 @@ def write_archive_content(
 
     ``part_lines``: for a part, an iterable of bytes that ARE that part's lines (each canonical row
     and its newline, in key order), made elsewhere (the export builds the labels' in the database,
-    ``marketplace.exports.content_lines``, whose tests prove the bytes equal these).
+    ``marketplace.exports.content_lines``, whose tests prove the bytes equal these); or those bytes
+    already deflated (a finished ``marketplace.formats.writing.DeflatedFile``, which has ``chunks``
+    and ``crc``), handed to ``sink.copy_deflated``.
     """
     if selection is not None:
         sink.write("evidence/export.json", canonical_json(selection))
     for part in PARTS:
+        given = part_lines.get(part) if part_lines is not None else None
+        if given is not None and hasattr(given, "crc"):
+            sink.copy_deflated(f"content/{part}.jsonl", given)
+            continue
         with sink.open(f"content/{part}.jsonl") as out:
             if part_lines is not None and part in part_lines:
                 for chunk in part_lines[part]:

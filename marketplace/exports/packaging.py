@@ -5,22 +5,25 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from django.db import connection
 
 from governance.ledger import content as ledger_content
 
 from ..catalogue.stats import canonical_json
+from ..formats import model as fmt
 from ..formats.coco_writer import write_coco
 from ..formats.voc_writer import write_voc
-from ..formats.writing import Notes, ZipSink
+from ..formats.writing import DeflatingSpool, Notes, ZipSink
 from ..formats.yolo_writer import choose_task, write_yolo
 from ..models import (
     DatasetVersion,
     Export,
 )
-from .content_lines import SpooledLabelLines, label_lines
+from .content_lines import label_lines
+from .deflated_lines import DeflatedLabelLines
 from .documents import (
     _archive_croissant,
     croissant_document,
@@ -30,7 +33,15 @@ from .documents import (
     site_url,
 )
 from .notes import notes_markdown
-from .records import PROVENANCE_COLUMNS, Progress, Selection, category_defs, iter_records, open_image
+from .records import (
+    PROVENANCE_COLUMNS,
+    Progress,
+    Selection,
+    category_defs,
+    iter_items,
+    iter_records,
+    open_image,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +68,24 @@ def build_archive(
     defs = category_defs(categories)
     notes = Notes()
     progress = Progress(export_id, selection.items().count())
-    # The labels' content rows, built by PostgreSQL on a connection of its own while this thread
-    # writes the format's files (content_lines); read in turn at the end where that cannot be.
-    with SpooledLabelLines(version) as content_labels:
+    # The labels' content rows, built by PostgreSQL on a connection of its own and deflated by that
+    # helper thread while this thread writes the format's files (content_lines, deflated_lines); read
+    # in turn at the end where that cannot be. provenance.csv is deflated as it is written, likewise.
+    with DeflatedLabelLines(version) as content_labels:
         spooled = content_labels.start()
         image_source = open_image if options.get("include_images", True) else None
         sink = ZipSink(fileobj)
-        with tempfile.TemporaryFile(mode="w+", newline="", encoding="utf-8") as prov_file:
+        with DeflatingSpool() as prov_file:
             writer = csv.writer(prov_file)
             writer.writerow(PROVENANCE_COLUMNS)
-            records = iter_records(selection, progress=progress, provenance=writer)
+            # COCO takes plain polygon labels as rows (coco_writer.POLYGON_ROW), spliced from their stored
+            # text; only on PostgreSQL, whose ``json`` column gives that text back as ingest wrote it.
+            records = iter_records(
+                selection,
+                progress=progress,
+                provenance=writer,
+                polygon_rows=format == Export.Format.COCO and connection.vendor == "postgresql",
+            )
             dataset = version.dataset
             if format == Export.Format.COCO:
                 result = write_coco(
@@ -77,6 +96,7 @@ def build_archive(
                     info=coco_info(version),
                     licenses=[{"id": 1, "name": _license_name(version), "url": license_url(version)}],
                     image_source=image_source,
+                    items_first=_items_first(selection),
                 )
                 summary = {
                     "images": result.images,
@@ -119,10 +139,7 @@ def build_archive(
                     "rows": result.rows,
                     "class_index": result.class_index,
                 }
-            prov_file.seek(0)
-            with sink.open("provenance.csv") as out:
-                for chunk in iter(lambda: prov_file.read(1024 * 1024), ""):
-                    out.write(chunk.encode("utf-8"))
+            sink.copy_deflated("provenance.csv", prov_file.finish())
         sink.write("datasheet.md", datasheet_markdown(version).encode())
         # What the format dropped or converted, in words, for whoever has only the zip.
         label = dict(Export.Format.choices).get(format, format)
@@ -141,7 +158,7 @@ def build_archive(
             "categories": list(options.get("categories") or []),
             "candidates": bool(options.get("candidates")),
         }
-        lines = content_labels.chunks() if spooled else label_lines(version)
+        lines = content_labels.result() if spooled else label_lines(version)
         ledger_content.write_archive_content(sink, version, selected, part_lines={"labels": lines})
     doc = _archive_croissant(version, format, sink.files, with_images=image_source is not None)
     sink.write("croissant.json", canonical_json(doc).encode())
@@ -149,6 +166,17 @@ def build_archive(
     sink.close()
     summary["format"] = format
     return BuildResult(notes=notes.as_list(), summary=summary)
+
+
+def _items_first(selection: Selection):
+    """The items alone for the COCO writer to begin its files with, unless a label is a classification.
+
+    Then the COCO files are deflated while the labels stream (``coco_writer._Writer.begin``) rather
+    than at the end; a classification goes into its image's entry, which must wait for the labels.
+    """
+    if selection.labels().filter(geometry_type=fmt.CLASSIFICATION).exists():
+        return None
+    return iter_items(selection)
 
 
 def coco_info(version: DatasetVersion) -> dict:

@@ -3,7 +3,9 @@
 Streaming: one pass over ``(item, labels)`` records, in any order. Each split's ``images``
 and ``annotations`` arrays go to two temporary files as the records arrive (image files go
 straight into the sink); at the end each split's JSON is assembled by copying them, so
-memory stays flat however many labels there are, and the JSON is never one giant dict.
+memory stays flat however many labels there are, and the JSON is never one giant dict. Given the
+items first (``items_first``, when no label is a classification), each split's file is instead begun
+with its images array and deflated as the annotations arrive (``_Writer.begin``): the same bytes.
 
 What is written, and the conventions kept (the checks pycocotools and datumaro make):
 
@@ -35,6 +37,7 @@ entry's ``classifications`` list (an annotation without a box breaks ``COCOeval`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import operator
 import shutil
@@ -49,7 +52,16 @@ from pycocotools import mask as mask_utils
 from . import model
 from .coco import _KNOWN_FIELDS, COCO_FIELDS
 from .model import CategoryDef, ItemRecord, LabelRecord, bbox_of, box_ring
-from .writing import COPY_CHUNK, NameAllocator, Notes, Sink, opened_image, relative_image_name, split_folder
+from .writing import (
+    COPY_CHUNK,
+    DeflatingSpool,
+    NameAllocator,
+    Notes,
+    Sink,
+    opened_image,
+    relative_image_name,
+    split_folder,
+)
 
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 _PROVENANCE_FIELDS = ("annotator", "guideline_version", "model_name", "model_version")
@@ -106,9 +118,33 @@ def _dump_annotation(ann: dict, label: LabelRecord) -> bytes:
     try:
         return orjson.dumps(ann)
     except TypeError:
-        if isinstance(ann.get("segmentation"), orjson.Fragment):
-            ann["segmentation"] = [list(ring) for ring in label.geometry["polygons"]]
-        return _dumps(ann).encode()
+        return _dump_with_lists(ann, label.geometry)
+
+
+def _dump_with_lists(ann: dict, geometry: dict) -> bytes:
+    """The stdlib's encoding of an annotation orjson refused, its polygons as lists (not a fragment)."""
+    if isinstance(ann.get("segmentation"), orjson.Fragment):
+        ann["segmentation"] = [list(ring) for ring in geometry["polygons"]]
+    return _dumps(ann).encode()
+
+
+# A plain polygon label as the export's reader hands it over instead of a LabelRecord (a tuple: no object
+# to build, no attribute to look up): its geometry holds only ``bbox`` and ``polygons`` (non-empty), it
+# has no attributes, and ``geometry_text`` is the stored JSON text ``geometry`` was decoded from.
+POLYGON_ROW = (
+    "category",
+    "geometry_text",
+    "geometry",
+    "iscrowd",
+    "is_final",
+    "uid",
+    "annotator",
+    "made_at",
+    "guideline_version",
+    "source",
+    "model_name",
+    "model_version",
+)
 
 
 # What a stored polygons part holds: numbers, commas, brackets, and the spaces of a database's output.
@@ -163,10 +199,13 @@ def _min_pixel(box: list[float]) -> list[float]:
 
 @dataclass
 class _Split:
-    images: BinaryIO
-    annotations: BinaryIO
+    images: BinaryIO | None
+    annotations: BinaryIO | DeflatingSpool
     image_count: int = 0
     annotation_count: int = 0
+    # Set when the split's file was begun from the items alone (_Writer.begin): its whole text goes
+    # here, deflated as it comes, and ``annotations`` is this spool.
+    deflating: DeflatingSpool | None = None
 
 
 @dataclass
@@ -191,6 +230,9 @@ class _Writer:
         self.names = NameAllocator()
         self.next_image = 1
         self.next_annotation = 1
+        self.begun: int | None = None  # how many items begin() was given; None without it
+        self.began_with = hashlib.sha256()  # their keys, to check add() gets the same
+        self.added = hashlib.sha256()
 
     def split(self, name: str) -> _Split:
         s = self.splits.get(name)
@@ -205,8 +247,58 @@ class _Writer:
 
     def close(self) -> None:
         for s in self.splits.values():
-            s.images.close()
+            if s.images is not None:
+                s.images.close()
             s.annotations.close()
+
+    def head(self, info: dict, licenses: list[dict]) -> bytes:
+        """A split's file up to its images array's first entry."""
+        cats = [category_entry(c, self.ids[c.name]) for c in self.categories]
+        return (
+            "{"
+            f'"info":{_dumps(info)},\n"licenses":{_dumps(licenses)},\n'
+            f'"categories":{_dumps(cats)},\n"images":['
+        ).encode()
+
+    def image_entry(self, item: ItemRecord, file_name: str, image_id: int) -> dict:
+        image: dict = {"id": image_id, "file_name": file_name, "width": item.width, "height": item.height}
+        image["license"] = 1
+        if item.attributes:
+            image["attributes"] = item.attributes
+        return image
+
+    def begin(self, items: Iterable[ItemRecord], info: dict, licenses: list[dict]) -> None:
+        """Write each split's file up to its annotations from the items alone, deflating it from here on.
+
+        For an export without classification labels (the only labels an image entry holds), whose
+        items can be read twice in the same order: the images arrays come first in each file, so
+        they are written now, and every annotation is then deflated by a helper thread as ``add``
+        writes it (``DeflatingSpool``), instead of the whole file at the end by one thread while the
+        other core idles. ``add`` must then get the same items in the same order (checked) and no
+        classification label (refused). The bytes are those ``finish`` writes otherwise.
+        """
+        names = NameAllocator()
+        begun = 0
+        head = None
+        for item in items:
+            folder = split_folder(item.split)
+            s = self.splits.get(folder)
+            if s is None:
+                spool = DeflatingSpool(text=False)
+                s = self.splits[folder] = _Split(None, spool, deflating=spool)
+                head = head or self.head(info, licenses)
+                spool.write(head)
+            file_name = names.allocate(f"{folder}/{relative_image_name(item.key, item.split)}")[
+                len(folder) + 1 :
+            ]
+            begun += 1
+            self.began_with.update(f"{item.key}\0{item.split}\0".encode())
+            image = self.image_entry(item, file_name, begun)
+            s.deflating.write((b",\n" if s.image_count else b"\n") + _dumpb(image))
+            s.image_count += 1
+        for s in self.splits.values():
+            s.deflating.write(b'\n],\n"annotations":[')
+        self.begun = begun
 
     # -- records ---------------------------------------------------------------------------
 
@@ -221,13 +313,19 @@ class _Writer:
                 self.sink.copy_from(f"images/{folder}/{file_name}", stream)
         image_id = self.next_image
         self.next_image += 1
-        image: dict = {"id": image_id, "file_name": file_name, "width": item.width, "height": item.height}
-        image["license"] = 1
-        if item.attributes:
-            image["attributes"] = item.attributes
+        if self.begun is not None:
+            if image_id > self.begun or s.deflating is None:
+                raise RuntimeError(
+                    f"COCO export: item {item.key!r} was not among the items its files began with"
+                )
+            self.added.update(f"{item.key}\0{item.split}\0".encode())
+        image = self.image_entry(item, file_name, image_id)
         classifications = []
         written = []  # the item's annotations, written to the split's file in one call
         for label in labels:
+            if label.__class__ is tuple:
+                written.append(self.polygon_row(label, image_id))
+                continue
             if label.geometry_type == model.CLASSIFICATION:
                 classifications.append(self.classification(label))
                 continue
@@ -239,6 +337,8 @@ class _Writer:
             s.annotations.write((b",\n" if s.annotation_count else b"\n") + b",\n".join(written))
             s.annotation_count += len(written)
         if classifications:
+            if self.begun is not None:
+                raise RuntimeError("COCO export: a classification label after its image entry was written")
             image["classifications"] = classifications
             self.notes.add(
                 "converted",
@@ -247,8 +347,9 @@ class _Writer:
                 kind=model.CLASSIFICATION,
                 count=len(classifications),
             )
-        s.images.write((b",\n" if s.image_count else b"\n") + _dumpb(image))
-        s.image_count += 1
+        if self.begun is None:
+            s.images.write((b",\n" if s.image_count else b"\n") + _dumpb(image))
+            s.image_count += 1
 
     def extras(self, label: LabelRecord, entry: dict) -> None:
         if label.attributes:  # most labels have none: no copy
@@ -355,30 +456,83 @@ class _Writer:
         self.extras(label, ann)
         return ann
 
+    def polygon_row(self, row: tuple, image_id: int) -> bytes:
+        """A ``POLYGON_ROW``'s annotation, encoded: what ``annotation``, ``extras`` and ``_dump_annotation``
+        make of the same label as a LabelRecord, byte for byte, in fewer steps (the export's hot loop;
+        ``tests/marketplace/test_export_polygon_rows.py`` compares the two on every kind of value)."""
+        (
+            category,
+            text,
+            g,
+            iscrowd,
+            is_final,
+            uid,
+            annotator,
+            made_at,
+            tag,
+            source,
+            model_name,
+            model_version,
+        ) = row
+        polygons = g["polygons"]
+        ann = {
+            "id": self.next_annotation,
+            "image_id": image_id,
+            "category_id": self.ids[category],
+            "bbox": [float(v) for v in g["bbox"]],
+            "area": sum(ring_area(ring) for ring in polygons),
+            "iscrowd": 1 if iscrowd else 0,
+            "segmentation": polygons_fragment(text, polygons) or [list(ring) for ring in polygons],
+        }
+        self.next_annotation += 1
+        if not is_final:
+            ann["is_final"] = False
+        if self.provenance:
+            if uid:
+                ann["uid"] = uid
+            if annotator:
+                ann["annotator"] = annotator
+            if tag:
+                ann["guideline_version"] = tag
+            if model_name:
+                ann["model_name"] = model_name
+            if model_version:
+                ann["model_version"] = model_version
+            if made_at is not None:
+                ann["created_at"] = made_at.isoformat()
+            ann["source"] = source
+        try:
+            return orjson.dumps(ann)
+        except TypeError:
+            return _dump_with_lists(ann, g)
+
     # -- files -----------------------------------------------------------------------------
 
     def finish(self, info: dict, licenses: list[dict]) -> CocoSummary:
         summary = CocoSummary(category_ids=dict(self.ids))
+        if self.begun is not None and (
+            self.next_image - 1 != self.begun or self.added.digest() != self.began_with.digest()
+        ):
+            raise RuntimeError("COCO export: not the items its files began with, or not in their order")
         if not self.splits:
             # No image at all: still one annotation file (empty lists) that COCO tools open.
             self.split(split_folder(""))
-        cats = [category_entry(c, self.ids[c.name]) for c in self.categories]
+        head = self.head(info, licenses)
         for folder in sorted(self.splits, key=lambda n: (SPLIT_ORDER.get(n, 9), n)):
             s = self.splits[folder]
             name = f"annotations/instances_{folder}.json"
-            head = (
-                "{"
-                f'"info":{_dumps(info)},\n"licenses":{_dumps(licenses)},\n'
-                f'"categories":{_dumps(cats)},\n"images":['
-            )
-            with self.sink.open(name) as out:
-                out.write(head.encode())
-                s.images.seek(0)
-                shutil.copyfileobj(s.images, out, COPY_CHUNK)
-                out.write(b'\n],\n"annotations":[')
-                s.annotations.seek(0)
-                shutil.copyfileobj(s.annotations, out, COPY_CHUNK)
-                out.write(b"\n]}\n")
+            if s.deflating is not None:
+                s.deflating.write(b"\n]}\n")
+                self.sink.copy_deflated(name, s.deflating.finish())
+            else:
+                with self.sink.open(name) as out:
+                    out.write(head)
+                    s.images.seek(0)
+                    shutil.copyfileobj(s.images, out, COPY_CHUNK)
+                    out.write(b'\n],\n"annotations":[')
+                    s.annotations.seek(0)
+                    shutil.copyfileobj(s.annotations, out, COPY_CHUNK)
+                    out.write(b"\n]}\n")
             summary.files.append(name)
             summary.images += s.image_count
             summary.annotations += s.annotation_count
@@ -395,12 +549,22 @@ def write_coco(
     licenses: list[dict] | None = None,
     image_source: Callable[[ItemRecord], BinaryIO] | None = None,
     provenance: bool = True,
+    items_first: Iterable[ItemRecord] | None = None,
 ) -> CocoSummary:
-    """Write records as COCO instances files (and the images, when ``image_source`` is given)."""
+    """Write records as COCO instances files (and the images, when ``image_source`` is given).
+
+    A record's labels are LabelRecords, or ``POLYGON_ROW`` tuples for plain polygons (the export's).
+    ``items_first``: the records' items alone, in the same order, when no label is a classification;
+    the files are then begun from them and deflated as the records come (``_Writer.begin``).
+    """
     writer = _Writer(sink, categories, notes, image_source, provenance)
+    info = info or {}
+    licenses = licenses or [{"id": 1, "name": "unspecified", "url": ""}]
     try:
+        if items_first is not None:
+            writer.begin(items_first, info, licenses)
         for item, labels in records:
             writer.add(item, labels)
-        return writer.finish(info or {}, licenses or [{"id": 1, "name": "unspecified", "url": ""}])
+        return writer.finish(info, licenses)
     finally:
         writer.close()

@@ -21,6 +21,7 @@ import posixpath
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -127,6 +128,113 @@ class _HashingWriter:
         self.close()
 
 
+class DeflatedFile:
+    """A file's bytes deflated as they are written, exactly as a zip entry holds them, in a temporary file.
+
+    For a file whose bytes are ready before its turn in the archive (the labels' content rows, built
+    by the database; provenance.csv, row by row): a helper thread deflates it meanwhile, on the other
+    core, and ``Sink.copy_deflated`` copies the result in its place. The same bytes as the sink's own
+    writer: zipfile's compressor (``zlib.compressobj(level, DEFLATED, -15)``) at COMPRESS_LEVEL, whose
+    output does not depend on how the input is cut into writes (deflate decides with a full lookahead
+    until the final flush), with the CRC-32, size and SHA-256 the entry and the manifest need.
+    """
+
+    def __init__(self):
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self._compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -15)
+        self._digest = hashlib.sha256()
+        self.crc = 0
+        self.size = 0
+        self.compressed_size = 0
+        self.sha256 = ""
+        self.finished = False
+
+    def write(self, data: bytes) -> None:
+        self._digest.update(data)
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += len(data)
+        self._put(self._compressor.compress(data))
+
+    def _put(self, compressed: bytes) -> None:
+        if compressed:
+            self.file.write(compressed)
+            self.compressed_size += len(compressed)
+
+    def finish(self) -> DeflatedFile:
+        if not self.finished:
+            self._put(self._compressor.flush())
+            self.sha256 = self._digest.hexdigest()
+            self.finished = True
+        return self
+
+    def chunks(self) -> Iterator[bytes]:
+        """The deflated bytes, from the start."""
+        self.file.seek(0)
+        while chunk := self.file.read(COPY_CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class DeflatingSpool:
+    """Text (a ``csv.writer``'s rows) or bytes written a little at a time into a DeflatedFile by a thread.
+
+    The writes are gathered into WRITE_BUFFER characters or bytes; each batch is joined (and encoded)
+    here and deflated in the thread (zlib, crc32 and hashlib release the GIL) while the caller goes
+    on; one batch in flight at a time, in order.
+    """
+
+    def __init__(self, *, text: bool = True):
+        self.text = text
+        self.deflated = DeflatedFile()
+        self._pending: list = []
+        self._pending_size = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-spool")
+        self._in_flight: Future | None = None
+
+    def write(self, data: str | bytes) -> int:
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= WRITE_BUFFER:
+            self._submit()
+        return len(data)
+
+    def _submit(self) -> None:
+        data = "".join(self._pending).encode("utf-8") if self.text else b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
+        self._wait()
+        self._in_flight = self._pool.submit(self.deflated.write, data)
+
+    def _wait(self) -> None:
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            in_flight.result()
+
+    def finish(self) -> DeflatedFile:
+        if self._pending:
+            self._submit()
+        self._wait()
+        return self.deflated.finish()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.deflated.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Drained:
+    """A compressor with nothing left to flush: the entry's bytes were deflated beforehand."""
+
+    def flush(self) -> bytes:
+        return b""
+
+
 # Folders with one file per item: listed in the manifest, never held in memory one by one.
 PER_ITEM_FOLDERS = (
     "images/",
@@ -183,6 +291,14 @@ class _BaseSink:
     def copy_from(self, name: str, stream: BinaryIO) -> None:
         with self.open(name) as out:
             shutil.copyfileobj(stream, out, COPY_CHUNK)
+
+    def copy_deflated(self, name: str, deflated: DeflatedFile) -> None:
+        """Write a file given deflated (a DeflatedFile, finished): inflated here; a zip copies it as is."""
+        inflate = zlib.decompressobj(-15)
+        with self.open(name) as out:
+            for chunk in deflated.chunks():
+                out.write(inflate.decompress(chunk))
+            out.write(inflate.flush())
 
     def __contains__(self, name: str) -> bool:
         return hash(name) in self._names
@@ -241,6 +357,35 @@ class ZipSink(_BaseSink):
 
     def open(self, name: str) -> BinaryIO:
         self._claim(name)
+        inner = self.zip.open(self._info(name), "w", force_zip64=True)
+        return _HashingWriter(inner, self._done(name))  # type: ignore[return-value]
+
+    def copy_deflated(self, name: str, deflated: DeflatedFile) -> None:
+        """The entry ``open(name)`` would write with the DeflatedFile's bytes, its deflated data copied as is.
+
+        zipfile has no way in for data already compressed: its entry writer is given the deflated bytes
+        straight to the archive's file, then told the counts it would have kept (size, CRC-32,
+        compressed size) and a compressor with nothing left, so that closing it writes the same header
+        and directory entry. (CPython 3.11's ``_ZipWriteFile``; ``tests/marketplace/
+        test_export_deflated.py`` compares the archives byte for byte.)
+        """
+        info = self._info(name)
+        if info.compress_type != zipfile.ZIP_DEFLATED or not deflated.finished:
+            super().copy_deflated(name, deflated)
+            return
+        self._claim(name)
+        entry = self.zip.open(info, "w", force_zip64=True)
+        try:
+            for chunk in deflated.chunks():
+                entry._fileobj.write(chunk)
+            entry._compressor = _Drained()
+            entry._file_size, entry._crc = deflated.size, deflated.crc
+            entry._compress_size = deflated.compressed_size
+        finally:
+            entry.close()
+        self._done(name)(deflated.sha256, deflated.size)
+
+    def _info(self, name: str) -> zipfile.ZipInfo:
         info = zipfile.ZipInfo(name, date_time=FIXED_DATE_TIME)
         info.external_attr = 0o644 << 16
         stored = name.lower().endswith(STORED_SUFFIXES)
@@ -249,8 +394,7 @@ class ZipSink(_BaseSink):
         setattr(
             info, "compress_level" if hasattr(info, "compress_level") else "_compresslevel", COMPRESS_LEVEL
         )
-        inner = self.zip.open(info, "w", force_zip64=True)
-        return _HashingWriter(inner, self._done(name))  # type: ignore[return-value]
+        return info
 
     def close(self) -> None:
         try:
