@@ -392,12 +392,14 @@ class _Directory:
 
     _BLOCK = 64 * 1024
     _BLOCKS = 16
+    _NAMES = 1024
 
     def __init__(self, zf: zipfile.ZipFile):
         self._zip = zf
         self._start, self._size = zf.start_dir, zf.size_cd  # type: ignore[attr-defined]
         self._concat, self._encoding = zf.concat, zf.metadata_encoding  # type: ignore[attr-defined]
         self._blocks: dict[int, bytes] = {}
+        self._names: dict[int, str] = {}
         self._lock = threading.Lock()
 
     def _block(self, number: int) -> bytes:
@@ -433,7 +435,21 @@ class _Directory:
         return info
 
     def filename(self, record: int) -> str:
-        """``info(record).filename`` without the rest of the entry (the hot path: a name per label)."""
+        """``info(record).filename`` without the rest of the entry (the hot path: a name per label).
+
+        The names read last are remembered (``_NAMES``, ~100 bytes each): a delivery's labels come
+        image by image, so most ask for the name the label before asked for.
+        """
+        names = self._names
+        name = names.get(record)
+        if name is None:
+            name = self._read_filename(record)
+            if len(names) >= self._NAMES:
+                names.clear()
+            names[record] = name
+        return name
+
+    def _read_filename(self, record: int) -> str:
         number, at = divmod(record, self._BLOCK)
         block = self._block(number)
         start = at + zipfile.sizeCentralDir
