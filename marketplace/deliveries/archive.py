@@ -33,8 +33,9 @@ def zip_limits() -> ZipLimits:
     """How much a delivery archive may hold (settings.DELIVERY_MAX_*, from the environment).
 
     The entry default (250,000) is above the codec's 100,000 because COCO train2017 alone is
-    118,287 images; each entry costs about 100 bytes while the archive is open (its name and
-    numbers in formats.archive.MemberIndex; zipfile's own ZipInfo objects held about 0.5 KB).
+    118,287 images; each entry costs about 16 bytes while the archive is open (where its record
+    starts, its name's hash and place: formats.archive._Directory reads the rest back from the file)
+    and about 120 at the peak of its opening (the checks); zipfile's own ZipInfo objects held 0.5 KB.
     """
     return ZipLimits(
         max_entries=settings.DELIVERY_MAX_ENTRIES,

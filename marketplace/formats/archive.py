@@ -37,6 +37,7 @@ import os
 import re
 import stat
 import struct
+import threading
 import unicodedata
 import zipfile
 import zlib
@@ -188,8 +189,9 @@ class MemberIndex:
     0.5 KB an entry, 25 MB for 50,000 images, held by every open ``ZipSource`` (the check's, the
     image store's, each image-check worker's). This index holds ~44 bytes an entry plus the name.
     It is filled by zipfile's own parser (:class:`_IndexingZipFile` hands it each ``ZipInfo`` as it is
-    read, then drops it), so names, zip64 sizes and offsets are exactly zipfile's; ``info(i)`` gives
-    back a ``ZipInfo`` with what reading an entry needs.
+    read, then drops it), so names, zip64 sizes and offsets are exactly zipfile's. It keeps them for
+    the checks only: an open :class:`ZipSource` then releases them (:meth:`release`)
+    and reads a listed entry back from the file (:class:`_Directory`).
     """
 
     def __init__(self):
@@ -203,11 +205,16 @@ class MemberIndex:
         self.external_attr = array.array("I")
         self.flag_bits = array.array("H")
         self.compress_type = array.array("H")
+        # Where each entry's record starts in the central directory: what a ZipSource keeps after the
+        # checks, to read a listed entry's name and numbers back from the file (see _Directory).
+        self.record = array.array("Q")
+        self._released: int | None = None
         # Not kept: the entry's DOS time (read back only to check a password, and encrypted entries
         # are refused), its extra field and comment (zipfile has applied the zip64 extra already).
 
-    def append(self, info: zipfile.ZipInfo) -> None:
-        """Keep one entry (zipfile's parser calls this as ``filelist.append``)."""
+    def append(self, info: zipfile.ZipInfo, record: int = 0) -> None:
+        """Keep one entry, and where its record starts in the central directory."""
+        self.record.append(record)
         self._names += info.orig_filename.encode("utf-8", "surrogatepass")
         self._ends.append(len(self._names))
         self.header_offset.append(info.header_offset)
@@ -219,7 +226,22 @@ class MemberIndex:
         self.compress_type.append(info.compress_type)
 
     def __len__(self) -> int:
-        return len(self._ends)
+        return len(self._ends) if self._released is None else self._released
+
+    def release(self) -> None:
+        """Drop every entry's name and numbers (about 100 bytes an entry), keeping only the count.
+
+        Called once the checks are done and the open archive has what it keeps (``_Directory``).
+        """
+        count = len(self)
+        for field in ("_ends", "header_offset", "compress_size", "file_size", "record"):
+            setattr(self, field, array.array("Q"))
+        for field in ("crc", "external_attr"):
+            setattr(self, field, array.array("I"))
+        for field in ("flag_bits", "compress_type"):
+            setattr(self, field, array.array("H"))
+        self._names = bytearray()
+        self._released = count
 
     def orig_filename(self, i: int) -> str:
         """The name as stored (a NUL and what follows it included)."""
@@ -239,18 +261,6 @@ class MemberIndex:
     def is_dir(self, i: int) -> bool:
         return self.filename(i).endswith("/")
 
-    def info(self, i: int) -> zipfile.ZipInfo:
-        """A ZipInfo with what ``ZipFile.open`` and its reader use (name, place, sizes, CRC, flags)."""
-        info = zipfile.ZipInfo(self.orig_filename(i))
-        info.header_offset = self.header_offset[i]
-        info.compress_size = self.compress_size[i]
-        info.file_size = self.file_size[i]
-        info.CRC = self.crc[i]
-        info.external_attr = self.external_attr[i]
-        info.flag_bits = self.flag_bits[i]
-        info.compress_type = self.compress_type[i]
-        return info
-
 
 class _NoNames(dict):
     """zipfile's name map, left empty: the names are in the MemberIndex."""
@@ -262,15 +272,209 @@ class _NoNames(dict):
 class _IndexingZipFile(zipfile.ZipFile):
     """A ZipFile whose central directory goes into a :class:`MemberIndex` instead of ZipInfo objects.
 
-    zipfile's own ``_RealGetContents`` parses it (every check it makes, the same errors); only where
-    the entries go changes: ``filelist`` is the index and ``NameToInfo`` stays empty, so entries are
-    opened with ``open(index.info(i))``, never by name.
+    ``_RealGetContents`` is zipfile's own (CPython 3.11), with one change: the central directory is
+    read a block at a time (:class:`_Window`) instead of whole into memory (about 70 bytes an entry,
+    35 MB at 500,000 entries, held while the archive opened). Each record is parsed by
+    :func:`_parse_record`, zipfile's loop body (every check it makes, the same errors); ``filelist`` is
+    the index and ``NameToInfo`` stays empty, so entries are opened with ``open(info)``, never by name.
     """
 
     def _RealGetContents(self):  # noqa: N802 - zipfile's name
         self.filelist = MemberIndex()  # type: ignore[assignment]
         self.NameToInfo = _NoNames()
-        super()._RealGetContents()
+        fp = self.fp
+        try:
+            endrec = zipfile._EndRecData(fp)
+        except OSError:
+            raise zipfile.BadZipFile("File is not a zip file") from None
+        if not endrec:
+            raise zipfile.BadZipFile("File is not a zip file")
+        size_cd = endrec[zipfile._ECD_SIZE]
+        offset_cd = endrec[zipfile._ECD_OFFSET]
+        self._comment = endrec[zipfile._ECD_COMMENT]
+        # "concat" is zero, unless zip was concatenated to another file
+        concat = endrec[zipfile._ECD_LOCATION] - size_cd - offset_cd
+        if endrec[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+            concat -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+        self.start_dir = offset_cd + concat
+        if self.start_dir < 0:
+            raise zipfile.BadZipFile("Bad offset for central directory")
+        self.size_cd, self.concat = size_cd, concat
+        window = _Window(fp, self.start_dir, size_cd)
+        total = 0
+        while total < size_cd:
+            info, length = _parse_record(window.read, self.metadata_encoding, concat)
+            self.filelist.append(info, total)
+            total += length
+
+
+class _Window:
+    """``io.BytesIO(fp.read(size))`` at ``start``, as zipfile reads the central directory, a block at a time."""
+
+    _BLOCK = MiB
+
+    def __init__(self, fp: BinaryIO, start: int, size: int):
+        self._fp, self._next, self._left, self._block = fp, start, size, self._BLOCK
+        self._buffer, self._at = b"", 0
+
+    def read(self, n: int) -> bytes:
+        while len(self._buffer) - self._at < n and self._left > 0:
+            self._fp.seek(self._next)
+            data = self._fp.read(min(self._block, self._left))
+            if not data:
+                self._left = 0  # the file ends before the directory does: reads come up short
+                break
+            self._next += len(data)
+            self._left -= len(data)
+            self._buffer = self._buffer[self._at :] + data
+            self._at = 0
+        out = self._buffer[self._at : self._at + n]
+        self._at += len(out)
+        return out
+
+
+def _parse_record(read, metadata_encoding: str | None, concat: int) -> tuple[zipfile.ZipInfo, int]:
+    """One central directory record, as zipfile's ``_RealGetContents`` (CPython 3.11) parses it in its
+    loop: the same ZipInfo, the same errors. Returns the entry and the record's length."""
+    centdir = read(zipfile.sizeCentralDir)
+    if len(centdir) != zipfile.sizeCentralDir:
+        raise zipfile.BadZipFile("Truncated central directory")
+    centdir = struct.unpack(zipfile.structCentralDir, centdir)
+    if centdir[zipfile._CD_SIGNATURE] != zipfile.stringCentralDir:
+        raise zipfile.BadZipFile("Bad magic number for central directory")
+    filename = read(centdir[zipfile._CD_FILENAME_LENGTH])
+    flags = centdir[zipfile._CD_FLAG_BITS]
+    if flags & zipfile._MASK_UTF_FILENAME:
+        filename = filename.decode("utf-8")
+    else:
+        filename = filename.decode(metadata_encoding or "cp437")
+    x = zipfile.ZipInfo(filename)
+    x.extra = read(centdir[zipfile._CD_EXTRA_FIELD_LENGTH])
+    x.comment = read(centdir[zipfile._CD_COMMENT_LENGTH])
+    x.header_offset = centdir[zipfile._CD_LOCAL_HEADER_OFFSET]
+    (
+        x.create_version,
+        x.create_system,
+        x.extract_version,
+        x.reserved,
+        x.flag_bits,
+        x.compress_type,
+        t,
+        d,
+        x.CRC,
+        x.compress_size,
+        x.file_size,
+    ) = centdir[1:12]
+    if x.extract_version > zipfile.MAX_EXTRACT_VERSION:
+        raise NotImplementedError("zip file version %.1f" % (x.extract_version / 10))
+    x.volume, x.internal_attr, x.external_attr = centdir[15:18]
+    x._raw_time = t
+    x.date_time = ((d >> 9) + 1980, (d >> 5) & 0xF, d & 0x1F, t >> 11, (t >> 5) & 0x3F, (t & 0x1F) * 2)
+    x._decodeExtra()
+    x.header_offset = x.header_offset + concat
+    length = (
+        zipfile.sizeCentralDir
+        + centdir[zipfile._CD_FILENAME_LENGTH]
+        + centdir[zipfile._CD_EXTRA_FIELD_LENGTH]
+        + centdir[zipfile._CD_COMMENT_LENGTH]
+    )
+    return x, length
+
+
+class _Directory:
+    """The central directory of an open, checked archive, read back from the file by record offset.
+
+    An open archive keeps only where each listed entry's record starts (4 bytes an entry below 4 GiB of
+    directory) and reads its name and numbers again when asked: a held index of names and numbers was
+    about 100 bytes an entry, 50 MB at 500,000 images, for the whole ingest. The blocks read last are
+    kept (``_BLOCKS`` of ``_BLOCK`` bytes): names are mostly asked for in archive order.
+    """
+
+    _BLOCK = 64 * 1024
+    _BLOCKS = 16
+    _NAMES = 1024
+
+    def __init__(self, zf: zipfile.ZipFile):
+        self._zip = zf
+        self._start, self._size = zf.start_dir, zf.size_cd  # type: ignore[attr-defined]
+        self._concat, self._encoding = zf.concat, zf.metadata_encoding  # type: ignore[attr-defined]
+        self._blocks: dict[int, bytes] = {}
+        self._names: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def _block(self, number: int) -> bytes:
+        block = self._blocks.get(number)  # (one dict look-up: atomic; the lock guards eviction)
+        if block is not None:
+            return block
+        start = number * self._BLOCK
+        zf = self._zip
+        if zf.fp is None:
+            raise ValueError("the archive is closed")
+        with zf._lock:  # zipfile's own: its entry readers seek the same file object under it
+            zf.fp.seek(self._start + start)
+            block = zf.fp.read(max(0, min(self._BLOCK, self._size - start)))
+        with self._lock:
+            if len(self._blocks) >= self._BLOCKS:
+                del self._blocks[next(iter(self._blocks))]
+            self._blocks[number] = block
+        return block
+
+    def _bytes(self, offset: int, n: int) -> bytes:
+        first, last = offset // self._BLOCK, (offset + n - 1) // self._BLOCK
+        at = offset - first * self._BLOCK
+        if first == last:
+            return self._block(first)[at : at + n]
+        return b"".join(self._block(b) for b in range(first, last + 1))[at : at + n]
+
+    def info(self, record: int) -> zipfile.ZipInfo:
+        """The entry whose record starts at ``record``, parsed as when the archive was opened."""
+        header = self._bytes(record, zipfile.sizeCentralDir)
+        length = zipfile.sizeCentralDir + sum(struct.unpack_from("<HHH", header, 28))
+        data = io.BytesIO(self._bytes(record, length))
+        info, _ = _parse_record(data.read, self._encoding, self._concat)
+        return info
+
+    def filename(self, record: int) -> str:
+        """``info(record).filename`` without the rest of the entry (the hot path: a name per label).
+
+        The names read last are remembered (``_NAMES``, ~100 bytes each): a delivery's labels come
+        image by image, so most ask for the name the label before asked for.
+        """
+        names = self._names
+        name = names.get(record)
+        if name is None:
+            name = self._read_filename(record)
+            if len(names) >= self._NAMES:
+                names.clear()
+            names[record] = name
+        return name
+
+    def _read_filename(self, record: int) -> str:
+        number, at = divmod(record, self._BLOCK)
+        block = self._block(number)
+        start = at + zipfile.sizeCentralDir
+        if start <= len(block):
+            end = start + (block[at + 28] | block[at + 29] << 8)
+            flags = block[at + 8] | block[at + 9] << 8
+            raw = (
+                block[start:end]
+                if end <= len(block)
+                else self._bytes(record + zipfile.sizeCentralDir, end - start)
+            )
+        else:  # the record's header runs into the next block
+            header = self._bytes(record, zipfile.sizeCentralDir)
+            flags = header[8] | header[9] << 8
+            raw = self._bytes(record + zipfile.sizeCentralDir, header[28] | header[29] << 8)
+        name = (
+            raw.decode("utf-8")
+            if flags & zipfile._MASK_UTF_FILENAME
+            else raw.decode(self._encoding or "cp437")
+        )
+        if "\x00" in name:
+            name = name[: name.find("\x00")]
+        if os.sep != "/" and os.sep in name:
+            name = name.replace(os.sep, "/")
+        return name
 
 
 # Names and keys are found by a 64-bit hash first, then compared: Python's own, stable within the
@@ -305,18 +509,31 @@ def _first_of_each(candidates: np.ndarray, key_of) -> dict[int, int]:
 
 
 def _repeated(hashes: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Indices (into ``hashes``) whose hash occurs more than once among the ``mask``ed entries."""
-    where = np.flatnonzero(mask) if mask is not None else np.arange(hashes.size)
-    if where.size < 2:
+    """Indices (into ``hashes``) whose hash occurs more than once among the ``mask``ed entries, ascending.
+
+    One sorted copy of the hashes, not an argsort and its gathers: ~10 bytes an entry at the
+    archive's opening instead of ~35 (500,000 entries: 5 MB, not 17).
+    """
+    ordered = hashes[mask] if mask is not None else hashes.copy()
+    if ordered.size < 2:
         return np.empty(0, dtype=np.int64)
-    values = hashes[where]
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
+    ordered.sort()
     same = ordered[1:] == ordered[:-1]
-    hit = np.zeros(ordered.size, dtype=bool)
-    hit[1:] |= same
-    hit[:-1] |= same
-    return where[order[hit]]
+    repeated = np.unique(ordered[1:][same])
+    del ordered, same
+    if not repeated.size:
+        return np.empty(0, dtype=np.int64)
+    hit = np.isin(hashes, repeated)
+    if mask is not None:
+        hit &= mask
+    return np.flatnonzero(hit)
+
+
+def _blocks(positions: np.ndarray, size: int = 4096) -> Iterator[int]:
+    """The numbers of an array as Python ints, a block at a time: ``tolist()`` of 500,000 of them held
+    ~20 MB of int objects at once."""
+    for start in range(0, positions.size, size):
+        yield from positions[start : start + size].tolist()
 
 
 def _check_zip(zf: zipfile.ZipFile, label: str, limits: ZipLimits, problems: ProblemLog) -> None:
@@ -396,9 +613,9 @@ def _check_zip(zf: zipfile.ZipFile, label: str, limits: ZipLimits, problems: Pro
 
 def _check_files_under_files(keys, dirs, first_file, name_of, key_of, problems: ProblemLog) -> None:
     """A regular file whose path continues under another regular file's name ("a" and "a/b")."""
-    files = np.flatnonzero(~dirs)
-    order = np.argsort(keys[files], kind="stable")
-    sorted_keys, sorted_files = keys[files][order], files[order]
+    files = _narrow(np.flatnonzero(~dirs))
+    sorted_files = _narrow(files[np.argsort(keys[files], kind="stable")])
+    sorted_keys = keys[sorted_files]
 
     def file_with_key(key: str) -> int | None:
         """The first regular file whose collision key is ``key``, if any."""
@@ -411,7 +628,7 @@ def _check_files_under_files(keys, dirs, first_file, name_of, key_of, problems: 
             at += 1
         return None
 
-    for i in files.tolist():
+    for i in _blocks(files):
         if first_file.get(i, i) != i:
             continue  # one report per key, for its first file (a dict of keys, as before)
         key = key_of(i)
@@ -531,22 +748,29 @@ class ZipSource:
             if self._zip is not None:
                 self._zip.close()
             raise FormatError(problems)
-        self._index: MemberIndex = self._zip.filelist  # type: ignore[assignment]
-        # The listed members (regular files, no litter), in archive order, and their names' hashes
-        # sorted for look-ups: a name is found by its hash, then compared.
-        index = self._index
+        index: MemberIndex = self._zip.filelist  # type: ignore[assignment]
+        # The listed members (regular files, no litter), in archive order, by where their records start
+        # in the central directory, and their names' hashes sorted for look-ups: a name is found by its
+        # hash, then compared. Everything else about an entry is read back from the file when asked
+        # (_Directory), and the index lets go of its names and numbers.
         listed = np.fromiter(
             (not (index.is_dir(i) or is_ignored(index.filename(i))) for i in range(len(index))),
             dtype=bool,
             count=len(index),
         )
-        self._listed = _narrow(np.flatnonzero(listed))
-        hashes = _hash_array((_hash(index.filename(int(i))) for i in self._listed), self._listed.size)
+        entries = np.flatnonzero(listed)
+        hashes = _hash_array((_hash(index.filename(i)) for i in _blocks(entries)), entries.size)
+        records = np.frombuffer(index.record, dtype=np.uint64)[entries] if entries.size else entries
+        self._records = records.astype(np.uint32) if self._zip.size_cd < 2**32 else records  # type: ignore[attr-defined]
+        del entries, records, listed
         self._order = _narrow(np.argsort(hashes, kind="stable"))
         self._hashes = hashes[self._order]
+        del hashes
+        index.release()
+        self._directory = _Directory(self._zip)
         # The names name_at gave lately -> their positions: a reader names an image by its position
-        # and ingest looks the name up again per label (a hash, a numpy search and a decoded name
-        # compared, each time). Listed names are unique (a duplicate is refused above), so
+        # and ingest looks the name up again per label (a hash, a numpy search and a name read back
+        # and compared, each time). Listed names are unique (a duplicate is refused above), so
         # position(name_at(p)) is p. Bounded: cleared when full.
         self._recent: dict[str, int] = {}
 
@@ -597,11 +821,14 @@ class ZipSource:
         return MemberNames(self)
 
     def _find(self, name: str) -> int:
-        """The entry of a listed member, by name; KeyError if the archive lists no such file."""
+        """Where a listed member's record starts, by name; KeyError if the archive lists no such file."""
         position = self.position(name)
         if position is None:
             raise KeyError(name)
-        return int(self._listed[position])
+        return int(self._records[position])
+
+    def _name_of(self, position: int) -> str:
+        return self._directory.filename(int(self._records[position]))
 
     def position(self, name: str) -> int | None:
         """Where ``name`` is in :meth:`names` (None if it is not there): ingest keys its per-image
@@ -615,7 +842,7 @@ class ZipSource:
             at = int(np.searchsorted(self._hashes, h, side="left"))
             while at < self._hashes.size and self._hashes[at] == h:
                 position = int(self._order[at])
-                if self._index.filename(int(self._listed[position])) == name:
+                if self._name_of(position) == name:
                     return position
                 at += 1
         return None
@@ -628,9 +855,10 @@ class ZipSource:
         at = np.minimum(np.searchsorted(self._hashes, wanted, side="left"), self._hashes.size - 1)
         hit = (self._hashes[at] == wanted).tolist()
         candidates = self._order[at].tolist()
+        recent = self._recent
         out = []
         for name, ok, position in zip(names, hit, candidates, strict=True):
-            if ok and self._index.filename(int(self._listed[position])) == name:
+            if ok and (recent.get(name) == position or self._name_of(position) == name):
                 out.append(position)
             else:
                 out.append(self.position(name))  # a collision, or not a listed name
@@ -638,7 +866,7 @@ class ZipSource:
 
     def name_at(self, position: int) -> str:
         """``names()[position]``, without the list."""
-        name = self._index.filename(int(self._listed[position]))
+        name = self._name_of(position)
         if position >= 0:  # (a negative index is no position)
             recent = self._recent
             if len(recent) >= _RECENT_NAMES:
@@ -648,7 +876,7 @@ class ZipSource:
 
     def count(self) -> int:
         """``len(names())``."""
-        return int(self._listed.size)
+        return int(self._records.size)
 
     def __contains__(self, name: object) -> bool:
         """Is ``name`` one of :meth:`names` (without building that list)?"""
@@ -660,11 +888,11 @@ class ZipSource:
 
     def size(self, name: str) -> int:
         """The uncompressed size the archive declares for an entry."""
-        return self._index.file_size[self._find(name)]
+        return self._directory.info(self._find(name)).file_size
 
     def open(self, name: str) -> BinaryIO:
         """A stream over one entry that raises FormatError if it inflates past its declared size."""
-        probe = self._index.info(self._find(name))
+        probe = self._directory.info(self._find(name))
         declared = probe.file_size
         # Hand zipfile an entry that allows more than declared: zipfile itself stops at the
         # declared size, so without this a lie shows up only as a CRC error at the end.
@@ -701,10 +929,9 @@ class MemberNames(Sequence):
         return self._source.name_at(at % len(self))
 
     def __iter__(self) -> Iterator[str]:
-        name_of, listed = self._source._index.filename, self._source._listed
-        for start in range(0, listed.size, 4096):  # entry numbers a block at a time, as Python ints
-            for i in listed[start : start + 4096].tolist():
-                yield name_of(i)
+        name_of, records = self._source._directory.filename, self._source._records
+        for record in _blocks(records):
+            yield name_of(record)
 
     def __contains__(self, name: object) -> bool:
         return name in self._source

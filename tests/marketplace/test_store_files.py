@@ -4,13 +4,18 @@ import hashlib
 import io
 import multiprocessing
 import os
+import posixpath
 import signal
 import stat
+import tracemalloc
 from datetime import timedelta
 
 import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from marketplace.blobs import blob_key
 from marketplace.deliveries import image_pool, sweeping, write
@@ -170,3 +175,42 @@ def test_a_delivery_into_s3_stores_every_image_under_its_hash(
     for key in stored:
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
         assert _key(body) == key
+
+
+_FOLDER_KEYS = st.one_of(
+    st.builds(
+        lambda a, b, name: f"blobs/{a}/{b}/{name}",
+        st.sampled_from(["00", "0a", "ab", "ff"]),
+        st.sampled_from(["00", "cd", "fe"]),
+        st.sampled_from(["x.jpg", "y.png", "abcd.jpg"]),
+    ),
+    st.sampled_from(["blobs/AB/cd/x.jpg", "blobs/abc/d/x", "other/x.jpg", "x.jpg", "blobs/ab/x.jpg"]),
+)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.tuples(_FOLDER_KEYS, st.booleans()), max_size=30))
+def test_the_made_folders_answer_as_a_set_of_their_paths(steps):
+    made, model = write.MadeFolders(), set()
+    for key, add in steps:
+        folder = "/media/" + posixpath.dirname(key)
+        assert made.made(key, folder) == (folder in model)
+        if add:
+            made.add(key, folder)
+            model.add(folder)
+
+
+def test_every_blob_folder_made_is_remembered_in_a_bitmap_not_a_set_of_paths():
+    # A 500,000-image delivery makes all 65,536 blob folders: their paths in a set held ~10 MB.
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        made = write.MadeFolders()
+        for slot in range(1 << 16):
+            key = blob_key(f"{slot:04x}" + "0" * 60, ".jpg")
+            made.add(key, "/srv/media/" + posixpath.dirname(key))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 200_000
+    assert made.made(blob_key("ffff" + "1" * 60, ".png"), "/srv/media/blobs/ff/ff")
