@@ -17,24 +17,27 @@ can tell that its text is that rule's; otherwise it gives NULL and the row is ma
 - ``made_at``: ``to_char`` in UTC with microseconds and ``+00:00``, as ``datetime.isoformat``
   writes it (years 1000-9999 only: four digits either way);
 - ``attributes``: only ``{}`` (any other value goes to Python);
-- ``geometry``: the column is ``json``, its text kept as written (ingest writes it compact, the ORM
-  with ", " and ": "). That text with its ", " and ": " removed is written as it is when it matches,
-  whole, ``{"bbox":[n,...],"keypoints":[n,...],"polygons":[[n,...],...]}`` with any of its keys
-  but one left out (``GEOMETRY_SHAPE``): keys in code point order, no duplicate, no other string
-  (so no ", " or ": " was inside a string), no whitespace left, numbers without exponent. Its
-  numbers must read back the same in Python, which prints a float as the shortest text that reads
-  back as it: the digits are kept when a number has at most 15 digits (token of 16 characters or
-  fewer: such a decimal is the shortest text of its double), is not below 1e-4 (Python writes
-  ``1e-05``; no ``0.0000``), has no trailing zero after a second decimal digit (``1.50``: Python
-  writes ``1.5``) and is not a negative zero (``_plain`` writes ``0.0``). Anything else, or anything unsure (``-0.5`` is written as it is, but any ``-0``
-  goes to Python), takes the Python row. (Until the column was ``jsonb``, which orders keys and
-  drops duplicates, the statement checked less; on ``json`` that let a geometry whose keys were
-  stored out of order through with them out of order, and left every compact, ingested one to
-  Python.)
+- ``geometry``: the column's ``json`` text cast to ``jsonb`` (so keys in jsonb's order, whitespace
+  and duplicate keys as jsonb normalises them, whatever spelling was stored), then its text with its
+  ", " and ": " removed, when its only strings are the keys
+  ``bbox`` and ``polygons`` (or ``bbox`` and ``keypoints``): jsonb orders keys by length, then
+  bytes, which is code point order for these sets, and with no other string no ", " or ": " can
+  be inside a string. Its numbers must read back the same in Python, which prints a float as the
+  shortest text that reads back as it: jsonb's digits are kept when a number has at most 15 digits
+  (token of 16 characters or fewer: such a decimal is the shortest text of its double), is not
+  below 1e-4 (Python writes ``1e-05``; no ``0.0000``), has no trailing zero after a second decimal
+  digit (``1.50``: Python writes ``1.5``) and is not a negative zero (``_plain`` writes ``0.0``).
+  Anything else, or anything unsure (``-0.5`` is written as it is, but any ``-0`` goes to Python),
+  takes the Python row.
+
+A stored text with an exponent goes to Python: jsonb writes ``1e2`` as ``100`` where Python writes
+``100.0``. The column was ``jsonb`` until migration 0010 made it ``json``, which keeps the text as
+written; without the cast the statement wrote a stored spelling (keys out of order, a duplicate key)
+as it was, not as the rule does.
 
 ``tests/marketplace/test_export_content_lines.py`` compares the lines with ``content.label_rows``'s
-on labels chosen to hit every one of those cases, on PostgreSQL, and ``test_export_content_lines_json``
-on geometry text stored as ingest writes it and as it must not be trusted.
+on labels chosen to hit every one of those cases, on PostgreSQL, and
+``test_export_content_lines_json`` on geometry text stored in each spelling.
 """
 
 from __future__ import annotations
@@ -54,30 +57,18 @@ from ..models import DatasetVersion
 FETCH_ROWS = 1000
 SPOOL_CHUNK = 1024 * 1024
 
-_NUMBER = r"-?[0-9]+(?:\.[0-9]+)?"
-_LIST = rf"\[(?:{_NUMBER}(?:,{_NUMBER})*)?\]"
-_POLYGONS = rf"\[(?:{_LIST}(?:,{_LIST})*)?\]"
-# A geometry's whole text, compact, that Python's canonical encoding would write the same (keys in
-# code point order: bbox < keypoints < polygons), numbers aside (the statement checks those).
-GEOMETRY_SHAPE = (
-    rf'^\{{(?:"bbox":{_LIST}(?:,"keypoints":{_LIST})?(?:,"polygons":{_POLYGONS})?'
-    rf'|"keypoints":{_LIST}(?:,"polygons":{_POLYGONS})?|"polygons":{_POLYGONS})\}}$'
-)
-
 # One line a label, or NULL (and the uid) where the statement cannot vouch for the bytes.
-LABEL_LINES_SQL = (
-    r"""
+LABEL_LINES_SQL = r"""
 SELECT CASE WHEN l.attributes = '{}'::jsonb
-         AND g.t ~ '"""
-    + GEOMETRY_SHAPE
-    + r"""'
+         AND l.geometry::text !~ '[0-9][eE]'
+         AND strpos(g.rest, '"') = 0
          AND strpos(g.t, '-0') = 0
          AND strpos(g.t, '0.0000') = 0
          AND g.t !~ '\.[0-9]+0[],}]|[0-9.]{17}'
          AND (l.made_at IS NULL OR extract(year FROM l.made_at AT TIME ZONE 'UTC') BETWEEN 1000 AND 9999)
     THEN '{"annotator":' || coalesce(to_json(a.pseudonym)::text, 'null')
       || ',"attributes":{},"category":' || to_json(c.name)::text
-      || ',"geometry":' || g.t
+      || ',"geometry":' || replace(replace(g.t, ', ', ','), ': ', ':')
       || ',"geometry_type":' || to_json(l.geometry_type)::text
       || ',"guideline_version":' || coalesce(to_json(gl.title || ' / ' || gv.tag)::text, 'null')
       || ',"is_final":' || l.is_final::text
@@ -94,8 +85,10 @@ SELECT CASE WHEN l.attributes = '{}'::jsonb
   l.uid::text
 FROM marketplace_label l
 CROSS JOIN LATERAL (
-  SELECT replace(replace(t, ', ', ','), ': ', ':') AS t
-  FROM (SELECT l.geometry::text AS t OFFSET 0) AS geometry_text
+  SELECT t, CASE WHEN strpos(t, '"polygons": ') > 0
+                 THEN replace(replace(t, '"bbox": ', ''), '"polygons": ', '')
+                 ELSE replace(replace(t, '"bbox": ', ''), '"keypoints": ', '') END AS rest
+  FROM (SELECT l.geometry::jsonb::text AS t OFFSET 0) AS geometry_text
 ) AS g
 JOIN marketplace_item i ON i.id = l.item_id
 JOIN marketplace_category c ON c.id = l.category_id
@@ -105,7 +98,6 @@ LEFT JOIN governance_guideline gl ON gl.id = gv.guideline_id
 WHERE l.version_id = %s
 ORDER BY l.uid
 """
-)
 
 
 def database_builds_lines() -> bool:
