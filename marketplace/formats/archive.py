@@ -809,6 +809,13 @@ class ZipSource:
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
             problems.add(label, f"not a readable zip archive: {exc}", code="not_a_zip")
             return problems, None
+        except OverflowError:  # an entry placed before the file's start: the index holds no negative offset
+            problems.add(
+                label,
+                "not a readable zip archive: an entry starts before the archive's first byte",
+                code="not_a_zip",
+            )
+            return problems, None
         _check_zip(zf, label, limits, problems)
         return problems, zf
 

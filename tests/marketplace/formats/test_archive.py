@@ -371,3 +371,17 @@ def test_it_reads_the_entry_count_of_a_zip64_archive(monkeypatch):
     assert [p.code for p in ZipSource.check(io.BytesIO(data), limits=ZipLimits(max_entries=4))] == [
         "too_many_entries"
     ]
+
+
+def test_it_refuses_an_entry_said_to_start_before_the_archive_as_a_damaged_zip():
+    # The end record puts the central directory 100 bytes further than it is: zipfile then places the
+    # first entry 100 bytes before the file's start. The index's unsigned numbers raised OverflowError,
+    # which ended the ingest as an internal error instead of a refusal naming the file.
+    data = bytearray(zip_bytes({"a.txt": "hello"}))
+    end = bytes(data).rfind(b"PK\x05\x06")
+    offset = struct.unpack_from("<I", data, end + 16)[0]
+    struct.pack_into("<I", data, end + 16, offset + 100)
+    with pytest.raises(FormatError) as caught:
+        ZipSource(io.BytesIO(bytes(data)), name="delivery.zip")
+
+    assert [(p.file, p.code) for p in caught.value.problems] == [("delivery.zip", "not_a_zip")]

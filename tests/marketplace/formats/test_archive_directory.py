@@ -153,7 +153,7 @@ def _same_outcome_as_zipfile(entries, flips) -> None:
     ours, our_error = _outcome(lambda: archive._IndexingZipFile(io.BytesIO(data)))
     if any(i.header_offset < 0 for i in read):
         # zipfile takes an entry before the file's start; the index's unsigned numbers never did (an
-        # OverflowError at that entry, as before this reading): left as it was.
+        # OverflowError at that entry, which ZipSource refuses as a damaged archive).
         assert our_error[0] is OverflowError
         return
     assert our_error == error
