@@ -810,7 +810,7 @@ class ZipSource:
             return problems, None
         try:
             zf = _IndexingZipFile(file)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
             problems.add(label, f"not a readable zip archive: {exc}", code="not_a_zip")
             return problems, None
         except OverflowError:  # an entry placed before the file's start: the index holds no negative offset

@@ -385,3 +385,14 @@ def test_it_refuses_an_entry_said_to_start_before_the_archive_as_a_damaged_zip()
         ZipSource(io.BytesIO(bytes(data)), name="delivery.zip")
 
     assert [(p.file, p.code) for p in caught.value.problems] == [("delivery.zip", "not_a_zip")]
+
+
+def test_it_refuses_an_entry_needing_a_later_zip_version_as_not_a_zip():
+    # zipfile's own parsing (copied into the directory reader) raises NotImplementedError for it.
+    data = bytearray(zip_bytes({"a.txt": "hello"}))
+    central = bytes(data).find(b"PK\x01\x02")
+    struct.pack_into("<B", data, central + 6, 99)  # version needed to extract: 9.9
+    with pytest.raises(FormatError) as caught:
+        ZipSource(io.BytesIO(bytes(data)), name="delivery.zip")
+
+    assert [(p.file, p.code) for p in caught.value.problems] == [("delivery.zip", "not_a_zip")]
