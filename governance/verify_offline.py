@@ -54,7 +54,9 @@ Content of a published version (content rule 2, written out in ``governance/ledg
     - COCO ``annotations/*.json``: each annotation (and image-level classification) by its uid, with
       the same class, image (the published item's), final and crowd flags, geometry (box, polygons,
       RLE, keypoints, the segmentation mark of a box, area; within GEOMETRY_TOLERANCE), attributes,
-      kept fields and provenance fields, and no field the writer does not write; none twice;
+      kept fields and provenance fields, and no field the writer does not write; none twice; each
+      image entry a published item's, with its width, height and attributes; each category a
+      published class under one id, with the class's keypoint names and skeleton;
     - VOC ``Annotations/*.xml``: each file is one item's (by its name, as the writer derives it from
       the item key) and holds, in any order, one ``<object>`` per label with an image box: class,
       corners (rounded as the writer rounds), pose, truncated/difficult/occluded, parts, actions and
@@ -1111,29 +1113,33 @@ def _label_columns(line: bytes, r: dict) -> tuple:
 
 
 def _load_published(archive, db, *, by_item: bool = False) -> None:
-    db.execute("CREATE TABLE classes (key TEXT PRIMARY KEY, keypoints INTEGER)")
+    # ``pose``: the class's keypoint names and skeleton as JSON, what a COCO category entry holds.
+    db.execute("CREATE TABLE classes (key TEXT PRIMARY KEY, keypoints INTEGER, pose TEXT)")
     db.execute(
         "CREATE TABLE items (key TEXT PRIMARY KEY, split TEXT, width INTEGER, height INTEGER, coco TEXT, "
-        "voc TEXT, voc_ext TEXT, yolo TEXT, done INTEGER DEFAULT 0)"
+        "voc TEXT, voc_ext TEXT, yolo TEXT, attributes TEXT, done INTEGER DEFAULT 0)"
     )
-    db.executemany(
-        "INSERT OR IGNORE INTO classes VALUES (?, ?)",
-        (
-            (str(r.get("key")), len(r["keypoint_names"]) if isinstance(r.get("keypoint_names"), list) else 0)
-            for r in _jsonl(archive, "content/categories.jsonl")
-        ),
-    )
+
+    def classes():
+        for r in _jsonl(archive, "content/categories.jsonl"):
+            names = r.get("keypoint_names") if isinstance(r.get("keypoint_names"), list) else []
+            pose = json.dumps([names, r.get("skeleton") or []]) if names else None
+            yield str(r.get("key")), len(names), pose
+
+    db.executemany("INSERT OR IGNORE INTO classes VALUES (?, ?, ?)", classes())
 
     def items():
         for r in _jsonl(archive, "content/items.jsonl"):
             key, split = str(r.get("key")), str(r.get("split") or "")
-            yield (key, split, r.get("width"), r.get("height"), *_export_names(key, split))
+            attributes = json.dumps(r["attributes"]) if r.get("attributes") else None
+            yield (key, split, r.get("width"), r.get("height"), *_export_names(key, split), attributes)
 
     db.executemany(
-        "INSERT OR IGNORE INTO items (key, split, width, height, coco, voc, voc_ext, yolo) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO items (key, split, width, height, coco, voc, voc_ext, yolo, attributes) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         items(),
     )
+    db.execute("CREATE INDEX items_coco ON items (coco)")
     if by_item:
         db.execute(
             "CREATE TABLE refs (ref TEXT PRIMARY KEY, uid TEXT, file TEXT, content TEXT, provenance TEXT, "
@@ -1160,13 +1166,7 @@ def _check_coco_file(
     with archive.open(name) as stream:
         for key, value in _JsonStream(stream).object_members(("images", "annotations")):
             if key == "categories":
-                classes = {}
-                for category in value if isinstance(value, list) else []:
-                    if not isinstance(category, dict):
-                        continue
-                    if category.get("name") not in published_classes:
-                        report.add(f"{name}: class {_short(category.get('name'))} is not a published class")
-                    classes[category.get("id")] = category.get("name")
+                classes = _coco_categories(name, value, db, published_classes, report)
             elif key in ("images", "annotations"):
                 if classes is None:
                     raise ValueError("its categories must come before its images and annotations")
@@ -1181,10 +1181,50 @@ def _check_coco_file(
                         == 0
                     ):
                         report.add(f"{name}: image id {_short(value.get('id'))} is there twice")
+                    _check_coco_image(name, value, image, db, report)
                     for entry in value.get("classifications") or []:
                         _check_label(
                             name, entry, db, classes, chosen, report, classification=True, image=image
                         )
+
+
+def _coco_categories(name: str, entries, db, published_classes: set, report: _LabelFailures) -> dict:
+    """A COCO file's categories by id, each checked against its published class: a published class,
+    one id each, and the keypoint names and skeleton the class was published with (COCO's pose)."""
+    classes: dict = {}
+    for category in entries if isinstance(entries, list) else []:
+        if not isinstance(category, dict):
+            continue
+        where = f"{name}: class {_short(category.get('name'))}"
+        if category.get("name") not in published_classes:
+            report.add(f"{where} is not a published class")
+        else:
+            (pose,) = db.execute("SELECT pose FROM classes WHERE key = ?", (category.get("name"),)).fetchone()
+            published = json.loads(pose) if pose else [[], []]
+            if not _same([category.get("keypoints") or [], category.get("skeleton") or []], published):
+                report.add(f"{where}: keypoints or skeleton differ from the published class")
+        if category.get("id") in classes:
+            report.add(f"{where}: category id {_short(category.get('id'))} is there twice")
+            classes[category.get("id")] = None  # its annotations match neither class
+        else:
+            classes[category.get("id")] = category.get("name")
+    return classes
+
+
+def _check_coco_image(name: str, image: dict, path: str, db, report: _LabelFailures) -> None:
+    """A COCO image entry is a published item's, with its size and attributes (``path``: the image's
+    "<folder>/<file_name>"; a name the writer suffixed with "-2" is looked up without it too)."""
+    rows = db.execute("SELECT width, height, attributes FROM items WHERE coco = ?", (path,)).fetchall()
+    plain = _unsuffixed(path)
+    if plain is not None:
+        rows += db.execute("SELECT width, height, attributes FROM items WHERE coco = ?", (plain,)).fetchall()
+    where = f"{name}: image {_short(path)}"
+    if not rows:
+        report.add(f"{where} is no published item's")
+        return
+    found = [image.get("width"), image.get("height"), image.get("attributes") or {}]
+    if not any(_same(found, [w, h, json.loads(a) if a else {}]) for w, h, a in rows):
+        report.add(f"{where}: its size or attributes differ from the published item's")
 
 
 def _check_label(

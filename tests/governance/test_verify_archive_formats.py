@@ -58,6 +58,8 @@ def labelled_version(dataset):
     car.geometry_types = [fmt.BBOX, fmt.POLYGON, fmt.MASK, fmt.CLASSIFICATION]
     car.save()
     items = list(version.items.order_by("key"))
+    items[1].attributes = {"weather": "fog", "time_of_day": "dusk"}
+    items[1].save(update_fields=["attributes"])
     box_uid = uuid.uuid4()
     f.LabelFactory(
         item=items[1],
@@ -404,6 +406,60 @@ def test_a_coco_annotation_altered_fails_with_a_rewritten_manifest(
 ):
     archive = export(labelled_version, tmp_path, "coco")
     assert_fails(tampered(archive, COCO_FILE, _coco(change)), key_file, f"{COCO_FILE}: label '", expected)
+
+
+def _image(document, test=lambda image: True):
+    return next(i for i in document["images"] if test(i))
+
+
+def _category(document, name):
+    return next(c for c in document["categories"] if c["name"] == name)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: _image(d).update(width=_image(d)["width"] + 1), "size or attributes differ"),
+        (lambda d: _image(d).update(height=str(_image(d)["height"])), "size or attributes differ"),
+        (
+            lambda d: _image(d, lambda i: "attributes" in i)["attributes"].update(weather="clear"),
+            "size or attributes differ",
+        ),
+        (
+            lambda d: _image(d, lambda i: "attributes" not in i).update(attributes={"x": 1}),
+            "attributes differ",
+        ),
+        (lambda d: _image(d).update(file_name="elsewhere.jpg"), "is no published item's"),
+        (lambda d: _category(d, "person")["keypoints"].reverse(), "keypoints or skeleton differ"),
+        (lambda d: _category(d, "person")["skeleton"].append([2, 3]), "keypoints or skeleton differ"),
+        (
+            lambda d: _category(d, "car").update(keypoints=["roof"], skeleton=[]),
+            "keypoints or skeleton differ",
+        ),
+        (
+            lambda d: d["categories"].append({**_category(d, "person"), "name": "car"}),
+            "is there twice",
+        ),
+    ],
+    ids=[
+        "width",
+        "height-as-text",
+        "item-attribute",
+        "item-attribute-added",
+        "image-renamed",
+        "keypoint-names-reordered",
+        "skeleton-edge-added",
+        "keypoints-added",
+        "category-id-twice",
+    ],
+)
+def test_a_coco_image_or_category_altered_fails_with_a_rewritten_manifest(
+    labelled_version, tmp_path, key_file, change, expected
+):
+    """The image entries hold the published items' sizes and attributes, the categories the published
+    classes' keypoint names and skeleton, each under one id."""
+    archive = export(labelled_version, tmp_path, "coco")
+    assert_fails(tampered(archive, COCO_FILE, _coco(change)), key_file, f"{COCO_FILE}: ", expected)
 
 
 # --- the verifier's own geometry, against the libraries the writers use ------------------------------
