@@ -60,7 +60,9 @@ Content of a published version (content rule 2, written out in ``governance/ledg
     - VOC ``Annotations/*.xml``: each file is one item's (by its name, as the writer derives it from
       the item key) and holds, in any order, one ``<object>`` per label with an image box: class,
       corners (rounded as the writer rounds), pose, truncated/difficult/occluded, parts, actions and
-      the other attributes; the classifications are ``ImageSets/Main/<class>_<split>.txt``'s "1"s;
+      the other attributes, and its ``<size>`` is the item's; the classifications are
+      ``ImageSets/Main/<class>_<split>.txt``'s "1"s, and ``ImageSets/Main/<split>.txt`` lists each
+      of the split's files once (the masks' PNGs are not compared);
     - YOLO ``labels/**.txt``: each file is one item's and holds one row per label: class index
       (``data.yaml``'s names), and the normalised box, keypoints or polygon within YOLO_TOLERANCE
       (six printed decimals); a mask's traced outline by its extent;
@@ -1736,7 +1738,7 @@ def _check_voc(
 
     for name in files:
         voc_id = name[len("Annotations/") : -len(".xml")]
-        found, filename = [], None
+        found, filename, size = [], None, None
         try:
             with archive.open(name) as stream:
                 for _event, element in ET.iterparse(stream):  # noqa: S314
@@ -1745,6 +1747,8 @@ def _check_voc(
                         element.clear()
                     elif element.tag == "filename":
                         filename = element.text or ""
+                    elif element.tag == "size" and size is None:
+                        size = (element.findtext("width"), element.findtext("height"))
         except ET.ParseError as error:
             report.add(f"{name} is not XML: {str(error)[:80]}")
             continue
@@ -1782,6 +1786,8 @@ def _check_voc(
         _record_references(db, refs)
         if filename != voc_id + item[4]:
             report.add(f"{name}: its image {_short(filename)} is not item {_short(item[0])}'s")
+        if size != (str(item[2]), str(item[3])):
+            report.add(f"{name}: its <size> is not item {_short(item[0])}'s {item[2]}x{item[3]}")
         _report_file(report, name, "object", item, pairs, extra, missing, describe)
         folder = item[1] or DEFAULT_SPLIT_FOLDER
         db.execute("INSERT OR IGNORE INTO voc_ids VALUES (?, ?)", (voc_id, folder))
@@ -1798,12 +1804,14 @@ def _check_voc_class_lists(archive, names: list[str], db, classes: set, report: 
     classification of that class, "<id> -1" for the others."""
     folders = {row[0] for row in db.execute("SELECT DISTINCT folder FROM voc_ids")}
     prefix = "ImageSets/Main/"
+    for folder in sorted(folders):
+        _check_voc_split_list(archive, names, db, folder, report)
     for name in names:
         if not (name.startswith(prefix) and name.endswith(".txt")):
             continue
         base = name[len(prefix) : -len(".txt")]
         if base in folders:
-            continue  # the split's image list
+            continue  # the split's image list (above)
         category, _, folder = base.rpartition("_")
         if category not in classes or folder not in folders:
             report.add(f"{name} is not the list of a published class in a split of the export")
@@ -1833,6 +1841,29 @@ def _check_voc_class_lists(archive, names: list[str], db, classes: set, report: 
         report.add(
             f"published label {_short(uid)} ({_short(category)} on image {_short(voc_id)}) is missing from ImageSets/Main"
         )
+
+
+def _check_voc_split_list(archive, names: list[str], db, folder: str, report: _LabelFailures) -> None:
+    """ImageSets/Main/<split>.txt lists each of the split's Annotations files once, and nothing else."""
+    name = f"ImageSets/Main/{folder}.txt"
+    if name not in names:
+        report.add(f"{name}, the list of the split's images, is missing")
+        return
+    db.execute("CREATE TABLE IF NOT EXISTS voc_listed (id TEXT PRIMARY KEY)")
+    db.execute("DELETE FROM voc_listed")
+    with archive.open(name) as stream:
+        for number, raw in enumerate(stream, 1):
+            voc_id = raw.decode("utf-8", "replace").rstrip("\n")
+            listed = db.execute("SELECT folder FROM voc_ids WHERE id = ?", (voc_id,)).fetchone()
+            if listed is None or listed[0] != folder:
+                report.add(f"{name} line {number}: {_short(voc_id)} is no Annotations file of the split")
+            elif db.execute("INSERT OR IGNORE INTO voc_listed VALUES (?)", (voc_id,)).rowcount == 0:
+                report.add(f"{name} line {number}: {_short(voc_id)} is listed twice")
+    for (voc_id,) in db.execute(
+        "SELECT id FROM voc_ids WHERE folder = ? AND id NOT IN (SELECT id FROM voc_listed) ORDER BY id",
+        (folder,),
+    ).fetchall():
+        report.add(f"{name} does not list the split's image {_short(voc_id)}")
 
 
 def _yolo_names(archive) -> tuple[dict, bool]:

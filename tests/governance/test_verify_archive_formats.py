@@ -229,6 +229,48 @@ def test_a_voc_object_altered_fails_with_a_rewritten_manifest(
     assert_fails(tampered(archive, VOC_FILE, change), key_file, VOC_FILE, expected)
 
 
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            _first("<width>640</width>", "<width>641</width>"),
+            "its <size> is not item 'images/train/0001.jpg'",
+        ),
+        (_first("<height>480</height>", "<height>48O</height>"), "its <size> is not item"),
+        (_first(r"<size>.*?</size>", ""), "its <size> is not item"),
+    ],
+    ids=["width", "height", "no-size"],
+)
+def test_a_voc_size_altered_fails(labelled_version, tmp_path, key_file, change, expected):
+    archive = export(labelled_version, tmp_path, "voc")
+    assert_fails(tampered(archive, VOC_FILE, change), key_file, VOC_FILE, expected)
+
+
+SPLIT_LIST = "ImageSets/Main/train.txt"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda t: t.replace("0001\n", ""), f"{SPLIT_LIST} does not list the split's image '0001'"),
+        (lambda t: t + "0001\n", "'0001' is listed twice"),
+        (lambda t: t + "0000\n", "'0000' is no Annotations file of the split"),
+        (lambda t: t + "../../etc/passwd\n", "is no Annotations file of the split"),
+    ],
+    ids=["dropped", "twice", "other-split", "stranger"],
+)
+def test_a_voc_split_list_altered_fails(labelled_version, tmp_path, key_file, change, expected):
+    archive = export(labelled_version, tmp_path, "voc")
+    assert_fails(tampered(archive, SPLIT_LIST, change), key_file, SPLIT_LIST, expected)
+
+
+def test_a_voc_split_list_dropped_fails(labelled_version, tmp_path, key_file):
+    archive = export(labelled_version, tmp_path, "voc")
+    assert_fails(
+        without(archive, SPLIT_LIST), key_file, f"{SPLIT_LIST}, the list of the split's images, is missing"
+    )
+
+
 def test_a_voc_classification_unlisted_fails(labelled_version, tmp_path, key_file):
     archive = export(labelled_version, tmp_path, "voc")
     altered = tampered(archive, "ImageSets/Main/car_train.txt", lambda t: t.replace("0002 1", "0002 -1"))
