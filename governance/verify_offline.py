@@ -65,7 +65,9 @@ Content of a published version (content rule 2, written out in ``governance/ledg
       of the split's files once (the masks' PNGs are not compared);
     - YOLO ``labels/**.txt``: each file is one item's and holds one row per label: class index
       (``data.yaml``'s names), and the normalised box, keypoints or polygon within YOLO_TOLERANCE
-      (six printed decimals); a mask's traced outline by its extent;
+      (six printed decimals); a mask's traced outline by its extent; ``data.yaml``'s train, val and
+      test point at the export's splits as the writer points them, and a pose export's kpt_shape,
+      kpt_names and flip_idx are its pose class's;
     - VOC and YOLO ``provenance.jsonl``: who made the label at each object or row;
 
     and none of the labels the export's selection (``evidence/export.json``: splits, classes,
@@ -1115,7 +1117,8 @@ def _label_columns(line: bytes, r: dict) -> tuple:
 
 
 def _load_published(archive, db, *, by_item: bool = False) -> None:
-    # ``pose``: the class's keypoint names and skeleton as JSON, what a COCO category entry holds.
+    # ``pose``: the class's keypoint names, skeleton and flip index as JSON (COCO's category entry,
+    # YOLO's data.yaml).
     db.execute("CREATE TABLE classes (key TEXT PRIMARY KEY, keypoints INTEGER, pose TEXT)")
     db.execute(
         "CREATE TABLE items (key TEXT PRIMARY KEY, split TEXT, width INTEGER, height INTEGER, coco TEXT, "
@@ -1125,7 +1128,7 @@ def _load_published(archive, db, *, by_item: bool = False) -> None:
     def classes():
         for r in _jsonl(archive, "content/categories.jsonl"):
             names = r.get("keypoint_names") if isinstance(r.get("keypoint_names"), list) else []
-            pose = json.dumps([names, r.get("skeleton") or []]) if names else None
+            pose = json.dumps([names, r.get("skeleton") or [], r.get("flip_idx")]) if names else None
             yield str(r.get("key")), len(names), pose
 
     db.executemany("INSERT OR IGNORE INTO classes VALUES (?, ?, ?)", classes())
@@ -1202,7 +1205,7 @@ def _coco_categories(name: str, entries, db, published_classes: set, report: _La
             report.add(f"{where} is not a published class")
         else:
             (pose,) = db.execute("SELECT pose FROM classes WHERE key = ?", (category.get("name"),)).fetchone()
-            published = json.loads(pose) if pose else [[], []]
+            published = json.loads(pose)[:2] if pose else [[], []]
             if not _same([category.get("keypoints") or [], category.get("skeleton") or []], published):
                 report.add(f"{where}: keypoints or skeleton differ from the published class")
         if category.get("id") in classes:
@@ -2093,6 +2096,81 @@ def _check_yolo(archive, names: list[str], db, chosen: _Selection, report: _Labe
         )
         _report_file(report, name, "line", item, pairs, extra, missing, expect.describe)
     _report_unmatched_items(db, chosen, report, "YOLO label file")
+    _check_yolo_settings(archive, db, pose_category, report)
+
+
+def _yolo_settings(archive) -> tuple[dict, list[str]]:
+    """data.yaml's top-level "key: value" settings, each value read as JSON (the writer's spelling)
+    or kept as text, kpt_names' one entry as its value; and the keys that are there twice."""
+    settings: dict = {}
+    twice = []
+    with archive.open("data.yaml") as stream:
+        lines = [raw.decode("utf-8", "replace").rstrip("\r\n") for raw in stream]
+    for number, line in enumerate(lines):
+        if line.startswith(("#", " ")) or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        value = value.strip()
+        if (
+            key == "kpt_names"
+            and not value
+            and number + 1 < len(lines)
+            and lines[number + 1].startswith("  ")
+        ):
+            value = lines[number + 1].partition(":")[2].strip()
+        if key in settings:
+            twice.append(key)
+        try:
+            settings[key] = json.loads(value) if value else None
+        except ValueError:
+            settings[key] = value
+    return settings, twice
+
+
+def _check_yolo_settings(archive, db, pose_category: str | None, report: _LabelFailures) -> None:
+    """data.yaml's train, val and test point at the export's splits as the writer points them (train
+    at images/train or images/default, val at images/val or, without one, at train's first folder;
+    test only when there is one), and a pose export's kpt_shape, kpt_names and flip_idx are its pose
+    class's: what Ultralytics trains on is what was published."""
+    settings, twice = _yolo_settings(archive)
+    for key in twice:
+        report.add(f"data.yaml: {key} is there twice")
+    order = sorted(
+        {
+            row[0] or DEFAULT_SPLIT_FOLDER
+            for row in db.execute("SELECT DISTINCT split FROM items WHERE done = 1")
+        },
+        key=lambda name: ({"train": 0, "val": 1, "test": 2}.get(name, 9), name),
+    )
+    train = [f"images/{s}" for s in order if s in ("train", "default")] or [f"images/{s}" for s in order]
+    val = [f"images/{s}" for s in order if s == "val"] or train[:1]
+    wanted = {"train": train, "val": val, "test": ["images/test"] if "test" in order else None}
+    for key, paths in wanted.items():
+        found = settings.get(key)
+        if paths is None:
+            if key in settings:
+                report.add(f"data.yaml: {key} points at {_short(found)}, a split the export does not hold")
+        elif not _same(found, paths[0] if len(paths) == 1 else paths):
+            report.add(f"data.yaml: {key} points at {_short(found)}, not at the export's {', '.join(paths)}")
+    pose = None
+    if pose_category is not None:
+        row = db.execute("SELECT pose FROM classes WHERE key = ?", (pose_category,)).fetchone()
+        pose = json.loads(row[0]) if row and row[0] else None
+    if pose is None:
+        for key in ("kpt_shape", "flip_idx", "kpt_names"):
+            if key in settings:
+                report.add(f"data.yaml: {key} in an export without a pose class")
+        return
+    names, flip_idx = pose[0], pose[2] if len(pose) > 2 else None
+    if not _same(settings.get("kpt_shape"), [len(names), 3]):
+        report.add(f"data.yaml: kpt_shape {_short(settings.get('kpt_shape'))} is not [{len(names)}, 3]")
+    if not _same(settings.get("kpt_names"), names):
+        report.add(f"data.yaml: kpt_names differ from class {_short(pose_category)}'s keypoint names")
+    wanted_flip = (
+        flip_idx if isinstance(flip_idx, list) and flip_idx and len(flip_idx) == len(names) else None
+    )
+    if not _same(settings.get("flip_idx"), wanted_flip):
+        report.add(f"data.yaml: flip_idx differs from class {_short(pose_category)}'s")
 
 
 PROVENANCE_CSV = "provenance.csv"

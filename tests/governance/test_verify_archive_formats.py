@@ -57,6 +57,7 @@ def labelled_version(dataset):
     car = version.schema.categories.get(name="car")
     car.geometry_types = [fmt.BBOX, fmt.POLYGON, fmt.MASK, fmt.CLASSIFICATION]
     car.save()
+    version.schema.categories.filter(name="person").update(flip_idx=[0, 2, 1])  # feet swap in a flip
     items = list(version.items.order_by("key"))
     items[1].attributes = {"weather": "fog", "time_of_day": "dusk"}
     items[1].save(update_fields=["attributes"])
@@ -360,6 +361,63 @@ def test_a_yolo_row_altered_fails_with_a_rewritten_manifest(
 def test_a_yolo_label_file_dropped_fails(labelled_version, tmp_path, key_file):
     archive = export(labelled_version, tmp_path, "yolo", yolo_task="detect")
     assert_fails(without(archive, YOLO_FILE), key_file, "item 'images/train/0001.jpg' has no YOLO label file")
+
+
+def _swap_train_and_val(text):
+    return (
+        text.replace('train: "images/train"', "@")
+        .replace('val: "images/val"', 'val: "images/train"')
+        .replace("@", 'train: "images/val"')
+    )
+
+
+@pytest.mark.parametrize(
+    ("task", "change", "expected"),
+    [
+        (
+            "detect",
+            _swap_train_and_val,
+            "data.yaml: train points at 'images/val', not at the export's images/train",
+        ),
+        (
+            "detect",
+            lambda t: t + 'test: "images/val"\n',
+            "test points at 'images/val', a split the export does not",
+        ),
+        ("detect", lambda t: t + 'val: "images/train"\n', "data.yaml: val is there twice"),
+        ("detect", lambda t: t + "kpt_shape: [3, 3]\n", "number of values differs from published label"),
+        (
+            "pose",
+            lambda t: t.replace("kpt_shape: [3, 3]", "kpt_shape: [3, 2]"),
+            "kpt_shape '[3, 2]' is not [3, 3]",
+        ),
+        (
+            "pose",
+            lambda t: t.replace('["head", "left_foot", "right_foot"]', '["head", "right_foot", "left_foot"]'),
+            "kpt_names differ from class 'person'",
+        ),
+        (
+            "pose",
+            lambda t: t.replace("flip_idx: [0, 2, 1]", "flip_idx: [0, 1, 2]"),
+            "flip_idx differs from class",
+        ),
+        ("pose", lambda t: t.replace("flip_idx: [0, 2, 1]\n", ""), "flip_idx differs from class 'person'"),
+    ],
+    ids=[
+        "train-val-swapped",
+        "test-added",
+        "val-twice",
+        "kpt-shape-added",
+        "kpt-shape",
+        "kpt-names",
+        "flip-idx",
+        "flip-idx-dropped",
+    ],
+)
+def test_a_yolo_data_yaml_altered_fails(labelled_version, tmp_path, key_file, task, change, expected):
+    """data.yaml says which images Ultralytics trains and validates on and how it reads a pose row."""
+    archive = export(labelled_version, tmp_path, "yolo", yolo_task=task)
+    assert_fails(tampered(archive, "data.yaml", change), key_file, expected)
 
 
 # --- COCO -------------------------------------------------------------------------------------------
