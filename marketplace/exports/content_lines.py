@@ -62,7 +62,6 @@ from ..models import DatasetVersion
 FETCH_ROWS = 1000
 SPOOL_CHUNK = 1024 * 1024
 
-# One line a label, or NULL (and the uid) where the statement cannot vouch for the bytes.
 # The geometry's line text straight from its stored text, without reading it as jsonb (a third of the
 # statement's cost), for the spellings ingest and the ORM write: NULL unless the stored text, its spaces
 # removed, is the rule's bytes. ``{text}``: the stored text (``l.geometry::text``). What it relies on:
@@ -87,6 +86,7 @@ CASE WHEN (({text} LIKE '{{"bbox":%%'
      THEN CASE WHEN strpos({text}, ' ') = 0 THEN {text} ELSE replace({text}, ' ', '') END
 END"""
 
+# One line a label, or NULL (and the uid) where the statement cannot vouch for the bytes.
 LABEL_LINES_SQL = r"""
 SELECT CASE WHEN l.attributes = '{}'::jsonb
          AND g.canonical IS NOT NULL
