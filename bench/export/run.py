@@ -16,7 +16,8 @@ whose Croissant reads the stored reports. That setup is not timed; the export is
 
 Measured, each in its own process so that peak memory (``ru_maxrss``) is its own, on the same
 labels in the same run, labels only (no image files on either side), wall and CPU time (user +
-system of the child, threads included):
+system of the child, threads included) and, for ours, the CPU time of its PostgreSQL backends over the
+child's life (start-up queries included; read from /proc, a local server only: "server" in the lines):
 
 - **ours**: ``marketplace.exports.packaging.build_archive`` for coco, yolo (``yolo_task=detect``, what
   datumaro's YOLO writes) and voc: the labels streamed from PostgreSQL through the writer into a
@@ -45,6 +46,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -314,18 +316,67 @@ def child_datumaro(annotation_root: str, format: str, out: str) -> dict:
     return {"seconds": elapsed, "cpu_seconds": cpu, "peak_mb": _peak_mb(), "bytes": size}
 
 
+class _ServerCPU:
+    """CPU seconds the PostgreSQL backends of one database used meanwhile (a local server only: /proc).
+
+    Sampled every 20 ms from the parent, so that it counts the same for any checkout's child (``--before``
+    runs another checkout's run.py); a backend that ends between two samples loses at most that much.
+    The scratch database has no other client during a measured child.
+    """
+
+    def __init__(self, database: str):
+        self.marker = f" {database} ".encode()
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _sample(self, into: dict[str, float]) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                cmd = cmdline.read_bytes()
+                if not cmd.startswith(b"postgres: ") or self.marker not in cmd:
+                    continue
+                fields = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            into[cmdline.parent.name] = (int(fields[11]) + int(fields[12])) / tick
+
+    def _watch(self) -> None:
+        while not self.stop.wait(0.02):
+            self._sample(self.last)
+
+    def __enter__(self):
+        self._sample(self.first)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self._sample(self.last)
+
+    def seconds(self) -> float:
+        return sum(cpu - self.first.get(pid, 0.0) for pid, cpu in self.last.items())
+
+
 def _run_child(kind: str, args: list[str], env: dict, root: Path = ROOT) -> dict:
-    out = subprocess.run(
-        [sys.executable, str(root / "bench" / "export" / "run.py"), f"--child={kind}", *args],
-        cwd=root,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-    )
+    database = urlsplit(env.get("DATABASE_URL", "")).path.lstrip("/")
+    with _ServerCPU(database) as server:
+        out = subprocess.run(
+            [sys.executable, str(root / "bench" / "export" / "run.py"), f"--child={kind}", *args],
+            cwd=root,
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+        )
     if out.returncode:
         raise SystemExit(f"{kind} {args} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["server_cpu_seconds"] = server.seconds()
+    return result
 
 
 # --------------------------------------------------------------------------- main
@@ -383,7 +434,8 @@ def main() -> int:
 
 
 def _line(name: str, run: dict) -> str:
-    return f"{name} {run['seconds']:.1f} s ({run['cpu_seconds']:.1f} s CPU) / {run['peak_mb']:.0f} MB"
+    server = f" + {run['server_cpu_seconds']:.2f} s server" if run.get("server_cpu_seconds") else ""
+    return f"{name} {run['seconds']:.1f} s ({run['cpu_seconds']:.2f} s CPU{server}) / {run['peak_mb']:.0f} MB"
 
 
 def _measure(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from .notes import notes_markdown
 from .records import (
     PROVENANCE_COLUMNS,
     Progress,
+    ProvenanceRows,
     Selection,
     category_defs,
     iter_items,
@@ -76,7 +76,7 @@ def build_archive(
         image_source = open_image if options.get("include_images", True) else None
         sink = ZipSink(fileobj)
         with DeflatingSpool() as prov_file:
-            writer = csv.writer(prov_file)
+            writer = ProvenanceRows(prov_file)
             writer.writerow(PROVENANCE_COLUMNS)
             # COCO takes plain polygon labels as rows (coco_writer.POLYGON_ROW), spliced from their stored
             # text; only on PostgreSQL, whose ``json`` column gives that text back as ingest wrote it.

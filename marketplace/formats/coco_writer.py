@@ -148,7 +148,8 @@ POLYGON_ROW = (
 
 
 # What a stored polygons part holds: numbers, commas, brackets, and the spaces of a database's output.
-_NUMBER_TEXT = str.maketrans("", "", "0123456789.,-+eE[] ")
+# Deleted by bytes.translate (a table in C); str.translate looks each character up in a dict, 3x slower.
+_NUMBER_TEXT = b"0123456789.,-+eE[] "
 
 
 def polygons_fragment(text: str | None, polygons: list) -> orjson.Fragment | None:
@@ -174,9 +175,11 @@ def polygons_fragment(text: str | None, polygons: list) -> orjson.Fragment | Non
     if end == -1:
         return None
     part = text[start : end + 2]
-    if part.translate(_NUMBER_TEXT) or part.count("[") != len(polygons) + 1:
+    if part.count("[") != len(polygons) + 1 or not part.isascii():
         return None
-    return orjson.Fragment(part.replace(" ", ""))
+    if part.encode().translate(None, _NUMBER_TEXT):
+        return None
+    return orjson.Fragment(part.replace(" ", "") if " " in part else part)
 
 
 def ring_area(ring: list[float]) -> float:
@@ -475,12 +478,14 @@ class _Writer:
             model_version,
         ) = row
         polygons = g["polygons"]
+        # One ring (most polygons): its area alone is the sum's, bit for bit (0 + a is a).
+        area = ring_area(polygons[0]) if len(polygons) == 1 else sum(ring_area(ring) for ring in polygons)
         ann = {
             "id": self.next_annotation,
             "image_id": image_id,
             "category_id": self.ids[category],
             "bbox": [float(v) for v in g["bbox"]],
-            "area": sum(ring_area(ring) for ring in polygons),
+            "area": area,
             "iscrowd": 1 if iscrowd else 0,
             "segmentation": polygons_fragment(text, polygons) or [list(ring) for ring in polygons],
         }

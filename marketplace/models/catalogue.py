@@ -623,12 +623,20 @@ class Label(VersionContent):
         ]
         # Each index costs every ingested label row (issue 13), so only what queries need:
         # - by version: the unique (version, uid); a version's candidates (is_final false, the few):
-        #   label_candidates; a class of a version: the category's own index (a class is one version's).
+        #   label_candidates; a class of a version: the category's own index (a class is one version's);
+        #   a version's classification labels (the few): label_classifications.
         # - annotator and guideline version: only the rows that have one (PROTECT's checks on delete,
         #   the guideline's delete trigger).
         indexes = [
             models.Index(fields=["uid"]),
             models.Index(fields=["version"], condition=Q(is_final=False), name="label_candidates"),
+            # Whether a version has a classification label (the COCO export asks before it begins its
+            # files: exports._items_first): the few that are, not a scan of the version's labels.
+            models.Index(
+                fields=["version"],
+                condition=Q(geometry_type=fmt.CLASSIFICATION),
+                name="label_classifications",
+            ),
             models.Index(
                 fields=["annotator"], condition=Q(annotator__isnull=False), name="label_annotator_set"
             ),

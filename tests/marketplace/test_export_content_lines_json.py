@@ -32,6 +32,9 @@ BUILT = [  # stored text the statement writes itself, each in the rule's bytes o
     '{"bbox":[0,1,2,3] }',  # whitespace
     '{"bbox":[0,1,\n2,3]}',
     '{"bbox":[-0.0,2,3,4]}',  # numeric has no negative zero: 0.0, as the rule writes it
+    '{"bbox":[0, 1 ,2,3] }',  # taken as stored, its spaces removed (STORED_GEOMETRY_SQL)
+    '{"bbox":{"polygons":[1]}}',
+    '{"bbox": [9.81, 6.33], "polygons": [[14.92, 9.5, 15.36, 10.36], [1, 2, 3, 4]]}',
 ]
 LEFT_TO_PYTHON = [  # each must not be written by the statement
     '{"bbox":[16.93,1.87,7.32,7.01],"keypoints":[0,0,0,24.17,7.27,2],"polygons":[[24.25,5.16,23.41,6.41,1,2]]}',
