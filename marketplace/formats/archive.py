@@ -469,11 +469,14 @@ class _Directory:
             header = self._bytes(record, zipfile.sizeCentralDir)
             flags = header[8] | header[9] << 8
             raw = self._bytes(record + zipfile.sizeCentralDir, header[28] | header[29] << 8)
-        name = (
-            raw.decode("utf-8")
-            if flags & zipfile._MASK_UTF_FILENAME
-            else raw.decode(self._encoding or "cp437")
-        )
+        if raw.isascii() and self._encoding is None:
+            # The usual name, in ASCII: the same text in UTF-8 and cp437, decoded without cp437's
+            # Python-level codec (~0.4 us a name; a name is read back per label, twice).
+            name = raw.decode("ascii")
+        elif flags & zipfile._MASK_UTF_FILENAME:
+            name = raw.decode("utf-8")
+        else:
+            name = raw.decode(self._encoding or "cp437")
         if "\x00" in name:
             name = name[: name.find("\x00")]
         if os.sep != "/" and os.sep in name:
