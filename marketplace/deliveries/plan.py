@@ -49,6 +49,7 @@ from .report import (
     _aware,
     label_uid,
     normalise_split,
+    uuid_of_int,
 )
 from .schema import CategorySpec, merge_attribute_specs, merge_schema
 
@@ -190,27 +191,15 @@ class LabelSpool(Spool):
         super().add((uid.int, position, *label))
 
     def batches(self) -> Iterator[list]:
-        make_uid, make_row = _spooled_uid, LabelRow._make
+        make_uid, make_row = uuid_of_int, LabelRow._make
         for batch in super().batches():
             yield [(make_uid(t[0]), make_row(t[2:])) for t in batch]
 
     def batches_with_positions(self) -> Iterator[list]:
         """``batches()`` as ``(uid, LabelRow, position)`` triples."""
-        make_uid, make_row = _spooled_uid, LabelRow._make
+        make_uid, make_row = uuid_of_int, LabelRow._make
         for batch in super().batches():
             yield [(make_uid(t[0]), make_row(t[2:]), t[1]) for t in batch]
-
-
-_new_object, _set_slot = object.__new__, object.__setattr__
-
-
-def _spooled_uid(value: int) -> uuid.UUID:
-    """``uuid.UUID(int=value)`` for a spooled ``uid.int``, without the constructor's checks of its
-    arguments (0.9 -> 0.45 us a label, per reading of the spool): the value is a UUID's own ``int``."""
-    uid = _new_object(uuid.UUID)
-    _set_slot(uid, "int", value)
-    _set_slot(uid, "is_safe", uuid.SafeUUID.unknown)
-    return uid
 
 
 # --------------------------------------------------------------------------- validation
