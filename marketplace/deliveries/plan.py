@@ -49,6 +49,7 @@ from .report import (
     _aware,
     label_uid,
     normalise_split,
+    uuid_of_int,
 )
 from .schema import CategorySpec, merge_attribute_specs, merge_schema
 
@@ -175,21 +176,30 @@ class Spool:
 
 
 class LabelSpool(Spool):
-    """The label rows, ``(uid, LabelRow)`` pairs, spooled as plain tuples ``(uid.int, *row)``.
+    """The label rows, ``(uid, LabelRow)`` pairs, spooled as plain tuples ``(uid.int, position, *row)``.
 
     Pickling a UUID goes through its ``__getstate__`` (an Enum read per label) and a named tuple
     through its class: plain tuples of ints, strings and dicts cost half as much to write, marshal
     takes them (unless a row has a datetime), and the pairs come back from ``batches()`` as they went in.
+
+    ``position``: where the row's image is among the checked source's names (``Plan.numbering``), as
+    the label pass found it, or None; the writer finds the item's id by it (``batches_with_positions``).
     """
 
-    def add(self, row) -> None:
+    def add(self, row, position: int | None = None) -> None:
         uid, label = row
-        super().add((uid.int, *label))
+        super().add((uid.int, position, *label))
 
     def batches(self) -> Iterator[list]:
-        make_uid, make_row = uuid.UUID, LabelRow._make
+        make_uid, make_row = uuid_of_int, LabelRow._make
         for batch in super().batches():
-            yield [(make_uid(int=t[0]), make_row(t[1:])) for t in batch]
+            yield [(make_uid(t[0]), make_row(t[2:])) for t in batch]
+
+    def batches_with_positions(self) -> Iterator[list]:
+        """``batches()`` as ``(uid, LabelRow, position)`` triples."""
+        make_uid, make_row = uuid_of_int, LabelRow._make
+        for batch in super().batches():
+            yield [(make_uid(t[0]), make_row(t[2:]), t[1]) for t in batch]
 
 
 # --------------------------------------------------------------------------- validation
@@ -301,9 +311,10 @@ def validate_delivery(
         labels_in = _with_provenance(_provenance_references(format, parsed.labels), table, defaults, coverage)
         expected = max(items.count, 1) * 2
         for n, record in enumerate(labels_in, start=1):
+            packed, position = checked.sizes.find(record.item_key)
             row = _check_label(
                 record,
-                checked.sizes,
+                packed,
                 categories,
                 tally.guidelines,
                 tally.guideline_ids,
@@ -316,7 +327,14 @@ def validate_delivery(
                     45 + 40 * n / (n + expected), stage="checking labels", items=items.count, labels=n
                 )
             if row is not None:
-                tally.add(dataset_id=dataset.pk, record=record, row=row, labels=labels, report=report)
+                tally.add(
+                    dataset_id=dataset.pk,
+                    record=record,
+                    row=row,
+                    labels=labels,
+                    report=report,
+                    position=position,
+                )
         tally.report_unknown_guidelines(report)
         # The readers' own findings are complete once both streams are exhausted.
         report.extend(parsed.problems)
@@ -398,6 +416,13 @@ class _SizeTable:
     def _position(self, key) -> int | None:
         return self.source.position(key) if self.source is not None and isinstance(key, str) else None
 
+    def find(self, key) -> tuple[int | None, int | None]:
+        """``(self.get(key), where key is among the source's names)``: one look-up of the key."""
+        position = self._position(key)
+        if position is not None and self.dense[position]:
+            return int(self.dense[position]), position
+        return self.other.get(key), position
+
     def __setitem__(self, key: str, packed: int) -> None:
         position = self._position(key)
         if position is not None and 0 < packed < 2**63:
@@ -406,10 +431,7 @@ class _SizeTable:
             self.other[key] = packed
 
     def get(self, key: str) -> int | None:
-        position = self._position(key)
-        if position is not None and self.dense[position]:
-            return int(self.dense[position])
-        return self.other.get(key)
+        return self.find(key)[0]
 
     def __contains__(self, key: object) -> bool:
         return self.get(key) is not None  # type: ignore[arg-type]
@@ -564,8 +586,18 @@ class _LabelTally:
     seen_types: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     fresh_uids: FreshUids = field(default_factory=FreshUids)
 
-    def add(self, *, dataset_id: int, record: fmt.LabelRecord, row: LabelRow, labels: Spool, report: Report):
-        """Spool a checked label unless its source uid repeats one of the delivery's."""
+    def add(
+        self,
+        *,
+        dataset_id: int,
+        record: fmt.LabelRecord,
+        row: LabelRow,
+        labels: LabelSpool,
+        report: Report,
+        position: int | None = None,
+    ):
+        """Spool a checked label (``position``: its image's, see LabelSpool) unless its source uid
+        repeats one of the delivery's."""
         uid = label_uid(dataset_id, record.uid, self.fresh_uids)
         if record.uid:  # a fresh uuid4 never collides: only the source's own ids are remembered
             if uid in self.uids:
@@ -584,7 +616,7 @@ class _LabelTally:
             self.kinds[row.geometry_type] += 1
         else:
             self.candidates += 1
-        labels.add((uid, row))
+        labels.add((uid, row), position)
 
     def report_unknown_guidelines(self, report: Report) -> None:
         for tag, (where, count) in self.unknown_tags.items():
@@ -661,7 +693,7 @@ def _where(ref: str) -> dict:
 
 def _check_label(
     record: fmt.LabelRecord,
-    sizes: dict,
+    packed: int | None,
     categories: dict[str, CategorySpec],
     guidelines: dict[str, list[int]],
     guideline_ids: dict[str, int],
@@ -669,8 +701,10 @@ def _check_label(
     report: Report,
     rejected: set[str],
 ) -> LabelRow | None:
-    """One label's row, or None after reporting why it cannot be written."""
-    packed = sizes.get(record.item_key)
+    """One label's row, or None after reporting why it cannot be written.
+
+    ``packed``: its image's checked size (``_SizeTable.find``), None if the delivery has no such image.
+    """
     size = _unpack_size(packed) if packed is not None else None
     if size is None:
         if record.item_key not in rejected:

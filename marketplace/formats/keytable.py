@@ -110,6 +110,30 @@ class KeyTable:
                 value = int(self._dense[position]) if position is not None else _ABSENT
                 out.append(value if value != _ABSENT else self[key])
             return out
+        return self._values_by_hash(keys)
+
+    def values_at(self, positions: list[int | None], keys: list[str]) -> list[int]:
+        """``values_of(keys)``, given each key's position in the numbering (None: it has none).
+
+        The positions must be the numbering's own answers for these keys (``numbering.position(key)``,
+        taken earlier): ingest's label pass has them, and looking each name up again here -- its hash,
+        then its name read back from the archive's directory to compare -- cost ~2 us a label.
+        """
+        if not keys:
+            return []
+        if not self._in_dense:
+            return self.values_of(keys)
+        if len(positions) != len(keys):
+            raise ValueError(f"{len(positions)} positions for {len(keys)} keys")
+        if None in positions:
+            values = [int(self._dense[p]) if p is not None else _ABSENT for p in positions]
+        else:  # the usual batch: one numpy gather
+            values = self._dense[np.fromiter(positions, dtype=np.int64, count=len(positions))].tolist()
+        if _ABSENT in values:  # a key without a place in the numbering: kept with its text
+            return [v if v != _ABSENT else self[k] for k, v in zip(keys, values, strict=True)]
+        return values
+
+    def _values_by_hash(self, keys: list[str]) -> list[int]:
         wanted = np.fromiter((_hash(k) for k in keys), dtype=np.int64, count=len(keys))
         at = np.minimum(np.searchsorted(self._hashes, wanted, side="left"), max(len(self._hashes) - 1, 0))
         out = []

@@ -43,3 +43,22 @@ def test_fresh_uids_are_distinct_and_label_uid_uses_them_only_without_a_source_u
     own = "0b4b7a1e-8a3c-4e38-9f0e-2d2bd0c1f2a5"
     assert label_uid(1, own, fresh) == uuid.UUID(own)
     assert label_uid(1, "7", fresh) == uuid.uuid5(report.UID_NAMESPACE, "1:7")
+
+
+def test_a_uuid_made_from_its_int_is_uuids_own():
+    import pickle
+
+    for value in (0, 1, uuid.uuid4().int, (1 << 128) - 1):
+        made, real = report.uuid_of_int(value), uuid.UUID(int=value)
+        assert type(made) is uuid.UUID
+        assert (made, hash(made), str(made), repr(made), made.is_safe, made.bytes) == (
+            real,
+            hash(real),
+            str(real),
+            repr(real),
+            real.is_safe,
+            real.bytes,
+        )
+        assert pickle.loads(pickle.dumps(made)) == real  # noqa: S301 - our own bytes
+        with pytest.raises(TypeError):
+            made.int = 5  # immutable, as UUID's own

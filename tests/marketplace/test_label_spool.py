@@ -135,3 +135,25 @@ def test_a_batch_marshal_refuses_is_pickled_and_comes_back_the_same():
         spool.close()
     assert back == rows
     assert [_typed(r) for r in back] == [_typed(r) for r in rows]
+
+
+def test_a_spooled_uid_comes_back_as_a_whole_uuid():
+    """Rebuilt without UUID's constructor: every attribute, pickling, hashing and text as the original's."""
+    import pickle
+
+    uid = label_uid(7, None)
+    spool = LabelSpool()
+    try:
+        spool.add((uid, _row(1)))
+        ((back, _),) = next(iter(spool.batches()))
+    finally:
+        spool.close()
+    assert (back, hash(back), str(back), back.is_safe, back.version) == (
+        uid,
+        hash(uid),
+        str(uid),
+        uid.is_safe,
+        uid.version,
+    )
+    assert pickle.loads(pickle.dumps(back)) == uid  # noqa: S301 - our own bytes
+    assert {back: 1}[uid] == 1
