@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import array
 import bisect
+import contextlib
 import io
 import json
 import lzma
@@ -386,45 +387,67 @@ class _Directory:
 
     An open archive keeps only where each listed entry's record starts (4 bytes an entry below 4 GiB of
     directory) and reads its name and numbers again when asked: a held index of names and numbers was
-    about 100 bytes an entry, 50 MB at 500,000 images, for the whole ingest. The blocks read last are
-    kept: the whole directory up to ``_CACHED`` bytes (8 MiB, about 80,000 entries), else that much of
-    it. Labels ask for images in no particular order: with 1 MiB kept, a 50,000-image delivery read a
-    64 KB block again for most of its 500,000 labels (993,258 reads, ~30 s of its ingest).
+    about 100 bytes an entry, 50 MB at 500,000 images, for the whole ingest. A directory of up to
+    ``_CACHED`` bytes (8 MiB, about 80,000 entries) is kept whole once read: labels ask for images in
+    no particular order, and with 1 MiB of 64 KB blocks kept a 50,000-image delivery read a block again
+    for most of its 500,000 labels (993,258 reads, ~30 s of its ingest). A larger one keeps a few
+    blocks (``_BLOCKS``), for walks in order (``filename(walk=True)``: the names, one after the other);
+    an entry looked up out of order whose block is not kept is read alone (its record, one ``pread``):
+    keeping 8 MiB of a 35 MB directory held that much more at ten times the images and still read a
+    64 KB block again for three look-ups in four.
     """
 
     _BLOCK = 64 * 1024
     _BLOCKS = 16  # at the least
     _CACHED = 8 * 2**20
     _NAMES = 1024
+    _NAME_GUESS = 256  # a record read alone: its fixed part and this much of its name, in one read
 
     def __init__(self, zf: zipfile.ZipFile):
         self._zip = zf
         self._start, self._size = zf.start_dir, zf.size_cd  # type: ignore[attr-defined]
         self._concat, self._encoding = zf.concat, zf.metadata_encoding  # type: ignore[attr-defined]
         self._blocks: dict[int, bytes] = {}
-        self._kept = max(self._BLOCKS, min(-(-self._size // self._BLOCK), self._CACHED // self._BLOCK))
+        self._whole = self._size <= self._CACHED
+        self._kept = max(self._BLOCKS, -(-self._size // self._BLOCK)) if self._whole else self._BLOCKS
         self._names: dict[int, str] = {}
         self._lock = threading.Lock()
+        # A file of the OS (a path opened by zipfile, a temporary file) is read with pread; any other
+        # file object (BytesIO, a wrapper whose descriptor is not its bytes) by seek and read, locked.
+        self._fd: int | None = None
+        if isinstance(zf.fp, (io.FileIO, io.BufferedReader, io.BufferedRandom)):
+            with contextlib.suppress(OSError):  # io.UnsupportedOperation: a buffer over BytesIO
+                self._fd = zf.fp.fileno()
 
     def _block(self, number: int) -> bytes:
         block = self._blocks.get(number)  # (one dict look-up: atomic; the lock guards eviction)
         if block is not None:
             return block
         start = number * self._BLOCK
-        zf = self._zip
-        if zf.fp is None:
-            raise ValueError("the archive is closed")
-        with zf._lock:  # zipfile's own: its entry readers seek the same file object under it
-            zf.fp.seek(self._start + start)
-            block = zf.fp.read(max(0, min(self._BLOCK, self._size - start)))
+        block = self._read(start, self._BLOCK)
         with self._lock:
             if len(self._blocks) >= self._kept:
                 del self._blocks[next(iter(self._blocks))]
             self._blocks[number] = block
         return block
 
-    def _bytes(self, offset: int, n: int) -> bytes:
+    def _read(self, offset: int, n: int) -> bytes:
+        """``n`` bytes of the directory from ``offset`` (fewer at its end), read from the file, not kept."""
+        n = max(0, min(n, self._size - offset))
+        zf = self._zip
+        if zf.fp is None:
+            raise ValueError("the archive is closed")
+        if self._fd is not None:
+            # pread moves no file position: zipfile's entry readers seek the same file object.
+            return os.pread(self._fd, n, self._start + offset)
+        with zf._lock:  # zipfile's own: its entry readers seek the same file object under it
+            zf.fp.seek(self._start + offset)
+            return zf.fp.read(n)
+
+    def _bytes(self, offset: int, n: int, *, walk: bool = True) -> bytes:
         first, last = offset // self._BLOCK, (offset + n - 1) // self._BLOCK
+        if not (walk or self._whole) and any(b not in self._blocks for b in range(first, last + 1)):
+            return self._read(offset, n)
         at = offset - first * self._BLOCK
         if first == last:
             return self._block(first)[at : at + n]
@@ -432,30 +455,35 @@ class _Directory:
 
     def info(self, record: int) -> zipfile.ZipInfo:
         """The entry whose record starts at ``record``, parsed as when the archive was opened."""
-        header = self._bytes(record, zipfile.sizeCentralDir)
+        header = self._bytes(record, zipfile.sizeCentralDir, walk=False)
         length = zipfile.sizeCentralDir + sum(struct.unpack_from("<HHH", header, 28))
-        data = io.BytesIO(self._bytes(record, length))
+        data = io.BytesIO(self._bytes(record, length, walk=False))
         info, _ = _parse_record(data.read, self._encoding, self._concat)
         return info
 
-    def filename(self, record: int) -> str:
+    def filename(self, record: int, *, walk: bool = False) -> str:
         """``info(record).filename`` without the rest of the entry (the hot path: a name per label).
 
         The names read last are remembered (``_NAMES``, ~100 bytes each): a delivery's labels come
-        image by image, so most ask for the name the label before asked for.
+        image by image, so most ask for the name the label before asked for. ``walk``: the caller
+        goes through the records in order (the blocks are read and kept).
         """
         names = self._names
         name = names.get(record)
         if name is None:
-            name = self._read_filename(record)
+            name = self._read_filename(record, walk)
             if len(names) >= self._NAMES:
                 names.clear()
             names[record] = name
         return name
 
-    def _read_filename(self, record: int) -> str:
+    def _read_filename(self, record: int, walk: bool) -> str:
         number, at = divmod(record, self._BLOCK)
-        block = self._block(number)
+        block = self._blocks.get(number)
+        if block is None:
+            if not (walk or self._whole):
+                return self._read_filename_alone(record)
+            block = self._block(number)
         start = at + zipfile.sizeCentralDir
         if start <= len(block):
             end = start + (block[at + 28] | block[at + 29] << 8)
@@ -463,12 +491,24 @@ class _Directory:
             raw = (
                 block[start:end]
                 if end <= len(block)
-                else self._bytes(record + zipfile.sizeCentralDir, end - start)
+                else self._bytes(record + zipfile.sizeCentralDir, end - start, walk=walk)
             )
         else:  # the record's header runs into the next block
-            header = self._bytes(record, zipfile.sizeCentralDir)
+            header = self._bytes(record, zipfile.sizeCentralDir, walk=walk)
             flags = header[8] | header[9] << 8
-            raw = self._bytes(record + zipfile.sizeCentralDir, header[28] | header[29] << 8)
+            raw = self._bytes(record + zipfile.sizeCentralDir, header[28] | header[29] << 8, walk=walk)
+        return self._decode_name(raw, flags)
+
+    def _read_filename_alone(self, record: int) -> str:
+        """The name of one record, read from the file with the record (no block read or kept)."""
+        fixed = zipfile.sizeCentralDir
+        data = self._read(record, fixed + self._NAME_GUESS)
+        length = data[28] | data[29] << 8
+        if fixed + length > len(data):
+            data = self._read(record, fixed + length)
+        return self._decode_name(data[fixed : fixed + length], data[8] | data[9] << 8)
+
+    def _decode_name(self, raw: bytes, flags: int) -> str:
         name = (
             raw.decode("utf-8")
             if flags & zipfile._MASK_UTF_FILENAME
@@ -942,7 +982,7 @@ class MemberNames(Sequence):
     def __iter__(self) -> Iterator[str]:
         name_of, records = self._source._directory.filename, self._source._records
         for record in _blocks(records):
-            yield name_of(record)
+            yield name_of(record, walk=True)
 
     def __contains__(self, name: object) -> bool:
         return name in self._source
