@@ -580,3 +580,24 @@ def test_a_yolo_export_with_its_croissant_metadata_is_detected_as_yolo():
         assert archive.detect_format(DirectorySource(root)) == "yolo"
         (Path(root) / "croissant.json").write_bytes(b'{"images": [], "annotations": [], "categories": []}')
         assert archive.detect_format(DirectorySource(root)) == "coco"
+
+
+def test_the_label_pass_does_not_hold_the_image_contents_table(dataset, media, run, monkeypatch):
+    # The duplicate-content table (~20 bytes an archive entry) was held through the label pass,
+    # where the read peaks at ten times the images; only its count is needed there.
+    from marketplace.deliveries import plan
+
+    checked_items = []
+    real = plan._check_items
+
+    def spied(*args, **kwargs):
+        checked_items.append(real(*args, **kwargs))
+        return checked_items[-1]
+
+    monkeypatch.setattr(plan, "_check_items", spied)
+    files = coco_files(n_images=3)
+    files["images/train/0001.jpg"] = files["images/train/0000.jpg"]
+    result = run(make_delivery(dataset, files))
+    assert result.ok and result.counts["duplicate_images"] == 1
+    (checked,) = checked_items
+    assert len(checked.seen_content) == 0 and checked.distinct == 2
