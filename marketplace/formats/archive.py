@@ -195,23 +195,25 @@ class MemberIndex:
     and reads a listed entry back from the file (:class:`_Directory`).
     """
 
-    def __init__(self):
+    def __init__(self, directory_size: int = 2**32):
+        # Offsets into a central directory below 4 GiB (and into its names, fewer bytes) in 4 bytes.
+        # "I": 4 bytes ("L" is 8 on 64-bit Linux).
+        within = "I" if directory_size < 2**32 else "Q"
         self._names = bytearray()  # orig_filename of each entry, UTF-8, one after the other
-        self._ends = array.array("Q")  # where each name ends in _names
+        self._ends = array.array(within)  # where each name ends in _names
         self.header_offset = array.array("Q")
         self.compress_size = array.array("Q")
         self.file_size = array.array("Q")
-        # "I": 4 bytes ("L" is 8 on 64-bit Linux); CRC-32 and the attributes are 32-bit fields.
-        self.crc = array.array("I")
-        self.external_attr = array.array("I")
+        self.external_attr = array.array("I")  # a 32-bit field
         self.flag_bits = array.array("H")
         self.compress_type = array.array("H")
         # Where each entry's record starts in the central directory: what a ZipSource keeps after the
         # checks, to read a listed entry's name and numbers back from the file (see _Directory).
-        self.record = array.array("Q")
+        self.record = array.array(within)
         self._released: int | None = None
         # Not kept: the entry's DOS time (read back only to check a password, and encrypted entries
-        # are refused), its extra field and comment (zipfile has applied the zip64 extra already).
+        # are refused), its CRC (checked by zipfile as an entry is read, from the record read back),
+        # its extra field and comment (zipfile has applied the zip64 extra already).
 
     def append(self, info: zipfile.ZipInfo, record: int = 0) -> None:
         """Keep one entry, and where its record starts in the central directory."""
@@ -221,7 +223,6 @@ class MemberIndex:
         self.header_offset.append(info.header_offset)
         self.compress_size.append(info.compress_size)
         self.file_size.append(info.file_size)
-        self.crc.append(info.CRC)
         self.external_attr.append(info.external_attr)
         self.flag_bits.append(info.flag_bits)
         self.compress_type.append(info.compress_type)
@@ -237,7 +238,7 @@ class MemberIndex:
         count = len(self)
         for field in ("_ends", "header_offset", "compress_size", "file_size", "record"):
             setattr(self, field, array.array("Q"))
-        for field in ("crc", "external_attr"):
+        for field in ("external_attr",):
             setattr(self, field, array.array("I"))
         for field in ("flag_bits", "compress_type"):
             setattr(self, field, array.array("H"))
@@ -281,7 +282,6 @@ class _IndexingZipFile(zipfile.ZipFile):
     """
 
     def _RealGetContents(self):  # noqa: N802 - zipfile's name
-        self.filelist = MemberIndex()  # type: ignore[assignment]
         self.NameToInfo = _NoNames()
         fp = self.fp
         try:
@@ -291,6 +291,7 @@ class _IndexingZipFile(zipfile.ZipFile):
         if not endrec:
             raise zipfile.BadZipFile("File is not a zip file")
         size_cd = endrec[zipfile._ECD_SIZE]
+        self.filelist = MemberIndex(size_cd)  # type: ignore[assignment]
         offset_cd = endrec[zipfile._ECD_OFFSET]
         self._comment = endrec[zipfile._ECD_COMMENT]
         # "concat" is zero, unless zip was concatenated to another file
@@ -658,7 +659,9 @@ def _check_zip(zf: zipfile.ZipFile, label: str, limits: ZipLimits, problems: Pro
 def _check_files_under_files(keys, dirs, first_file, name_of, key_of, problems: ProblemLog) -> None:
     """A regular file whose path continues under another regular file's name ("a" and "a/b")."""
     files = _narrow(np.flatnonzero(~dirs))
-    sorted_files = _narrow(files[np.argsort(keys[files], kind="stable")])
+    order = np.argsort(keys[files], kind="stable")
+    sorted_files = _narrow(files[order])
+    del order
     sorted_keys = keys[sorted_files]
 
     def file_with_key(key: str) -> int | None:
@@ -802,15 +805,17 @@ class ZipSource:
             dtype=bool,
             count=len(index),
         )
-        entries = np.flatnonzero(listed)
+        entries = _narrow(np.flatnonzero(listed))
+        del listed
         hashes = _hash_array((_hash(index.filename(i)) for i in _blocks(entries)), entries.size)
-        records = np.frombuffer(index.record, dtype=np.uint64)[entries] if entries.size else entries
-        self._records = records.astype(np.uint32) if self._zip.size_cd < 2**32 else records  # type: ignore[attr-defined]
-        del entries, records, listed
+        kept = np.uint32 if index.record.typecode == "I" else np.uint64
+        records = np.frombuffer(index.record, dtype=kept)[entries] if entries.size else entries
+        self._records = records.astype(np.uint32, copy=False) if self._zip.size_cd < 2**32 else records  # type: ignore[attr-defined]
+        del entries, records
+        index.release()  # before the sort: its temporaries and the index were held at once
         self._order = _narrow(np.argsort(hashes, kind="stable"))
         self._hashes = hashes[self._order]
         del hashes
-        index.release()
         self._directory = _Directory(self._zip)
         # The names name_at gave lately -> their positions: a reader names an image by its position
         # and ingest looks the name up again per label (a hash, a numpy search and a name read back

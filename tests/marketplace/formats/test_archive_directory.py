@@ -218,7 +218,9 @@ def test_opening_an_archive_peaks_well_below_its_whole_directory_and_index(monke
         peak = tracemalloc.get_traced_memory()[1] - before
     finally:
         tracemalloc.stop()
-    assert peak / count < 140
+    # Then (session 7) ~125 here: the index's CRCs and 8-byte record and name offsets, and the sort of
+    # the listed names' hashes while the index was still held.
+    assert peak / count < 118
 
 
 def test_names_asked_for_in_any_order_read_each_block_of_the_directory_once(monkeypatch):
