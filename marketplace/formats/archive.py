@@ -413,6 +413,7 @@ class _Directory:
         self._kept = max(self._BLOCKS, -(-self._size // self._BLOCK)) if self._whole else self._BLOCKS
         self._names: dict[int, str] = {}
         self._lock = threading.Lock()
+        self._last: dict[int, int] = {}  # thread -> the block its last look-up out of the kept ones was in
         # A file of the OS (a path opened by zipfile, a temporary file) is read with pread; any other
         # file object (BytesIO, a wrapper whose descriptor is not its bytes) by seek and read, locked.
         self._fd: int | None = None
@@ -445,9 +446,22 @@ class _Directory:
             zf.fp.seek(self._start + offset)
             return zf.fp.read(n)
 
+    def _walking(self, number: int) -> bool:
+        """Does this thread's look-up in block ``number`` follow its previous one (the same block or the
+        next)? Then the look-ups walk the directory after all (the image store opens the entries in
+        archive order): the block is read and kept, not each record alone."""
+        thread = threading.get_ident()
+        last = self._last.get(thread, -2)
+        self._last[thread] = number
+        return 0 <= number - last <= 1
+
     def _bytes(self, offset: int, n: int, *, walk: bool = True) -> bytes:
         first, last = offset // self._BLOCK, (offset + n - 1) // self._BLOCK
-        if not (walk or self._whole) and any(b not in self._blocks for b in range(first, last + 1)):
+        if (
+            not (walk or self._whole)
+            and any(b not in self._blocks for b in range(first, last + 1))
+            and not self._walking(first)
+        ):
             return self._read(offset, n)
         at = offset - first * self._BLOCK
         if first == last:
@@ -482,7 +496,7 @@ class _Directory:
         number, at = divmod(record, self._BLOCK)
         block = self._blocks.get(number)
         if block is None:
-            if not (walk or self._whole):
+            if not (walk or self._whole or self._walking(number)):
                 return self._read_filename_alone(record)
             block = self._block(number)
         start = at + zipfile.sizeCentralDir

@@ -278,3 +278,29 @@ def test_a_directory_larger_than_the_cache_is_read_record_by_record_out_of_order
             with source.open(name) as stream:
                 assert stream.read() == f"image {position}".encode()
             assert len(directory._blocks) <= 2  # the walk's blocks at most, never the look-ups'
+
+
+def test_entries_opened_in_archive_order_past_the_cache_read_the_directory_by_blocks(monkeypatch, tmp_path):
+    # The image store opens the entries one after the other: a record read alone for each (two reads
+    # an image) would cost more than the blocks that hold them.
+    monkeypatch.setattr(archive._Directory, "_BLOCK", 1024)
+    monkeypatch.setattr(archive._Directory, "_BLOCKS", 2)
+    monkeypatch.setattr(archive._Directory, "_CACHED", 8 * 1024)
+    count = 2_000
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
+        for i in range(count):
+            zf.writestr(f"images/train2017/{i:012d}.png", f"image {i}")
+    reads = []
+    real = archive._Directory._read
+
+    def counted(self, offset, n):
+        reads.append(n)
+        return real(self, offset, n)
+
+    with archive.ZipSource(tmp_path / "a.zip") as source:
+        monkeypatch.setattr(archive._Directory, "_read", counted)
+        for position in range(count):
+            name = source.name_at(position)
+            with source.open(name) as stream:
+                assert stream.read() == f"image {position}".encode()
+    assert len(reads) < count // 10  # ~150 blocks of 1 KB, not 4,000 records
