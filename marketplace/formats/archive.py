@@ -457,12 +457,11 @@ class _Directory:
 
     def _bytes(self, offset: int, n: int, *, walk: bool = True) -> bytes:
         first, last = offset // self._BLOCK, (offset + n - 1) // self._BLOCK
-        if (
-            not (walk or self._whole)
-            and any(b not in self._blocks for b in range(first, last + 1))
-            and not self._walking(first)
-        ):
-            return self._read(offset, n)
+        if not (walk or self._whole):
+            blocks = self._blocks
+            kept = first in blocks and (first == last or all(b in blocks for b in range(first + 1, last + 1)))
+            if not kept and not self._walking(first):
+                return self._read(offset, n)
         at = offset - first * self._BLOCK
         if first == last:
             return self._block(first)[at : at + n]
