@@ -49,7 +49,14 @@ from . import lineage
 from .archive import open_archive
 from .plan import Plan, parse_defaults, validate_delivery
 from .report import DeliveryFailed, IngestResult, Progress, Report
-from .write import StoreAlongside, _report_body, fewer_collections, store_delivery_files, write_version
+from .write import (
+    StoreAlongside,
+    _report_body,
+    fewer_collections,
+    release_freed_memory,
+    store_delivery_files,
+    write_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +132,7 @@ def ingest_delivery(*, delivery_id: int) -> IngestResult:
                 plan = validate_delivery(source=source, delivery=delivery, report=report, progress=progress)
             if report.has_errors:
                 raise DeliveryFailed
+            release_freed_memory()
             counts = {k: plan.counts[k] for k in ("items", "labels")}
             progress.set(80, stage="storing images and writing", force=True, **counts)
             # Files before rows: the images are stored in a thread while the rows are written, and the

@@ -9,12 +9,15 @@ are reused by the next run) and removed by ``manage.py sweep_orphan_blobs`` (del
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import functools
 import gc
 import hashlib
 import json
 import logging
 import os
+import platform
 import posixpath
 import re
 import secrets
@@ -340,6 +343,28 @@ def fewer_collections(young: int = 100_000) -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+def release_freed_memory() -> bool:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``); False elsewhere.
+
+    The read frees its per-image tables before the write, but glibc keeps freed memory in its heap
+    (past a large array freed, it serves arrays of up to that size from the heap, not from mmap), and
+    the write's own allocations then pile on top of it: at 500,000 images the write started 36 MB above
+    where it did at 50,000. ``malloc_trim(0)`` returns every whole free page, not only the heap's top.
+    """
+    libc = _glibc()
+    return bool(libc is not None and libc.malloc_trim(0) >= 0)
+
+
+@functools.cache
+def _glibc():
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
 
 
 @fewer_collections()

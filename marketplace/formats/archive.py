@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import array
 import bisect
+import contextlib
 import io
 import json
 import lzma
@@ -194,23 +195,25 @@ class MemberIndex:
     and reads a listed entry back from the file (:class:`_Directory`).
     """
 
-    def __init__(self):
+    def __init__(self, directory_size: int = 2**32):
+        # Offsets into a central directory below 4 GiB (and into its names, fewer bytes) in 4 bytes.
+        # "I": 4 bytes ("L" is 8 on 64-bit Linux).
+        within = "I" if directory_size < 2**32 else "Q"
         self._names = bytearray()  # orig_filename of each entry, UTF-8, one after the other
-        self._ends = array.array("Q")  # where each name ends in _names
+        self._ends = array.array(within)  # where each name ends in _names
         self.header_offset = array.array("Q")
         self.compress_size = array.array("Q")
         self.file_size = array.array("Q")
-        # "I": 4 bytes ("L" is 8 on 64-bit Linux); CRC-32 and the attributes are 32-bit fields.
-        self.crc = array.array("I")
-        self.external_attr = array.array("I")
+        self.external_attr = array.array("I")  # a 32-bit field
         self.flag_bits = array.array("H")
         self.compress_type = array.array("H")
         # Where each entry's record starts in the central directory: what a ZipSource keeps after the
         # checks, to read a listed entry's name and numbers back from the file (see _Directory).
-        self.record = array.array("Q")
+        self.record = array.array(within)
         self._released: int | None = None
         # Not kept: the entry's DOS time (read back only to check a password, and encrypted entries
-        # are refused), its extra field and comment (zipfile has applied the zip64 extra already).
+        # are refused), its CRC (checked by zipfile as an entry is read, from the record read back),
+        # its extra field and comment (zipfile has applied the zip64 extra already).
 
     def append(self, info: zipfile.ZipInfo, record: int = 0) -> None:
         """Keep one entry, and where its record starts in the central directory."""
@@ -220,7 +223,6 @@ class MemberIndex:
         self.header_offset.append(info.header_offset)
         self.compress_size.append(info.compress_size)
         self.file_size.append(info.file_size)
-        self.crc.append(info.CRC)
         self.external_attr.append(info.external_attr)
         self.flag_bits.append(info.flag_bits)
         self.compress_type.append(info.compress_type)
@@ -236,7 +238,7 @@ class MemberIndex:
         count = len(self)
         for field in ("_ends", "header_offset", "compress_size", "file_size", "record"):
             setattr(self, field, array.array("Q"))
-        for field in ("crc", "external_attr"):
+        for field in ("external_attr",):
             setattr(self, field, array.array("I"))
         for field in ("flag_bits", "compress_type"):
             setattr(self, field, array.array("H"))
@@ -280,7 +282,6 @@ class _IndexingZipFile(zipfile.ZipFile):
     """
 
     def _RealGetContents(self):  # noqa: N802 - zipfile's name
-        self.filelist = MemberIndex()  # type: ignore[assignment]
         self.NameToInfo = _NoNames()
         fp = self.fp
         try:
@@ -290,6 +291,7 @@ class _IndexingZipFile(zipfile.ZipFile):
         if not endrec:
             raise zipfile.BadZipFile("File is not a zip file")
         size_cd = endrec[zipfile._ECD_SIZE]
+        self.filelist = MemberIndex(size_cd)  # type: ignore[assignment]
         offset_cd = endrec[zipfile._ECD_OFFSET]
         self._comment = endrec[zipfile._ECD_COMMENT]
         # "concat" is zero, unless zip was concatenated to another file
@@ -386,45 +388,80 @@ class _Directory:
 
     An open archive keeps only where each listed entry's record starts (4 bytes an entry below 4 GiB of
     directory) and reads its name and numbers again when asked: a held index of names and numbers was
-    about 100 bytes an entry, 50 MB at 500,000 images, for the whole ingest. The blocks read last are
-    kept: the whole directory up to ``_CACHED`` bytes (8 MiB, about 80,000 entries), else that much of
-    it. Labels ask for images in no particular order: with 1 MiB kept, a 50,000-image delivery read a
-    64 KB block again for most of its 500,000 labels (993,258 reads, ~30 s of its ingest).
+    about 100 bytes an entry, 50 MB at 500,000 images, for the whole ingest. A directory of up to
+    ``_CACHED`` bytes (8 MiB, about 80,000 entries) is kept whole once read: labels ask for images in
+    no particular order, and with 1 MiB of 64 KB blocks kept a 50,000-image delivery read a block again
+    for most of its 500,000 labels (993,258 reads, ~30 s of its ingest). A larger one keeps a few
+    blocks (``_BLOCKS``), for walks in order (``filename(walk=True)``: the names, one after the other);
+    an entry looked up out of order whose block is not kept is read alone (its record, one ``pread``):
+    keeping 8 MiB of a 35 MB directory held that much more at ten times the images and still read a
+    64 KB block again for three look-ups in four.
     """
 
     _BLOCK = 64 * 1024
     _BLOCKS = 16  # at the least
     _CACHED = 8 * 2**20
     _NAMES = 1024
+    _NAME_GUESS = 256  # a record read alone: its fixed part and this much of its name, in one read
 
     def __init__(self, zf: zipfile.ZipFile):
         self._zip = zf
         self._start, self._size = zf.start_dir, zf.size_cd  # type: ignore[attr-defined]
         self._concat, self._encoding = zf.concat, zf.metadata_encoding  # type: ignore[attr-defined]
         self._blocks: dict[int, bytes] = {}
-        self._kept = max(self._BLOCKS, min(-(-self._size // self._BLOCK), self._CACHED // self._BLOCK))
+        self._whole = self._size <= self._CACHED
+        self._kept = max(self._BLOCKS, -(-self._size // self._BLOCK)) if self._whole else self._BLOCKS
         self._names: dict[int, str] = {}
         self._lock = threading.Lock()
+        self._last: dict[int, int] = {}  # thread -> the block its last look-up out of the kept ones was in
+        # A file of the OS (a path opened by zipfile, a temporary file) is read with pread; any other
+        # file object (BytesIO, a wrapper whose descriptor is not its bytes) by seek and read, locked.
+        self._fd: int | None = None
+        if isinstance(zf.fp, (io.FileIO, io.BufferedReader, io.BufferedRandom)):
+            with contextlib.suppress(OSError):  # io.UnsupportedOperation: a buffer over BytesIO
+                self._fd = zf.fp.fileno()
 
     def _block(self, number: int) -> bytes:
         block = self._blocks.get(number)  # (one dict look-up: atomic; the lock guards eviction)
         if block is not None:
             return block
         start = number * self._BLOCK
-        zf = self._zip
-        if zf.fp is None:
-            raise ValueError("the archive is closed")
-        with zf._lock:  # zipfile's own: its entry readers seek the same file object under it
-            zf.fp.seek(self._start + start)
-            block = zf.fp.read(max(0, min(self._BLOCK, self._size - start)))
+        block = self._read(start, self._BLOCK)
         with self._lock:
             if len(self._blocks) >= self._kept:
                 del self._blocks[next(iter(self._blocks))]
             self._blocks[number] = block
         return block
 
-    def _bytes(self, offset: int, n: int) -> bytes:
+    def _read(self, offset: int, n: int) -> bytes:
+        """``n`` bytes of the directory from ``offset`` (fewer at its end), read from the file, not kept."""
+        n = max(0, min(n, self._size - offset))
+        zf = self._zip
+        if zf.fp is None:
+            raise ValueError("the archive is closed")
+        if self._fd is not None:
+            # pread moves no file position: zipfile's entry readers seek the same file object.
+            return os.pread(self._fd, n, self._start + offset)
+        with zf._lock:  # zipfile's own: its entry readers seek the same file object under it
+            zf.fp.seek(self._start + offset)
+            return zf.fp.read(n)
+
+    def _walking(self, number: int) -> bool:
+        """Does this thread's look-up in block ``number`` follow its previous one (the same block or the
+        next)? Then the look-ups walk the directory after all (the image store opens the entries in
+        archive order): the block is read and kept, not each record alone."""
+        thread = threading.get_ident()
+        last = self._last.get(thread, -2)
+        self._last[thread] = number
+        return 0 <= number - last <= 1
+
+    def _bytes(self, offset: int, n: int, *, walk: bool = True) -> bytes:
         first, last = offset // self._BLOCK, (offset + n - 1) // self._BLOCK
+        if not (walk or self._whole):
+            blocks = self._blocks
+            kept = first in blocks and (first == last or all(b in blocks for b in range(first + 1, last + 1)))
+            if not kept and not self._walking(first):
+                return self._read(offset, n)
         at = offset - first * self._BLOCK
         if first == last:
             return self._block(first)[at : at + n]
@@ -432,30 +469,35 @@ class _Directory:
 
     def info(self, record: int) -> zipfile.ZipInfo:
         """The entry whose record starts at ``record``, parsed as when the archive was opened."""
-        header = self._bytes(record, zipfile.sizeCentralDir)
+        header = self._bytes(record, zipfile.sizeCentralDir, walk=False)
         length = zipfile.sizeCentralDir + sum(struct.unpack_from("<HHH", header, 28))
-        data = io.BytesIO(self._bytes(record, length))
+        data = io.BytesIO(self._bytes(record, length, walk=False))
         info, _ = _parse_record(data.read, self._encoding, self._concat)
         return info
 
-    def filename(self, record: int) -> str:
+    def filename(self, record: int, *, walk: bool = False) -> str:
         """``info(record).filename`` without the rest of the entry (the hot path: a name per label).
 
         The names read last are remembered (``_NAMES``, ~100 bytes each): a delivery's labels come
-        image by image, so most ask for the name the label before asked for.
+        image by image, so most ask for the name the label before asked for. ``walk``: the caller
+        goes through the records in order (the blocks are read and kept).
         """
         names = self._names
         name = names.get(record)
         if name is None:
-            name = self._read_filename(record)
+            name = self._read_filename(record, walk)
             if len(names) >= self._NAMES:
                 names.clear()
             names[record] = name
         return name
 
-    def _read_filename(self, record: int) -> str:
+    def _read_filename(self, record: int, walk: bool) -> str:
         number, at = divmod(record, self._BLOCK)
-        block = self._block(number)
+        block = self._blocks.get(number)
+        if block is None:
+            if not (walk or self._whole or self._walking(number)):
+                return self._read_filename_alone(record)
+            block = self._block(number)
         start = at + zipfile.sizeCentralDir
         if start <= len(block):
             end = start + (block[at + 28] | block[at + 29] << 8)
@@ -463,12 +505,24 @@ class _Directory:
             raw = (
                 block[start:end]
                 if end <= len(block)
-                else self._bytes(record + zipfile.sizeCentralDir, end - start)
+                else self._bytes(record + zipfile.sizeCentralDir, end - start, walk=walk)
             )
         else:  # the record's header runs into the next block
-            header = self._bytes(record, zipfile.sizeCentralDir)
+            header = self._bytes(record, zipfile.sizeCentralDir, walk=walk)
             flags = header[8] | header[9] << 8
-            raw = self._bytes(record + zipfile.sizeCentralDir, header[28] | header[29] << 8)
+            raw = self._bytes(record + zipfile.sizeCentralDir, header[28] | header[29] << 8, walk=walk)
+        return self._decode_name(raw, flags)
+
+    def _read_filename_alone(self, record: int) -> str:
+        """The name of one record, read from the file with the record (no block read or kept)."""
+        fixed = zipfile.sizeCentralDir
+        data = self._read(record, fixed + self._NAME_GUESS)
+        length = data[28] | data[29] << 8
+        if fixed + length > len(data):
+            data = self._read(record, fixed + length)
+        return self._decode_name(data[fixed : fixed + length], data[8] | data[9] << 8)
+
+    def _decode_name(self, raw: bytes, flags: int) -> str:
         if raw.isascii() and self._encoding is None:
             # The usual name, in ASCII: the same text in UTF-8 and cp437, decoded without cp437's
             # Python-level codec (~0.4 us a name; a name is read back per label, twice).
@@ -621,7 +675,9 @@ def _check_zip(zf: zipfile.ZipFile, label: str, limits: ZipLimits, problems: Pro
 def _check_files_under_files(keys, dirs, first_file, name_of, key_of, problems: ProblemLog) -> None:
     """A regular file whose path continues under another regular file's name ("a" and "a/b")."""
     files = _narrow(np.flatnonzero(~dirs))
-    sorted_files = _narrow(files[np.argsort(keys[files], kind="stable")])
+    order = np.argsort(keys[files], kind="stable")
+    sorted_files = _narrow(files[order])
+    del order
     sorted_keys = keys[sorted_files]
 
     def file_with_key(key: str) -> int | None:
@@ -765,15 +821,17 @@ class ZipSource:
             dtype=bool,
             count=len(index),
         )
-        entries = np.flatnonzero(listed)
+        entries = _narrow(np.flatnonzero(listed))
+        del listed
         hashes = _hash_array((_hash(index.filename(i)) for i in _blocks(entries)), entries.size)
-        records = np.frombuffer(index.record, dtype=np.uint64)[entries] if entries.size else entries
-        self._records = records.astype(np.uint32) if self._zip.size_cd < 2**32 else records  # type: ignore[attr-defined]
-        del entries, records, listed
+        kept = np.uint32 if index.record.typecode == "I" else np.uint64
+        records = np.frombuffer(index.record, dtype=kept)[entries] if entries.size else entries
+        self._records = records.astype(np.uint32, copy=False) if self._zip.size_cd < 2**32 else records  # type: ignore[attr-defined]
+        del entries, records
+        index.release()  # before the sort: its temporaries and the index were held at once
         self._order = _narrow(np.argsort(hashes, kind="stable"))
         self._hashes = hashes[self._order]
         del hashes
-        index.release()
         self._directory = _Directory(self._zip)
         # The names name_at gave lately -> their positions: a reader names an image by its position
         # and ingest looks the name up again per label (a hash, a numpy search and a name read back
@@ -955,7 +1013,7 @@ class MemberNames(Sequence):
     def __iter__(self) -> Iterator[str]:
         name_of, records = self._source._directory.filename, self._source._records
         for record in _blocks(records):
-            yield name_of(record)
+            yield name_of(record, walk=True)
 
     def __contains__(self, name: object) -> bool:
         return name in self._source

@@ -226,8 +226,9 @@ class _File:
     root: str
     doc: dict  # "images" and "annotations": lists, or streamed (coco_stream), walked again each time
     images: _ImageTable | None = None  # COCO image id -> _Image (None: missing file); set by the reader
-    # Positions in doc["images"] to yield, ascending: 4 bytes each, not a list of ints.
-    keep: array.array = field(default_factory=lambda: array.array("L"))
+    # Positions in doc["images"] to yield, ascending: 4 bytes each ("I"; "L" is 8 on 64-bit Linux),
+    # not a list of ints.
+    keep: array.array = field(default_factory=lambda: array.array("I"))
     classified: bool = False  # does a kept image hold "classifications"? (else no pass to find them)
 
 
@@ -991,6 +992,9 @@ def read_coco(
         reader.read_categories(f)
     for f in files:
         reader.index_images(f)
+    # Where each key was first declared is for index_images' duplicate check only: 8 bytes an archive
+    # entry not held through the label pass, where the read peaks at ten times the images.
+    reader.declared = None
     for f in files:
         reader.index_captions(f)
     return Parsed(

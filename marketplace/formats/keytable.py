@@ -30,14 +30,17 @@ class KeyTable:
         text = bytearray()
         ends, hashes, values = array.array("Q"), array.array("q"), array.array("q")
         self._numbering = numbering
-        self._dense = np.full(numbering.count() if numbering is not None else 0, _ABSENT, dtype=np.int64)
+        # Values by position, 4 bytes each as their distance from the first one (ids from a sequence:
+        # an ingest's item ids), widened to 8 once one does not fit (_ABSENT_32 / _ABSENT: no value).
+        self._dense = np.full(numbering.count() if numbering is not None else 0, _ABSENT_32, dtype=np.uint32)
+        self._base: int | None = None
         self._in_dense = 0
         for key, value in pairs:
             position = numbering.position(key) if numbering is not None else None
             if position is not None and value != _ABSENT:
-                if self._dense[position] != _ABSENT:
+                if self._dense_at(position) is not None:
                     raise ValueError(f"key {key!r} given twice")
-                self._dense[position] = value
+                self._put(position, value)
                 self._in_dense += 1
                 continue
             text += key.encode("utf-8", "surrogatepass")
@@ -54,6 +57,27 @@ class KeyTable:
 
     def __len__(self) -> int:
         return len(self._values) + self._in_dense
+
+    def _put(self, position: int, value: int) -> None:
+        if self._dense.dtype == np.uint32:
+            if self._base is None:
+                self._base = value
+            if 0 <= value - self._base < _ABSENT_32:
+                self._dense[position] = value - self._base
+                return
+            wide = self._dense.astype(np.int64)
+            absent = self._dense == _ABSENT_32
+            wide += self._base if self._base is not None else 0
+            wide[absent] = _ABSENT
+            self._dense = wide
+        self._dense[position] = value
+
+    def _dense_at(self, position: int) -> int | None:
+        """The value kept for a position, or None."""
+        value = int(self._dense[position])
+        if self._dense.dtype == np.uint32:
+            return None if value == _ABSENT_32 else value + self._base
+        return None if value == _ABSENT else value
 
     def _key(self, i: int) -> str:
         start = int(self._ends[i - 1]) if i else 0
@@ -75,8 +99,7 @@ class KeyTable:
         position = self._numbering.position(key)
         if position is None:
             return None
-        value = int(self._dense[position])
-        return None if value == _ABSENT else value
+        return self._dense_at(position)
 
     def get(self, key: str, default=None):
         if not isinstance(key, str):
@@ -105,10 +128,13 @@ class KeyTable:
             # one by one (a delivery's label names an image the archive has, or it was refused).
             positions = getattr(self._numbering, "positions", None)
             found = positions(keys) if positions is not None else [self._numbering.position(k) for k in keys]
+            dense, base, absent = self._dense, 0, _ABSENT
+            if dense.dtype == np.uint32:
+                base, absent = self._base, _ABSENT_32
             out = []
             for key, position in zip(keys, found, strict=True):
-                value = int(self._dense[position]) if position is not None else _ABSENT
-                out.append(value if value != _ABSENT else self[key])
+                value = int(dense[position]) if position is not None else absent
+                out.append(value + base if value != absent else self[key])
             return out
         return self._values_by_hash(keys)
 
@@ -125,13 +151,16 @@ class KeyTable:
             return self.values_of(keys)
         if len(positions) != len(keys):
             raise ValueError(f"{len(positions)} positions for {len(keys)} keys")
-        if None in positions:
-            values = [int(self._dense[p]) if p is not None else _ABSENT for p in positions]
-        else:  # the usual batch: one numpy gather
-            values = self._dense[np.fromiter(positions, dtype=np.int64, count=len(positions))].tolist()
-        if _ABSENT in values:  # a key without a place in the numbering: kept with its text
-            return [v if v != _ABSENT else self[k] for k, v in zip(keys, values, strict=True)]
-        return values
+        dense, base, absent = self._dense, 0, _ABSENT
+        if dense.dtype == np.uint32:  # distances from the first value (see _put)
+            base, absent = self._base, _ABSENT_32
+        if None not in positions:  # the usual batch: one numpy gather
+            gathered = dense[np.fromiter(positions, dtype=np.int64, count=len(positions))]
+            if not (gathered == absent).any():
+                return (gathered.astype(np.int64) + base).tolist() if base else gathered.tolist()
+        values = [int(dense[p]) if p is not None else absent for p in positions]
+        # A key without a place in the numbering, or without a value there: kept with its text.
+        return [v + base if v != absent else self[k] for k, v in zip(keys, values, strict=True)]
 
     def _values_by_hash(self, keys: list[str]) -> list[int]:
         wanted = np.fromiter((_hash(k) for k in keys), dtype=np.int64, count=len(keys))
@@ -148,6 +177,7 @@ class KeyTable:
 
 # The dense table's "no value here": a value equal to it is kept with the unnumbered keys.
 _ABSENT = np.iinfo(np.int64).min
+_ABSENT_32 = np.iinfo(np.uint32).max  # the same in the 4-byte table (distances from the first value)
 
 
 class FirstByDigest:

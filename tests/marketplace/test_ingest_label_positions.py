@@ -80,6 +80,15 @@ def test_values_at_answers_as_values_of_with_and_without_positions():
         table.values_at([0], ["a.png", "c.png"])
     unnumbered = KeyTable([("a.png", 1), ("b.png", 2)])
     assert unnumbered.values_at([None, None], ["b.png", "a.png"]) == [2, 1]
+    # Values kept as 4-byte distances from the first one, and widened to 8 bytes past 2**32 - 1 away.
+    narrow = KeyTable([("c.png", 2**40 + 7), ("a.png", 2**40)], numbering=_Numbering(names))
+    assert (
+        narrow.values_at([0, 2], ["a.png", "c.png"])
+        == narrow.values_of(["a.png", "c.png"])
+        == [2**40, 2**40 + 7]
+    )
+    wide = KeyTable([("c.png", 5), ("a.png", 2**40)], numbering=_Numbering(names))
+    assert wide.values_at([2, 0], ["c.png", "a.png"]) == wide.values_of(["c.png", "a.png"]) == [5, 2**40]
 
 
 def test_the_label_spool_gives_back_each_rows_position():

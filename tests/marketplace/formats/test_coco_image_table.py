@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import pytest
@@ -80,3 +81,24 @@ def test_the_dense_table_never_grows_past_its_limit():
         table[iid] = coco._Image(_FILES[0], 4, 3)
         assert table.position.size <= table.limit
     assert table.get(table.limit - 1) == coco._Image(_FILES[0], 4, 3)
+
+
+def test_the_label_pass_holds_no_table_of_where_each_image_was_declared():
+    # At ten times the images the read peaks in the label pass: the duplicate-declaration table
+    # (8 bytes an archive entry) and 8-byte kept positions were held there, needed before it only.
+    doc = {
+        "images": [{"id": i + 1, "file_name": f"{i}.jpg", "width": 4, "height": 4} for i in range(6)],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+        "categories": [{"id": 1, "name": "a"}],
+    }
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name in _FILES:
+            zf.writestr(name, b"x")
+        zf.writestr("annotations/instances.json", json.dumps(doc))
+    parsed = coco.read_coco(ZipSource(io.BytesIO(buf.getvalue())))
+    reader = parsed.labels.gi_frame.f_locals["self"]
+    assert reader.declared is None
+    assert [f.keep.itemsize for f in reader.files] == [4]
+    assert [label.item_key for label in parsed.labels] == ["images/0.jpg"]
+    assert [item.key for item in parsed.items] == _FILES

@@ -81,6 +81,19 @@ def test_a_numbered_key_table_keeps_no_copy_of_a_numbered_key():
     assert table.values_of(names[::-3]) == list(range(99, -1, -3))
 
 
+def test_a_numbered_key_table_of_sequence_ids_keeps_4_bytes_a_position_until_one_does_not_fit():
+    # Item ids by position were 8 bytes each for the whole write: 4 MB at 500,000 images.
+    names = [f"images/{i:06d}.png" for i in range(1000)]
+    pairs = {n: 2**40 + 7 * i for i, n in enumerate(names)}
+    table = KeyTable(pairs.items(), numbering=_Numbering(names))
+    assert table._dense.itemsize == 4
+    assert table.values_of(names[::-7]) == [pairs[n] for n in names[::-7]]
+    pairs[names[-1]] = 2**40 - 1  # below the first value: widened, the same answers
+    table = KeyTable(pairs.items(), numbering=_Numbering(names))
+    assert table._dense.itemsize == 8
+    assert table.values_of(names) == list(pairs.values()) and len(table) == 1000
+
+
 @settings(max_examples=100, deadline=None)
 @given(pairs=st.dictionaries(_KEYS, st.integers(0, 10**6), max_size=30), probes=st.lists(_KEYS, max_size=10))
 def test_a_key_table_answers_as_a_dict_when_every_hash_collides(pairs, probes):
