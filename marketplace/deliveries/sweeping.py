@@ -2,12 +2,13 @@
 
 - **Orphan blobs.** Images are stored before the rows that refer to them commit (files before
   rows, deliveries.write), so a process killed in between, or a write that rolled back, leaves
-  blobs no Item refers to (nor a ContentPartFile: a failed publication's content files,
-  catalogue.content_files, are left the same way). They are harmless (the next run reuses the same bytes) and removed
-  here once older than ``BLOB_ORPHAN_GRACE_SECONDS``, which must exceed the longest ingest: a
-  blob younger than that may belong to a run that has not committed yet. While any delivery is
-  in flight the sweep does nothing (an ingest that started before the sweep may be about to
-  reuse an old orphan); each key is re-checked against the rows just before it is deleted.
+  blobs no Item refers to; a failed publication leaves its content files (catalogue.content_files)
+  with no ContentPartFile row the same way. They are harmless (the next run reuses the same bytes)
+  and removed here once older than ``BLOB_ORPHAN_GRACE_SECONDS``, which must exceed the longest
+  ingest or publication: a blob younger than that may belong to a run that has not committed yet.
+  While any delivery is in flight the sweep does nothing (an ingest that started before the sweep
+  may be about to reuse an old orphan); each key is re-checked against the rows just before it is
+  deleted.
 - **Stuck deliveries.** A delivery still ``pending``/``validating`` with no sign of life
   (``touched_at``, else ``created_at``) for ``DELIVERY_STUCK_AFTER`` seconds lost its task: it is
   re-queued once, and failed with the reason ``stuck`` if it is stuck again.
