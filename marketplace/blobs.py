@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -22,3 +23,12 @@ def put_blob(data: bytes, *, suffix: str) -> tuple[str, str]:
         if saved != key:
             default_storage.delete(saved)
     return key, sha
+
+
+def content_part_key(version_id: int, part: str) -> str:
+    """Where a published version's deflated ``content/<part>.jsonl`` goes: a new name each publication.
+
+    Under ``blobs/`` so that the orphan sweeper (deliveries.sweeping) removes one a failed publication
+    left; never reused, so no sweep can delete a blob a publication in progress has decided to keep.
+    """
+    return f"blobs/content/{version_id}/{part}-{secrets.token_hex(8)}.jsonl.deflate"

@@ -59,6 +59,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -432,31 +433,42 @@ class PartDigest:
         return {"count": self.count, "sha256": self._digest.hexdigest()}
 
 
-def compute_content(*, version: DatasetVersion, record: bool = False) -> dict:
+def compute_content(*, version: DatasetVersion, record: bool = False, files=None) -> dict:
     """Return ``{"content_rule", "content_hash", "parts"}`` of a version (rule 2), streaming every part.
 
     ``record=True`` also stores the row reference (ContentDigestBlock) that ``content_verification`` uses to
-    name a changed row; publication does that, inside its transaction.
+    name a changed row; publication does that, inside its transaction. ``files``: a sink (``open(name)``
+    as an export's) given each part's ``content/<part>.jsonl``, the bytes hashed here, each row's and
+    "\n", which are those ``write_archive_content`` writes; publication stores them
+    (``marketplace.catalogue.content_files``).
     """
     if record:
         ContentDigestBlock.objects.filter(version=version).delete()  # a retried publication of a draft
     parts = {}
     for part in PARTS:
-        digest = PartDigest()
-        block: list[str] = []
-        index = 0
-        for row in iter_rows(version, part):
-            d = row_digest(row)
-            digest.add(d)
-            if record:
-                block.append(f"{json.dumps(row['key'])}\t{d.hex()}\t{field_digests(part, row)}")
-                if len(block) == BLOCK_ROWS:
-                    _store_block(version, part, index, block)
-                    block, index = [], index + 1
-        if record and block:
-            _store_block(version, part, index, block)
-        parts[part] = digest.as_dict()
+        with files.open(f"content/{part}.jsonl") if files is not None else nullcontext() as out:
+            parts[part] = _compute_part(version, part, record=record, out=out)
     return {"content_rule": CONTENT_RULE, "content_hash": content_hash_of(parts), "parts": parts}
+
+
+def _compute_part(version: DatasetVersion, part: str, *, record: bool, out) -> dict:
+    digest = PartDigest()
+    block: list[str] = []
+    index = 0
+    for row in iter_rows(version, part):
+        data = canonical_json(row)
+        d = hashlib.sha256(data).digest()  # row_digest(row)
+        digest.add(d)
+        if out is not None:
+            out.write(data + b"\n")
+        if record:
+            block.append(f"{json.dumps(row['key'])}\t{d.hex()}\t{field_digests(part, row)}")
+            if len(block) == BLOCK_ROWS:
+                _store_block(version, part, index, block)
+                block, index = [], index + 1
+    if record and block:
+        _store_block(version, part, index, block)
+    return digest.as_dict()
 
 
 def _store_block(version, part, index, lines):

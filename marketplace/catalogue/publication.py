@@ -8,10 +8,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from governance import ledger
-from governance.ledger import content as ledger_content
 
 from ..models import Dataset, DatasetVersion
 from ..signals import version_published
+from .content_files import compute_and_store_content
 from .stats import compute_version_stats
 
 
@@ -38,7 +38,9 @@ def publish_version(
         check(version)
     # Content rule 2 (governance.ledger.content): every part a buyer and an auditor rely on, with a row
     # reference so that `ledger verify` can name a changed row. stats.compute_content_hash is rule 1.
-    content = ledger_content.compute_content(version=version, record=True)
+    # Each part's content/<part>.jsonl is stored too, deflated, as exports copy it (content_files): its
+    # blobs are written before this transaction commits, the rows recording them inside it.
+    content = compute_and_store_content(version=version, record=True)
     version.content_hash = content["content_hash"]
     version.stats = compute_version_stats(version=version)
     version.release_notes = release_notes or version.release_notes

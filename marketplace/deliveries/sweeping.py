@@ -2,11 +2,13 @@
 
 - **Orphan blobs.** Images are stored before the rows that refer to them commit (files before
   rows, deliveries.write), so a process killed in between, or a write that rolled back, leaves
-  blobs no Item refers to. They are harmless (the next run reuses the same bytes) and removed
-  here once older than ``BLOB_ORPHAN_GRACE_SECONDS``, which must exceed the longest ingest: a
-  blob younger than that may belong to a run that has not committed yet. While any delivery is
-  in flight the sweep does nothing (an ingest that started before the sweep may be about to
-  reuse an old orphan); each key is re-checked against the rows just before it is deleted.
+  blobs no Item refers to; a failed publication leaves its content files (catalogue.content_files)
+  with no ContentPartFile row the same way. They are harmless (the next run reuses the same bytes)
+  and removed here once older than ``BLOB_ORPHAN_GRACE_SECONDS``, which must exceed the longest
+  ingest or publication: a blob younger than that may belong to a run that has not committed yet.
+  While any delivery is in flight the sweep does nothing (an ingest that started before the sweep
+  may be about to reuse an old orphan); each key is re-checked against the rows just before it is
+  deleted.
 - **Stuck deliveries.** A delivery still ``pending``/``validating`` with no sign of life
   (``touched_at``, else ``created_at``) for ``DELIVERY_STUCK_AFTER`` seconds lost its task: it is
   re-queued once, and failed with the reason ``stuck`` if it is stuck again.
@@ -29,7 +31,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from ..models import Delivery, Item
+from ..models import ContentPartFile, Delivery, Item
 from .report import Report
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,14 @@ def _blob_names(storage, root: str = BLOB_ROOT) -> Iterator[str]:
         yield from _blob_names(storage, posixpath.join(root, folder))
 
 
+def _referenced(name: str) -> bool:
+    """Whether an Item's image or a published version's content file (catalogue.content_files) is there."""
+    return (
+        Item.objects.filter(storage_key=name).exists()
+        or ContentPartFile.objects.filter(storage_key=name).exists()
+    )
+
+
 def sweep_orphan_blobs(*, grace_seconds: int | None = None, now=None, storage=None) -> dict:
     """Delete blobs no Item refers to and older than the grace period; return what was done."""
     storage = storage or default_storage
@@ -61,13 +71,13 @@ def sweep_orphan_blobs(*, grace_seconds: int | None = None, now=None, storage=No
         return {"skipped": True, "in_flight": in_flight, "deleted": 0, "kept": 0}
     deleted = kept = 0
     for name in _blob_names(storage):
-        if Item.objects.filter(storage_key=name).exists():
+        if _referenced(name):
             kept += 1
             continue
         if storage.get_modified_time(name) > cutoff:
             kept += 1  # may belong to a run that has not committed yet
             continue
-        if Item.objects.filter(storage_key=name).exists():  # referenced meanwhile
+        if _referenced(name):  # referenced meanwhile
             kept += 1
             continue
         storage.delete(name)

@@ -11,6 +11,7 @@ from django.db import connection
 
 from governance.ledger import content as ledger_content
 
+from ..catalogue.content_files import stored_content_parts
 from ..catalogue.stats import canonical_json
 from ..formats import model as fmt
 from ..formats.coco_writer import write_coco
@@ -68,11 +69,14 @@ def build_archive(
     defs = category_defs(categories)
     notes = Notes()
     progress = Progress(export_id, selection.items().count())
-    # The labels' content rows, built by PostgreSQL on a connection of its own and deflated by that
-    # helper thread while this thread writes the format's files (content_lines, deflated_lines); read
-    # in turn at the end where that cannot be. provenance.csv is deflated as it is written, likewise.
+    # The content files stored at publication, copied as they are (catalogue.content_files). Else (a
+    # draft, a version published before them) the labels' content rows, built by PostgreSQL on a
+    # connection of its own and deflated by that helper thread while this thread writes the format's
+    # files (content_lines, deflated_lines); read in turn at the end where that cannot be.
+    # provenance.csv is deflated as it is written, likewise.
+    stored = stored_content_parts(version)
     with DeflatedLabelLines(version) as content_labels:
-        spooled = content_labels.start()
+        spooled = stored is None and content_labels.start()
         image_source = open_image if options.get("include_images", True) else None
         sink = ZipSink(fileobj)
         with DeflatingSpool() as prov_file:
@@ -158,8 +162,11 @@ def build_archive(
             "categories": list(options.get("categories") or []),
             "candidates": bool(options.get("candidates")),
         }
-        lines = content_labels.result() if spooled else label_lines(version)
-        ledger_content.write_archive_content(sink, version, selected, part_lines={"labels": lines})
+        if stored is not None:
+            part_lines = dict(stored)
+        else:
+            part_lines = {"labels": content_labels.result() if spooled else label_lines(version)}
+        ledger_content.write_archive_content(sink, version, selected, part_lines=part_lines)
     doc = _archive_croissant(version, format, sink.files, with_images=image_source is not None)
     sink.write("croissant.json", canonical_json(doc).encode())
     sink.write_manifest("MANIFEST.sha256")

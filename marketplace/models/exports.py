@@ -11,6 +11,7 @@ from .catalogue import DatasetVersion
 from .organisations import Organization
 
 __all__ = [
+    "ContentPartFile",
     "Download",
     "Export",
 ]
@@ -77,3 +78,31 @@ class Download(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} downloaded {self.export} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class ContentPartFile(models.Model):
+    """A published version's ``content/<part>.jsonl``, stored deflated at publication (catalogue.content_files).
+
+    The blob holds the bytes exactly as a zip entry holds them (raw deflate at the exports' level), so
+    an export copies it into the archive as is; ``size``, ``crc`` and ``sha256`` are those of the
+    inflated file (the zip entry's and the manifest's), ``deflated_sha256`` that of the blob itself,
+    which the export checks as it copies.
+    """
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="content_files")
+    part = models.CharField(max_length=16)
+    storage_key = models.CharField(max_length=255)
+    size = models.PositiveBigIntegerField()
+    crc = models.PositiveBigIntegerField(help_text="CRC-32 of the inflated bytes")
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the inflated bytes")
+    compressed_size = models.PositiveBigIntegerField()
+    deflated_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the stored (deflated) blob")
+
+    class Meta:
+        ordering = ["version", "part"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "part"], name="content_part_file_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version_id} content/{self.part}.jsonl"

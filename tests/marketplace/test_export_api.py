@@ -23,7 +23,7 @@ from marketplace import tasks
 from marketplace.exports import downloads as export_downloads
 from marketplace.exports import service as export_service
 from marketplace.licensing import service as licensing
-from marketplace.models import Download, Entitlement, Export, Offer, Role
+from marketplace.models import ContentPartFile, Download, Entitlement, Export, Offer, Role
 
 from .. import factories as f
 
@@ -342,7 +342,10 @@ def test_on_s3_the_export_is_stored_in_the_bucket_and_the_presigned_url_gives_th
     assert done["status"] == "ready", done
     export = Export.objects.get(pk=done["id"])
     listed = s3_storage["client"].list_objects_v2(Bucket=s3_storage["bucket"])["Contents"]
-    assert [o["Key"] for o in listed] == [export.file.name]
+    # Besides the export, the version's content files stored at publication, which the export copied.
+    content = ContentPartFile.objects.filter(version=published_version).values_list("storage_key", flat=True)
+    assert len(content) == 7
+    assert sorted(o["Key"] for o in listed) == sorted([export.file.name, *content])
     response = api_for(buyer).get(done["download_url"])
     assert response.status_code == 302
     presigned = response["Location"]
