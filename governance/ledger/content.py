@@ -456,7 +456,7 @@ def _compute_part(version: DatasetVersion, part: str, *, record: bool, out) -> d
     block: list[str] = []
     index = 0
     for row in iter_rows(version, part):
-        data = canonical_json(row)
+        data = canonical_json_finite(row)  # finite rows: the rule's bytes (see row_digest)
         d = hashlib.sha256(data).digest()  # row_digest(row)
         digest.add(d)
         if out is not None:
