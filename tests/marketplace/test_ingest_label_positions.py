@@ -81,7 +81,8 @@ def test_values_at_answers_as_values_of_with_and_without_positions():
     unnumbered = KeyTable([("a.png", 1), ("b.png", 2)])
     assert unnumbered.values_at([None, None], ["b.png", "a.png"]) == [2, 1]
     # Values kept as 4-byte distances from the first one, and widened to 8 bytes past 2**32 - 1 away.
-    narrow = KeyTable([("c.png", 2**40 + 7), ("a.png", 2**40)], numbering=_Numbering(names))
+    narrow = KeyTable([("a.png", 2**40), ("c.png", 2**40 + 7)], numbering=_Numbering(names))
+    assert narrow._dense.itemsize == 4
     assert (
         narrow.values_at([0, 2], ["a.png", "c.png"])
         == narrow.values_of(["a.png", "c.png"])
