@@ -1354,6 +1354,7 @@ def _check_nothing_missing(db, selection: dict, report: _LabelFailures) -> None:
 # matched there. Not checked: VOC's PNG masks (their objects' boxes are in the XML).
 
 DEFAULT_SPLIT_FOLDER = "default"
+SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}  # the writers' order of split folders (writing's)
 VOC_FLAGS = ("truncated", "difficult", "occluded")
 _VOC_ELEMENTS = frozenset({"name", "pose", *VOC_FLAGS, "bndbox", "part", "actions", "attributes"})
 _VOC_FIELDS = ("class", "box", "pose", "flags", "parts", "actions", "attributes", "elements")
@@ -2140,7 +2141,7 @@ def _check_yolo_settings(archive, db, pose_category: str | None, report: _LabelF
             row[0] or DEFAULT_SPLIT_FOLDER
             for row in db.execute("SELECT DISTINCT split FROM items WHERE done = 1")
         },
-        key=lambda name: ({"train": 0, "val": 1, "test": 2}.get(name, 9), name),
+        key=lambda name: (SPLIT_ORDER.get(name, 9), name),
     )
     train = [f"images/{s}" for s in order if s in ("train", "default")] or [f"images/{s}" for s in order]
     val = [f"images/{s}" for s in order if s == "val"] or train[:1]

@@ -395,10 +395,6 @@ _ROWS = {
 # --------------------------------------------------------------------------- hashing
 
 
-def row_bytes(row: dict) -> bytes:
-    return canonical_json(row)
-
-
 def row_digest(row: dict) -> bytes:
     """SHA-256 of a row of ``iter_rows``, whose values ``_plain`` made finite: the rule's bytes by
     ``canonical_json_finite`` (orjson; proven byte for byte in tests/governance/test_content_fast.py).
